@@ -1,0 +1,70 @@
+/**
+ * Typed errors of saga-commerce. Every error a client can cause is a MoleculerClientError
+ * with a stable `type` (API.md): the gateway maps `code` to the HTTP status as it is.
+ * A participant's refusal (4xx) is never retried by a saga; anything else may be.
+ */
+import { Errors } from "moleculer";
+
+const { MoleculerClientError, MoleculerRetryableError } = Errors;
+
+export type ErrorType =
+	| "VALIDATION_ERROR"
+	| "UNAUTHORIZED"
+	| "FORBIDDEN"
+	| "NOT_FOUND"
+	| "OUT_OF_STOCK"
+	| "EMAIL_TAKEN"
+	| "EMAIL_NOT_VERIFIED"
+	| "INVALID_TOKEN"
+	| "TOKEN_EXPIRED"
+	| "INVALID_CREDENTIALS"
+	| "CART_EMPTY"
+	| "CART_LOCKED"
+	| "INVALID_TRANSITION"
+	| "PENDING_ORDERS"
+	| "NAME_TAKEN"
+	| "CATEGORY_TOO_DEEP"
+	| "PRODUCT_INACTIVE"
+	| "NEGATIVE_STOCK"
+	| "EXCEEDS_RESERVED"
+	| "PAYMENT_DECLINED"
+	| "INSUFFICIENT_FUNDS"
+	| "UNSUPPORTED_CARD"
+	| "PAYMENT_NOT_FOUND"
+	| "IDEMPOTENCY_KEY_REUSED"
+	| "RATE_LIMITED";
+
+export function validationError(message: string, fields: Array<{ field: string; message: string; type?: string }>) {
+	return new MoleculerClientError(message, 422, "VALIDATION_ERROR", fields);
+}
+
+export function notFound(what: string, id?: string) {
+	return new MoleculerClientError(`${what} not found`, 404, "NOT_FOUND", id ? { id } : undefined);
+}
+
+export function conflict(type: ErrorType, message: string, data?: unknown) {
+	return new MoleculerClientError(message, 409, type, data);
+}
+
+export function unauthorized(message = "Authentication required", type: ErrorType = "UNAUTHORIZED") {
+	return new MoleculerClientError(message, 401, type);
+}
+
+export function forbidden(message = "Not allowed") {
+	return new MoleculerClientError(message, 403, "FORBIDDEN");
+}
+
+/** A payment refusal: 402 is the honest status for a declined card. */
+export function paymentRefused(type: "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "UNSUPPORTED_CARD", message: string) {
+	return new MoleculerClientError(message, 402, type);
+}
+
+/** A temporary failure worth retrying (a saga step retries it within its budget). */
+export function temporary(message: string, data?: unknown) {
+	return new MoleculerRetryableError(message, 503, "TEMPORARILY_UNAVAILABLE", data);
+}
+
+/** True when an error is the other side's refusal rather than a failure to answer. */
+export function isClientError(err: any): boolean {
+	return typeof err?.code === "number" && err.code >= 400 && err.code < 500;
+}

@@ -1,0 +1,95 @@
+/**
+ * One knex per process and database, shared by the services the process runs: PGlite has a
+ * single connection, and a pool per service would only multiply connections to Postgres.
+ * Each service reaches only its own schema through the db mixin.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import knexFactory, { Knex } from "knex";
+import { Settings } from "./settings";
+
+const shared = new Map<string, { knex: Knex; refs: number }>();
+
+function createKnex(s: Settings): Knex {
+	if (s.databaseUrl) {
+		return knexFactory({
+			client: "pg",
+			connection: s.databaseUrl,
+			pool: { min: 0, max: Number(process.env.DB_POOL_MAX ?? 10) }
+		});
+	}
+	fs.mkdirSync(s.dataDir, { recursive: true });
+	// eslint-disable-next-line @typescript-eslint/no-require-imports
+	const ClientPgLite = require("knex-pglite");
+	return knexFactory({ client: ClientPgLite, dialect: "postgres", connection: { filename: path.join(s.dataDir, "pglite") } });
+}
+
+export function acquireKnex(s: Settings): Knex {
+	const key = s.databaseUrl ?? `pglite:${s.dataDir}`;
+	let entry = shared.get(key);
+	if (!entry) {
+		entry = { knex: createKnex(s), refs: 0 };
+		shared.set(key, entry);
+	}
+	entry.refs++;
+	return entry.knex;
+}
+
+export async function releaseKnex(s: Settings): Promise<void> {
+	const key = s.databaseUrl ?? `pglite:${s.dataDir}`;
+	const entry = shared.get(key);
+	if (!entry) return;
+	if (--entry.refs <= 0) {
+		shared.delete(key);
+		await entry.knex.destroy();
+	}
+}
+
+interface MigrationModule {
+	up(knex: Knex, schema: string): Promise<void>;
+	down?(knex: Knex, schema: string): Promise<void>;
+}
+
+/** Migrations of one schema: the messaging tables every service has, then its own folder. */
+function migrationSource(service: string, schema: string): Knex.MigrationSource<string> {
+	const root = path.join(__dirname, "..", "migrations");
+	const files = [
+		...listMigrations(path.join(root, "common")).map(f => path.join("common", f)),
+		...listMigrations(path.join(root, service)).map(f => path.join(service, f))
+	];
+	return {
+		getMigrations: async () => files,
+		getMigrationName: f => f.replace(/\\/g, "/").replace(/\.[tj]s$/, ""),
+		getMigration: async f => {
+			// eslint-disable-next-line @typescript-eslint/no-require-imports
+			const mod: MigrationModule = require(path.join(root, f));
+			return {
+				up: (k: Knex) => mod.up(k, schema),
+				down: (k: Knex) => (mod.down ? mod.down(k, schema) : Promise.resolve())
+			};
+		}
+	};
+}
+
+function listMigrations(dir: string): string[] {
+	if (!fs.existsSync(dir)) return [];
+	return fs
+		.readdirSync(dir)
+		.filter(f => /^\d+.*\.(ts|js)$/.test(f) && !f.endsWith(".d.ts"))
+		.sort();
+}
+
+/** Creates the schema and runs its migrations; safe when several processes start at once. */
+export async function migrate(knex: Knex, service: string, schema: string): Promise<void> {
+	for (let attempt = 1; ; attempt++) {
+		try {
+			await knex.raw(`CREATE SCHEMA IF NOT EXISTS ??`, [schema]);
+			await knex.migrate.latest({ schemaName: schema, tableName: "knex_migrations", migrationSource: migrationSource(service, schema) });
+			return;
+		} catch (err: any) {
+			// Another process is creating the same schema or holds the migration lock.
+			if (attempt >= 20) throw err;
+			await new Promise(r => setTimeout(r, 100 * attempt));
+		}
+	}
+}

@@ -1,0 +1,123 @@
+/**
+ * Transactional outbox. `this.record(trx, …)` writes an event in the same transaction as the
+ * state change; once that commits, a relay publishes it — through RabbitMQ with publisher
+ * confirms when a transporter is configured, else through the in-process channels adapter —
+ * and marks the row sent only after the broker took it. A broker outage leaves rows unsent
+ * and the relay retries with backoff; rows claimed by a relay that died are taken over after
+ * the claim expires. Requires the db mixin.
+ */
+import type { Knex } from "knex";
+import type { ServiceSchema } from "moleculer";
+import { envelope, EventEnvelope, EventName } from "../contracts/events";
+import { acquirePublisher, AmqpPublisher, releasePublisher } from "./amqp-publisher";
+import type { DbMethods } from "./db.mixin";
+import { settings } from "./settings";
+import type { Ctx } from "./service";
+
+export interface OutboxMethods {
+	/** Writes an event to the outbox inside `trx`; it is published after commit. */
+	record(
+		trx: Knex.Transaction,
+		name: EventName,
+		aggregateId: string,
+		payload: Record<string, unknown>,
+		cause?: Ctx | EventEnvelope | null
+	): Promise<EventEnvelope>;
+	/** Asks the relay to publish now (call after a commit). */
+	flushOutbox(): void;
+}
+
+const BATCH = 200;
+const CLAIM_SECONDS = 30;
+const IDLE_POLL_MS = 500;
+
+export function OutboxMixin(): Partial<ServiceSchema> {
+	return {
+		created(this: any) {
+			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null };
+		},
+		async started(this: any) {
+			if (settings.transporter) this.outbox.publisher = acquirePublisher(settings.transporter, settings.namespace);
+			// The db mixin's migrations may still be running: the first pass waits for the service to be up.
+			this.outbox.timer = setTimeout(() => this.flushOutbox(), 50);
+		},
+		async stopped(this: any) {
+			this.outbox.stopped = true;
+			if (this.outbox.timer) clearTimeout(this.outbox.timer);
+			while (this.outbox.running) await new Promise(r => setTimeout(r, 10));
+			if (this.outbox.publisher) await releasePublisher();
+		},
+		methods: {
+			async record(this: DbMethods, trx: Knex.Transaction, name: EventName, aggregateId: string, payload: Record<string, unknown>, cause?: any) {
+				const correlationId = cause?.meta?.correlationId ?? cause?.correlation_id ?? null;
+				const causationId = cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null;
+				const env = envelope(name, aggregateId, payload, { correlationId, causationId });
+				await this.table("outbox", trx).insert({
+					event_id: env.event_id,
+					event_name: name,
+					aggregate_id: aggregateId,
+					envelope: JSON.stringify(env)
+				});
+				// Publish as soon as the transaction commits.
+				trx.executionPromise?.then(() => (this as any).flushOutbox()).catch(() => undefined);
+				return env;
+			},
+			flushOutbox(this: any) {
+				const ob = this.outbox;
+				if (ob.stopped) return;
+				if (ob.running) {
+					ob.again = true;
+					return;
+				}
+				if (ob.timer) clearTimeout(ob.timer);
+				ob.timer = null;
+				ob.running = true;
+				this.relayBatch()
+					.then((n: number) => {
+						ob.failures = 0;
+						return n;
+					})
+					.catch((err: any) => {
+						ob.failures++;
+						this.logger.warn(`Outbox relay failed (attempt ${ob.failures}): ${err.message}`);
+						return -1;
+					})
+					.then((n: number) => {
+						ob.running = false;
+						if (ob.stopped) return;
+						const full = n >= BATCH || ob.again;
+						ob.again = false;
+						const delay = n < 0 ? Math.min(10_000, 200 * 2 ** Math.min(ob.failures, 6)) : full ? 0 : IDLE_POLL_MS;
+						ob.timer = setTimeout(() => this.flushOutbox(), delay);
+					});
+			},
+			async relayBatch(this: any): Promise<number> {
+				const schema = this.schemaName;
+				const claimed = await this.knex.raw(
+					`UPDATE ??.outbox SET claimed_until = now() + interval '${CLAIM_SECONDS} seconds', attempts = attempts + 1
+					 WHERE id IN (SELECT id FROM ??.outbox WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+					              ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)
+					 RETURNING id, envelope`,
+					[schema, schema]
+				);
+				const rows: Array<{ id: string; envelope: any }> = claimed.rows ?? claimed;
+				if (rows.length === 0) return 0;
+				rows.sort((a, b) => Number(a.id) - Number(b.id));
+				const envelopes: EventEnvelope[] = rows.map(r => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope));
+				const ids = rows.map(r => r.id);
+				try {
+					if (this.outbox.publisher) {
+						await this.outbox.publisher.publish(envelopes);
+					} else {
+						for (const env of envelopes) await this.broker.sendToChannel(env.event_name, env);
+					}
+				} catch (err) {
+					await this.table("outbox").whereIn("id", ids).update({ claimed_until: null });
+					throw err;
+				}
+				await this.table("outbox").whereIn("id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null });
+				return rows.length;
+			}
+		}
+	};
+}

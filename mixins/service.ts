@@ -1,0 +1,66 @@
+/**
+ * A typed way to declare a service: the schema reads like its API (name, mixins, settings,
+ * actions with `rest` and joi `params`, channels), and `this` inside handlers knows the
+ * methods that the db and outbox mixins give.
+ */
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Schema as JoiSchema } from "joi";
+import type { EventEnvelope } from "../contracts/events";
+import type { DbMethods } from "./db.mixin";
+import type { OutboxMethods } from "./outbox.mixin";
+
+export interface AuthUser {
+	id: string;
+	role: "customer" | "admin";
+	email: string;
+}
+
+export interface Meta {
+	correlationId?: string;
+	user?: AuthUser;
+	sagaId?: string;
+	step?: string;
+	$statusCode?: number;
+	$responseHeaders?: Record<string, string>;
+	[key: string]: unknown;
+}
+
+export type Ctx<P = any> = Context<P, Meta>;
+
+export type ServiceThis<M = object, V = object> = Service & DbMethods & OutboxMethods & M & V;
+
+export interface ActionDef<T> {
+	/** REST alias hint for docs; the gateway keeps its own route table. */
+	rest?: string;
+	params?: JoiSchema;
+	visibility?: "published" | "public" | "protected" | "private";
+	timeout?: number;
+	handler(this: T, ctx: Ctx): any;
+}
+
+export interface ChannelDef<T> {
+	group?: string;
+	maxInFlight?: number;
+	maxRetries?: number;
+	handler(this: T, event: EventEnvelope<any>, raw?: unknown): Promise<void>;
+}
+
+export interface CommerceServiceSchema<M, V> {
+	name: string;
+	mixins?: Partial<ServiceSchema>[];
+	settings?: Record<string, any>;
+	dependencies?: string[];
+	actions?: Record<string, ActionDef<ServiceThis<M, V>>>;
+	channels?: Record<string, ChannelDef<ServiceThis<M, V>>>;
+	events?: Record<string, any>;
+	methods?: M & ThisType<ServiceThis<M, V>>;
+	created?(this: ServiceThis<M, V>): void;
+	started?(this: ServiceThis<M, V>): Promise<void>;
+	stopped?(this: ServiceThis<M, V>): Promise<void>;
+}
+
+export function defineService<M extends object = object, V extends object = object>(
+	schema: CommerceServiceSchema<M, V>
+): ServiceSchema {
+	return schema as unknown as ServiceSchema;
+}

@@ -1,0 +1,50 @@
+/**
+ * Every setting of the system, read once from the environment. No variable set means the
+ * embedded default: one process, local transport, PGlite under ./data, in-process saga store.
+ */
+import path from "node:path";
+
+export interface Settings {
+	transporter: string | null; // amqp://… or null for the local transport
+	databaseUrl: string | null; // postgres://… or null for PGlite
+	redisUrl: string | null; // redis://… or null for the in-process saga store
+	namespace: string; // Moleculer namespace; also prefixes channel exchanges and queues
+	schemaPrefix: string; // prefix of every service's Postgres schema
+	redisPrefix: string;
+	dataDir: string;
+	services: string[] | null; // SERVICES=a,b — null runs every service
+	port: number;
+	jwtSecret: string;
+	jwtExpiresIn: string;
+	adminEmail: string | null;
+	adminPassword: string | null;
+	logLevel: string;
+	nodeId: string | undefined;
+	checkoutWaitMs: number;
+	sagaRecoveryIntervalMs: number;
+}
+
+export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+	const embedded = !env.TRANSPORTER && !env.DATABASE_URL && !env.REDIS_URL;
+	return {
+		transporter: env.TRANSPORTER || null,
+		databaseUrl: env.DATABASE_URL || null,
+		redisUrl: env.REDIS_URL || null,
+		namespace: env.NAMESPACE ?? "",
+		schemaPrefix: env.SCHEMA_PREFIX ?? "",
+		redisPrefix: env.REDIS_PREFIX ?? "saga-commerce:",
+		dataDir: path.resolve(env.DATA_DIR ?? "data"),
+		services: env.SERVICES ? env.SERVICES.split(",").map(s => s.trim()).filter(Boolean) : null,
+		port: Number(env.PORT ?? 3000),
+		jwtSecret: env.JWT_SECRET ?? (embedded ? "embedded-development-secret-change-me" : ""),
+		jwtExpiresIn: env.JWT_EXPIRES_IN ?? "1h",
+		adminEmail: env.ADMIN_EMAIL ?? (embedded ? "admin@shop.local" : null),
+		adminPassword: env.ADMIN_PASSWORD ?? (embedded ? "admin-password" : null),
+		logLevel: env.LOG_LEVEL ?? "info",
+		nodeId: env.NODE_ID || undefined,
+		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
+		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000)
+	};
+}
+
+export const settings = readSettings();

@@ -1,0 +1,61 @@
+/**
+ * Broker configuration, read from the environment (mixins/settings.ts).
+ * Nothing set: one process, local transport, in-process channels, PGlite, in-process saga store.
+ * TRANSPORTER / DATABASE_URL / REDIS_URL set: the distributed system over RabbitMQ, Postgres, Redis.
+ */
+import type { BrokerOptions } from "moleculer";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
+import { JoiValidator } from "./mixins/joi-validator";
+import { settings, Settings } from "./mixins/settings";
+
+/** The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process. */
+export function channelsAdapter(s: Settings) {
+	if (!s.transporter) return { type: "Fake", options: { maxInFlight: 10 } };
+	return {
+		type: "AMQP",
+		options: {
+			amqp: {
+				url: s.transporter,
+				socketOptions: { noDelay: true },
+				publishAssertExchange: { enabled: true, exchangeOptions: {} },
+				queueOptions: { durable: true },
+				exchangeOptions: { durable: true }
+			},
+			maxInFlight: 20,
+			maxRetries: 5,
+			deadLettering: { enabled: true, queueName: "DEAD_LETTER" }
+		}
+	};
+}
+
+export function brokerOptions(s: Settings = settings): BrokerOptions {
+	return {
+		namespace: s.namespace,
+		nodeID: s.nodeId,
+		transporter: s.transporter
+			? {
+					type: "AMQP",
+					options: {
+						url: s.transporter,
+						socketOptions: { noDelay: true },
+						prefetch: 100,
+						autoDeleteQueues: true
+					}
+				}
+			: null,
+		serializer: "JSON",
+		requestTimeout: 15_000,
+		retryPolicy: { enabled: false },
+		logger: { type: "Console", options: { level: s.logLevel, formatter: "short", colors: process.stdout.isTTY } },
+		logLevel: s.logLevel as any,
+		validator: new JoiValidator() as any,
+		errorRegenerator: undefined,
+		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) })],
+		tracking: { enabled: true, shutdownTimeout: 10_000 },
+		metrics: { enabled: false },
+		tracing: { enabled: false }
+	};
+}
+
+export default brokerOptions();

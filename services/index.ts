@@ -1,0 +1,14 @@
+/** Every service of the shop; `SERVICES=a,b` picks which of them a process runs. */
+export const SERVICE_NAMES = [
+	"api",
+	"customers",
+	"notifications",
+	"catalog",
+	"inventory",
+	"carts",
+	"orders",
+	"payments",
+	"checkout"
+] as const;
+
+export type ServiceName = (typeof SERVICE_NAMES)[number];
