@@ -1,0 +1,21 @@
+/**
+ * Loaded by mocha before any test file (see .mocharc.json). Points the system at the real
+ * RabbitMQ, Postgres and Redis of the machine, with a namespace, schema prefix and key
+ * prefix of this run's own, so runs never collide. Override any of them from the shell.
+ */
+import { randomBytes } from "node:crypto";
+
+const run = process.env.TEST_RUN_ID ?? `t${Date.now().toString(36)}${randomBytes(2).toString("hex")}`;
+process.env.TEST_RUN_ID = run;
+process.env.TRANSPORTER ??= "amqp://guest:guest@127.0.0.1:5672";
+process.env.TEST_DATABASE_ADMIN_URL ??= "postgres://postgres@127.0.0.1:5432/postgres";
+process.env.DATABASE_URL ??= "postgres://postgres@127.0.0.1:5432/saga_commerce_test";
+process.env.REDIS_URL ??= "redis://127.0.0.1:6379";
+process.env.NAMESPACE ??= run;
+process.env.SCHEMA_PREFIX ??= `${run}_`;
+process.env.REDIS_PREFIX ??= `${run}:`;
+process.env.LOG_LEVEL ??= "warn";
+process.env.JWT_SECRET ??= "test-secret-" + run;
+process.env.ADMIN_EMAIL ??= "admin@test.local";
+process.env.ADMIN_PASSWORD ??= "Admin-password-1";
+process.env.SAGA_RECOVERY_INTERVAL_MS ??= "500";
