@@ -22,6 +22,9 @@ export interface Settings {
 	nodeId: string | undefined;
 	checkoutWaitMs: number;
 	sagaRecoveryIntervalMs: number;
+	sagaLeaseMs: number;
+	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
+	sagaStepDelayMs: number;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -39,11 +42,13 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		jwtSecret: env.JWT_SECRET ?? (embedded ? "embedded-development-secret-change-me" : ""),
 		jwtExpiresIn: env.JWT_EXPIRES_IN ?? "1h",
 		adminEmail: env.ADMIN_EMAIL ?? (embedded ? "admin@shop.local" : null),
-		adminPassword: env.ADMIN_PASSWORD ?? (embedded ? "admin-password" : null),
+		adminPassword: env.ADMIN_PASSWORD ?? (embedded ? "admin-password-1" : null),
 		logLevel: env.LOG_LEVEL ?? "info",
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
-		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000)
+		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 15000),
+		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0)
 	};
 }
 

@@ -40,13 +40,16 @@ export interface EventRecorder {
 }
 
 /** A consumer group of its own on each channel, so it sees every event once per delivery. */
-export function recordEvents(broker: ServiceBroker, names: string[], group = "test-observer"): EventRecorder {
+export async function recordEvents(broker: ServiceBroker, names: string[], group = "test-observer"): Promise<EventRecorder> {
 	const events: EventEnvelope[] = [];
 	const channels: Record<string, any> = {};
 	for (const name of names) {
 		channels[name] = { group, handler: async (env: EventEnvelope) => void events.push(env) };
 	}
-	broker.createService({ name: `observer-${++seq}`, channels } as any);
+	const name = `observer-${++seq}`;
+	broker.createService({ name, channels } as any);
+	await broker.waitForServices(name);
+	await new Promise(r => setTimeout(r, 500)); // the channel queues are declared asynchronously
 	return {
 		events,
 		of: (name, aggregateId) => events.filter(e => e.event_name === name && (!aggregateId || e.aggregate_id === aggregateId)),

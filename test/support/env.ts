@@ -19,3 +19,6 @@ process.env.JWT_SECRET ??= "test-secret-" + run;
 process.env.ADMIN_EMAIL ??= "admin@test.local";
 process.env.ADMIN_PASSWORD ??= "Admin-password-1";
 process.env.SAGA_RECOVERY_INTERVAL_MS ??= "500";
+process.env.SAGA_LEASE_MS ??= "3000";
+process.env.PORT ??= "0";
+process.env.BCRYPT_ROUNDS ??= "4";

@@ -1,0 +1,63 @@
+/**
+ * Every route of the gateway in one table: method, path, the action it calls, who may call
+ * it, and how path parameters map to action params. The gateway's aliases are built from it
+ * (and later the OpenAPI document), so the contract lives in exactly one place.
+ */
+export type Access = "public" | "user" | "admin";
+
+export interface RouteDef {
+	method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+	path: string;
+	action: string;
+	access: Access;
+	/** Status of a successful answer when not 200. */
+	status?: number;
+	/** Path parameter → action param, where the names differ. */
+	rename?: Record<string, string>;
+	summary: string;
+}
+
+export const ROUTES: RouteDef[] = [
+	// Customers
+	{ method: "POST", path: "/auth/register", action: "customers.register", access: "public", status: 201, summary: "Register a customer; a verification email is sent" },
+	{ method: "POST", path: "/auth/verify-email", action: "customers.verifyEmail", access: "public", summary: "Verify an email address with the emailed token" },
+	{ method: "POST", path: "/auth/login", action: "customers.login", access: "public", summary: "Log in; answers a bearer token" },
+	{ method: "GET", path: "/me", action: "customers.me", access: "user", summary: "The logged-in customer's profile" },
+	{ method: "PATCH", path: "/me", action: "customers.updateMe", access: "user", summary: "Update the profile" },
+
+	// Catalog and stock
+	{ method: "GET", path: "/categories", action: "catalog.listCategories", access: "public", summary: "The category tree" },
+	{ method: "POST", path: "/categories", action: "catalog.createCategory", access: "admin", status: 201, summary: "Create a category (depth ≤ 3, unique name)" },
+	{ method: "GET", path: "/products", action: "catalog.listProducts", access: "public", summary: "Products (active only for non-admins) with available stock" },
+	{ method: "GET", path: "/products/:id", action: "catalog.getProduct", access: "public", summary: "One product with available stock" },
+	{ method: "POST", path: "/products", action: "catalog.createProduct", access: "admin", status: 201, summary: "Create a product (draft)" },
+	{ method: "POST", path: "/products/:id/activate", action: "catalog.activateProduct", access: "admin", summary: "Put a product on sale" },
+	{ method: "POST", path: "/products/:id/deactivate", action: "catalog.deactivateProduct", access: "admin", summary: "Take a product off sale" },
+	{ method: "GET", path: "/inventory/:sku", action: "inventory.get", access: "admin", summary: "Stock of a SKU" },
+	{ method: "PUT", path: "/inventory/:sku", action: "inventory.set", access: "admin", summary: "Set the on-hand quantity of a SKU" },
+	{ method: "POST", path: "/inventory/:sku/adjustments", action: "inventory.adjust", access: "admin", summary: "Adjust the on-hand quantity by a delta" },
+	{ method: "GET", path: "/inventory/:sku/audit", action: "inventory.audit", access: "admin", summary: "Every change of a SKU's stock" },
+
+	// Cart and checkout
+	{ method: "GET", path: "/cart", action: "carts.get", access: "user", summary: "The cart with current prices and totals" },
+	{ method: "POST", path: "/cart/items", action: "carts.addItem", access: "user", summary: "Add a product (capped to available stock)" },
+	{ method: "PATCH", path: "/cart/items/:itemId", action: "carts.updateItem", access: "user", summary: "Change a line's quantity (0 removes it)" },
+	{ method: "DELETE", path: "/cart/items/:itemId", action: "carts.removeItem", access: "user", summary: "Remove a line" },
+	{ method: "DELETE", path: "/cart", action: "carts.clear", access: "user", summary: "Empty the cart" },
+	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
+	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
+
+	// Orders
+	{ method: "GET", path: "/orders", action: "orders.list", access: "user", summary: "The customer's orders (all orders for admins)" },
+	{ method: "GET", path: "/orders/:id", action: "orders.get", access: "user", summary: "One order with its lines, totals and status history" },
+	{ method: "POST", path: "/orders/:id/confirm", action: "orders.confirm", access: "admin", rename: { id: "orderId" }, summary: "Confirm an order" },
+	{ method: "POST", path: "/orders/:id/ship", action: "orders.ship", access: "admin", rename: { id: "orderId" }, summary: "Ship an order" },
+	{ method: "POST", path: "/orders/:id/deliver", action: "orders.deliver", access: "admin", rename: { id: "orderId" }, summary: "Mark an order delivered" },
+
+	// Operators
+	{ method: "GET", path: "/admin/sagas", action: "checkout.listSagas", access: "admin", summary: "Sagas by state and type" },
+	{ method: "GET", path: "/admin/sagas/:id", action: "checkout.getSaga", access: "admin", summary: "One saga with its data and step history" },
+	{ method: "POST", path: "/admin/sagas/:id/retry", action: "checkout.retrySaga", access: "admin", summary: "Resume a parked saga" },
+	{ method: "POST", path: "/admin/sagas/:id/compensate", action: "checkout.compensateSaga", access: "admin", summary: "Force a saga to compensate" },
+	{ method: "GET", path: "/admin/notifications", action: "notifications.list", access: "admin", summary: "The delivery log, newest first" }
+];

@@ -1,0 +1,210 @@
+/**
+ * checkout — places orders. `checkout.place` checks what can be refused at once (unverified
+ * email, empty or locked cart, bad card), then starts the place-order saga and answers 202
+ * with the order. The saga engine keeps every saga in Redis (in-process store in the embedded
+ * mode) and any checkout replica resumes sagas whose owner died.
+ */
+import Joi from "joi";
+import Redis from "ioredis";
+import { randomUUID } from "node:crypto";
+import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { DbMixin } from "../mixins/db.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
+import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { settings } from "../mixins/settings";
+import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaRecord, SagaStore } from "../sagas";
+import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
+import { placeAnswer, refusalAtLock } from "./checkout/answer";
+
+const uuid = Joi.string().guid();
+const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"]);
+
+/** One in-process saga store per process in the embedded mode, shared by checkout replicas in it. */
+let memoryStore: MemorySagaStore | null = null;
+
+interface Vars {
+	store: SagaStore;
+	engine: SagaEngine;
+	redis: Redis | null;
+}
+
+interface Methods {
+	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
+	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
+}
+
+type This = ServiceThis<Methods, Vars>;
+
+export default defineService<Methods, Vars>({
+	name: "checkout",
+	mixins: [DbMixin("checkout"), OutboxMixin()],
+	dependencies: ["carts", "orders", "inventory", "payments", "customers"],
+
+	actions: {
+		place: {
+			rest: "POST /api/checkout/place",
+			params: Joi.object({
+				paymentDetails: Joi.object({
+					cardNumber: Joi.string().trim().pattern(/^[0-9 ]{12,23}$/).required(),
+					expMonth: Joi.number().integer().min(1).max(12).required(),
+					expYear: Joi.number().integer().min(2000).max(2100).required(),
+					cvc: Joi.string().pattern(/^[0-9]{3,4}$/).required()
+				}).required(),
+				idempotencyKey: Joi.string().max(200)
+			}),
+			async handler(ctx) {
+				const user = ctx.meta.user;
+				if (!user) throw unauthorized();
+				const key: string | undefined = ctx.params.idempotencyKey ?? (ctx.meta.idempotencyKey as string | undefined);
+				if (key) {
+					const earlier = await this.table("place_requests").where({ customer_id: user.id, idempotency_key: key }).first();
+					if (earlier) return this.answer(ctx, earlier.saga_id, settings.checkoutWaitMs);
+				}
+
+				const customer = await ctx.call<any, any>("customers.get", { id: user.id });
+				if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
+				const cart = await ctx.call<any, any>("carts.get", {});
+				if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
+				if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
+				const card = { ...ctx.params.paymentDetails, cardNumber: ctx.params.paymentDetails.cardNumber.replace(/ /g, "") };
+				const { paymentToken, last4 } = await ctx.call<any, any>("payments.tokenize", card);
+
+				const sagaId = randomUUID();
+				const orderId = randomUUID();
+				if (key) {
+					const inserted = await this.table("place_requests")
+						.insert({ idempotency_key: key, customer_id: user.id, saga_id: sagaId, order_id: orderId })
+						.onConflict(["customer_id", "idempotency_key"])
+						.ignore()
+						.returning("saga_id");
+					if (inserted.length === 0) {
+						const first = await this.table("place_requests").where({ customer_id: user.id, idempotency_key: key }).first();
+						return this.answer(ctx, first.saga_id, settings.checkoutWaitMs);
+					}
+				}
+				const data: PlaceOrderData = { sagaId, orderId, cartId: cart.id, customerId: user.id, customerEmail: customer.email, paymentToken, last4 };
+				await this.engine.start(placeOrder.name, data, { sagaId, correlationId: ctx.meta.correlationId });
+				return this.answer(ctx, sagaId, settings.checkoutWaitMs);
+			}
+		},
+
+		status: {
+			rest: "GET /api/checkout/status/:sagaId",
+			params: Joi.object({ sagaId: uuid.required() }),
+			async handler(ctx) {
+				return this.answer(ctx, ctx.params.sagaId, 0);
+			}
+		},
+
+		// --- Operators ----------------------------------------------------------------------
+
+		listSagas: {
+			rest: "GET /api/admin/sagas",
+			params: Joi.object({
+				state: Joi.string().max(100),
+				type: Joi.string().max(100),
+				status: Joi.string().valid("running", "compensating", "completed", "compensated", "parked"),
+				page: Joi.number().integer().min(1).default(1),
+				pageSize: Joi.number().integer().min(1).max(100).default(20)
+			}),
+			async handler(ctx) {
+				const { page, pageSize, state, type, status } = ctx.params;
+				const { rows, total } = await this.store.list({ state, type, status, limit: pageSize, offset: (page - 1) * pageSize });
+				return { rows: rows.map(redact), total, page, pageSize };
+			}
+		},
+
+		getSaga: {
+			rest: "GET /api/admin/sagas/:id",
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				const rec = await this.store.get(ctx.params.id);
+				if (!rec) throw notFound("Saga", ctx.params.id);
+				return redact(rec);
+			}
+		},
+
+		retrySaga: {
+			rest: "POST /api/admin/sagas/:id/retry",
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				if (!(await this.store.get(ctx.params.id))) throw notFound("Saga", ctx.params.id);
+				return redact(await this.engine.retry(ctx.params.id));
+			}
+		},
+
+		compensateSaga: {
+			rest: "POST /api/admin/sagas/:id/compensate",
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				if (!(await this.store.get(ctx.params.id))) throw notFound("Saga", ctx.params.id);
+				return redact(await this.engine.compensate(ctx.params.id));
+			}
+		}
+	},
+
+	methods: {
+		async answer(this: This, ctx: Ctx, sagaId: string, waitMs: number) {
+			const rec = (waitMs > 0 ? await this.engine.waitFor(sagaId, { timeoutMs: waitMs }) : await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
+			if (!rec) throw notFound("Checkout", sagaId);
+			if (ctx.meta.user?.role === "customer" && rec.data.customerId !== ctx.meta.user.id) throw notFound("Checkout", sagaId);
+			const refusal = refusalAtLock(rec);
+			if (refusal) throw conflict(refusal.type as any, refusal.message);
+			ctx.meta.$statusCode = 202;
+			return placeAnswer(rec, PAYMENT_TYPES);
+		},
+
+		/** Announces a finished saga once, whichever replica finished it and however often. */
+		async announce(this: This, rec: SagaRecord<PlaceOrderData>) {
+			const cause = { meta: { correlationId: rec.correlationId, sagaId: rec.id } } as any;
+			await this.transaction(async trx => {
+				const first = await this.table("saga_outcomes", trx)
+					.insert({ saga_id: rec.id, type: rec.type, status: rec.status })
+					.onConflict("saga_id")
+					.ignore()
+					.returning("saga_id");
+				if (first.length === 0) return;
+				const d = rec.data;
+				if (rec.status === "completed") {
+					await this.record(trx, "checkout.completed", rec.id, { sagaId: rec.id, orderId: d.orderId, orderNumber: d.orderNumber, customerId: d.customerId, total: d.total, paymentId: d.paymentId }, cause);
+				} else {
+					await this.record(trx, "checkout.failed", rec.id, {
+						sagaId: rec.id, orderId: d.orderId, customerId: d.customerId,
+						reason: rec.failure?.message ?? rec.parkedReason ?? "unknown", type: rec.failure?.type ?? null, step: rec.failure?.step ?? null
+					}, cause);
+				}
+			});
+		}
+	},
+
+	async started() {
+		if (settings.redisUrl) {
+			this.redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 3 });
+			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
+		} else {
+			this.redis = null;
+			this.store = memoryStore ??= new MemorySagaStore();
+		}
+		this.engine = new SagaEngine({
+			store: this.store,
+			definitions: [placeOrder],
+			owner: `${this.broker.nodeID}:${randomUUID().slice(0, 8)}`,
+			logger: this.logger,
+			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
+			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>)
+		});
+		// Sagas left behind by a replica that died are resumed now and then every few seconds.
+		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
+	},
+
+	async stopped() {
+		await this.engine?.stop();
+		if (this.redis) this.redis.disconnect();
+	}
+});
+
+/** A saga record as operators see it: the payment token stays inside. */
+function redact(rec: SagaRecord<any>) {
+	const { paymentToken: _token, ...data } = rec.data ?? {};
+	return { ...rec, data };
+}

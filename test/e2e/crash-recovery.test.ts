@@ -1,0 +1,112 @@
+/**
+ * The orchestrator dies (SIGKILL) in the middle of a saga; a fresh orchestrator process
+ * finishes every saga to a consistent end: a confirmed order holds its stock and its
+ * authorized payment, any other order holds neither.
+ */
+import { expect } from "chai";
+import Redis from "ioredis";
+import type { ServiceBroker } from "moleculer";
+import { createBroker } from "../../bin/broker";
+import { RedisSagaStore } from "../../sagas";
+import { eventually } from "../support/cluster";
+import { expectStatus, Http } from "../support/http";
+import { spawnServices, ServiceProcess } from "../support/processes";
+import { adminLogin, CARDS, finishedSaga, productInStock, verifiedCustomer } from "../support/shop";
+
+const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments"];
+
+describe("orchestrator crash in the middle of place-order (separate processes)", function () {
+	this.timeout(300_000);
+	const port = String(31000 + Math.floor(Math.random() * 2000));
+	const http = new Http(`http://127.0.0.1:${port}`);
+	let api: ServiceProcess, participants: ServiceProcess;
+	let client: ServiceBroker;
+	let redis: Redis;
+	let store: RedisSagaStore;
+	let admin: string;
+	const slowOrchestrator = { SAGA_STEP_DELAY_MS: "1500", SAGA_LEASE_MS: "3000" };
+
+	before(async () => {
+		participants = spawnServices(PARTICIPANTS);
+		api = spawnServices(["api"], { PORT: port });
+		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-crash-client` });
+		await client.start();
+		await client.waitForServices(["api", ...PARTICIPANTS], 60_000);
+		redis = new Redis(process.env.REDIS_URL!);
+		store = new RedisSagaStore(redis, { prefix: process.env.REDIS_PREFIX! });
+		admin = await adminLogin(http);
+	});
+
+	after(async () => {
+		await client?.stop();
+		redis?.disconnect();
+		await Promise.all([api?.kill(), participants?.kill()]);
+	});
+
+	async function placeAndKillAfter(step: string, card = CARDS.ok) {
+		const p = await productInStock(http, admin, { stock: 5 });
+		const c = await verifiedCustomer(http, admin);
+		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
+
+		const orchestrator = spawnServices(["checkout"], slowOrchestrator);
+		await client.waitForServices(["checkout"], 60_000);
+		const placing = http.post("/api/checkout/place", { paymentDetails: card }, c.token);
+		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
+		await eventually(async () => {
+			const rec = await store.get(sagaId);
+			return rec && rec.completedSteps.includes(step) && (rec.stepStatus === "done" || rec.step > rec.completedSteps.indexOf(step)) && !["completed", "compensated"].includes(rec.status);
+		}, 30_000, `the saga to pass ${step}`);
+		await orchestrator.kill("SIGKILL");
+		const killedAt = await store.get(sagaId);
+		await placing.catch(() => undefined);
+		return { sagaId, product: p, customer: c, killedAt: killedAt! };
+	}
+
+	async function expectConsistent(sagaId: string, sku: string) {
+		const saga = await finishedSaga(http, admin, sagaId, 60_000);
+		const orderId = saga.data.orderId;
+		const order = await client.call<any, any>("orders.get", { id: orderId }).catch(() => null);
+		const stock = await client.call<any, any>("inventory.get", { sku });
+		const payments = await client.call<any[], any>("payments.get", { orderId });
+		const authorized = payments.filter(x => x.status === "authorized");
+		if (saga.status === "completed") {
+			expect(order.status).to.equal("confirmed");
+			expect(stock.reserved).to.equal(2);
+			expect(authorized).to.have.length(1);
+		} else {
+			expect(saga.status).to.equal("compensated");
+			if (order) expect(order.status).to.not.equal("confirmed");
+			expect(stock.reserved, "no stock held for an order that is not confirmed").to.equal(0);
+			expect(authorized, "no payment authorized for an order that is not confirmed").to.have.length(0);
+		}
+		return saga;
+	}
+
+	for (const step of ["createOrder", "reserveStock", "authorizePayment"]) {
+		it(`a saga killed after ${step} is finished by a fresh orchestrator`, async () => {
+			const { sagaId, product, killedAt } = await placeAndKillAfter(step);
+			expect(killedAt.status).to.equal("running");
+			const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
+			try {
+				const saga = await expectConsistent(sagaId, product.sku);
+				expect(saga.status).to.equal("completed");
+				const sends = saga.history.filter((h: any) => h.state !== undefined);
+				expect(sends.length).to.be.greaterThan(0);
+			} finally {
+				await fresh.kill();
+			}
+		});
+	}
+
+	it("a declined payment's compensation interrupted by a crash is completed by a fresh orchestrator", async () => {
+		const { sagaId, product } = await placeAndKillAfter("reserveStock", CARDS.declined);
+		const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
+		try {
+			const saga = await expectConsistent(sagaId, product.sku);
+			expect(saga.status).to.equal("compensated");
+			expect(saga.failure.type).to.equal("PAYMENT_DECLINED");
+		} finally {
+			await fresh.kill();
+		}
+	});
+});
