@@ -34,7 +34,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		namespace: s.namespace,
 		nodeID: s.nodeId,
 		transporter: s.transporter
-			? {
+			? ({
 					type: "AMQP",
 					options: {
 						url: s.transporter,
@@ -42,14 +42,14 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 						prefetch: 100,
 						autoDeleteQueues: true
 					}
-				}
+				} as any)
 			: null,
 		serializer: "JSON",
 		requestTimeout: 15_000,
 		retryPolicy: { enabled: false },
 		logger: { type: "Console", options: { level: s.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		logLevel: s.logLevel as any,
-		validator: new JoiValidator() as any,
+		validator: new JoiValidator({}) as any,
 		errorRegenerator: undefined,
 		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) })],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },

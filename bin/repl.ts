@@ -8,7 +8,7 @@ import { createBroker } from "./broker";
 const broker = createBroker({ services: process.env.TRANSPORTER ? (process.env.SERVICES ? undefined : []) : undefined });
 
 broker.start().then(() =>
-	broker.repl({
+	(broker.repl as any)({
 		customCommands: [
 			{
 				command: "sagas [state]",
@@ -40,5 +40,5 @@ broker.start().then(() =>
 				}
 			}
 		]
-	} as any)
+	})
 );

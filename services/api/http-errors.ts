@@ -9,7 +9,7 @@ export function toHttpError(err: any): HttpError {
 	if (err?.type === "entity.too.large" || err?.status === 413) {
 		return { status: 413, body: { name: "PayloadTooLarge", message: "The request body is too large", code: 413, type: "PAYLOAD_TOO_LARGE" } };
 	}
-	if (err?.type === "entity.parse.failed" || (err instanceof SyntaxError && err.status === 400)) {
+	if (err?.type === "entity.parse.failed" || (err instanceof SyntaxError && (err as any).status === 400)) {
 		return { status: 400, body: { name: "BadRequest", message: "The request body is not valid JSON", code: 400, type: "MALFORMED_JSON" } };
 	}
 	if (typeof err?.status === "number" && err.status >= 400 && err.status < 500 && typeof err?.code !== "number") {

@@ -156,7 +156,7 @@ describe("place-order saga through the gateway (real RabbitMQ, Postgres, Redis)"
 		const mine = events.events.filter(e => e.payload?.orderId === placed.orderId || e.aggregate_id === placed.orderId || e.aggregate_id === c.id);
 		expect(mine.length).to.be.at.least(5);
 		const seen = events.events.length;
-		for (const env of mine) await cluster.broker.sendToChannel(env.event_name, env);
+		for (const env of mine) await (cluster.broker as any).sendToChannel(env.event_name, env);
 		await eventually(() => events.events.length >= seen + mine.length, 10_000, "redelivered events to arrive");
 		await new Promise(r => setTimeout(r, 1000));
 
