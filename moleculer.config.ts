@@ -44,6 +44,9 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 					}
 				} as any)
 			: null,
+		// RabbitMQ balances calls among replicas: one queue per action (`MOL-<ns>.REQB.<action>`),
+		// acknowledged only after the handler answered, so a request to a replica that dies is redelivered.
+		disableBalancer: !!s.transporter,
 		serializer: "JSON",
 		requestTimeout: 15_000,
 		retryPolicy: { enabled: false },
