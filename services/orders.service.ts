@@ -1,0 +1,373 @@
+/**
+ * orders — orders, their numbers, their status lifecycle and its history.
+ *
+ * The place-order saga creates an order (`pending`, its lines and prices a snapshot), then
+ * confirms it or — as its compensation — fails it (`payment_failed` / `cancelled`). Operators
+ * ship and deliver it. Every change of status is one transaction: the order row, a history
+ * entry and its events (outbox). The allowed moves live in `orders/status.ts`.
+ */
+import Joi from "joi";
+import { createHash } from "node:crypto";
+import type { Knex } from "knex";
+import { conflict, forbidden, notFound, validationError } from "../contracts/errors";
+import { moneySchema } from "../contracts/money";
+import type { EventEnvelope } from "../contracts/events";
+import { DbMixin } from "../mixins/db.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
+import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { HistoryRow, LineRow, Order, OrderRow, priceLines, toOrder } from "./orders/order";
+import { decide, decideFailure, formatOrderNumber, ORDER_STATUSES, OrderStatus } from "./orders/status";
+
+const uuid = Joi.string().guid();
+const idempotencyKey = Joi.string().max(200);
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const lineSchema = Joi.object({
+	productId: uuid.required(),
+	sku: Joi.string().min(1).max(100).required(),
+	name: Joi.string().min(1).max(300).required(),
+	quantity: Joi.number().integer().min(1).max(10_000).required(),
+	unitPrice: moneySchema.required()
+});
+
+const statusSchema = Joi.string().valid(...ORDER_STATUSES);
+
+interface MoveOpts {
+	reason?: string | null;
+	code?: string | null;
+	patch?: Record<string, unknown>;
+}
+
+interface Methods {
+	keyOf(ctx: Ctx, action: string): string | undefined;
+	adminOnly(ctx: Ctx): void;
+	lockOrderId(trx: Knex.Transaction, orderId: string): Promise<void>;
+	load(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<OrderRow | undefined>;
+	mustLoad(id: string, trx: Knex.Transaction): Promise<OrderRow>;
+	view(row: OrderRow, trx?: Knex.Transaction): Promise<Order>;
+	views(rows: OrderRow[]): Promise<Order[]>;
+	move(ctx: Ctx | EventEnvelope, trx: Knex.Transaction, row: OrderRow, to: OrderStatus, opts?: MoveOpts): Promise<OrderRow>;
+	refuse(row: OrderRow, to: OrderStatus): never;
+}
+
+type This = ServiceThis<Methods>;
+
+export default defineService<Methods>({
+	name: "orders",
+	mixins: [DbMixin("orders"), OutboxMixin()],
+
+	actions: {
+		/** Step `createOrder` of place-order: a pending order with a snapshot of its lines. Idempotent by orderId. */
+		create: {
+			params: Joi.object({
+				orderId: uuid.required(),
+				customerId: uuid.required(),
+				customerEmail: Joi.string().email().max(320).allow(null),
+				cartId: uuid.allow(null),
+				sagaId: uuid.allow(null),
+				lines: Joi.array().items(lineSchema).min(1).max(100).required(),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				const p = ctx.params;
+				const priced = priceLines(p.lines);
+				if (!priced.ok) throw validationError(priced.message, [{ field: "lines", message: priced.message, type: "currency.mismatch" }]);
+				return this.idempotent(this.keyOf(ctx, "orders.create"), "orders.create", async trx => {
+					await this.lockOrderId(trx, p.orderId);
+					const existing = await this.load(p.orderId, trx);
+					if (existing) {
+						if (existing.customer_id !== p.customerId) throw conflict("IDEMPOTENCY_KEY_REUSED", "This order id belongs to another order", { orderId: p.orderId });
+						return this.view(existing, trx);
+					}
+					const abandoned = await this.table("abandoned_orders", trx).where({ order_id: p.orderId }).first();
+					if (abandoned) throw conflict("INVALID_TRANSITION", "This checkout was abandoned before its order was created", { orderId: p.orderId, reason: abandoned.reason });
+
+					const seq = await trx.raw(`SELECT nextval(?::regclass) AS n`, [`"${this.schemaName}".order_number_seq`]);
+					const orderNumber = formatOrderNumber(new Date().getUTCFullYear(), Number((seq.rows ?? seq)[0].n));
+					const inserted = await this.table("orders", trx)
+						.insert({
+							id: p.orderId, order_number: orderNumber, customer_id: p.customerId, customer_email: p.customerEmail ?? null,
+							cart_id: p.cartId ?? null, saga_id: p.sagaId ?? null, status: "pending",
+							currency: priced.total.currency, total_amount: priced.total.amount
+						})
+						.onConflict("id")
+						.ignore()
+						.returning("*");
+					if (inserted.length === 0) return this.view((await this.load(p.orderId, trx))!, trx); // created at the same moment by a duplicate request
+					await this.table("order_lines", trx).insert(
+						priced.lines.map((l, i) => ({
+							order_id: p.orderId, position: i, product_id: l.productId, sku: l.sku, name: l.name, quantity: l.quantity,
+							unit_amount: l.unitPrice.amount, line_amount: l.lineTotal.amount, currency: l.unitPrice.currency
+						}))
+					);
+					await this.table("order_status_history", trx).insert({ order_id: p.orderId, from_status: null, status: "pending" });
+					const order = await this.view(inserted[0], trx);
+					await this.record(trx, "order.placed", order.id, {
+						orderId: order.id, orderNumber: order.orderNumber, customerId: order.customerId, customerEmail: order.customerEmail,
+						cartId: order.cartId, lines: order.lines, total: order.total, itemCount: order.lines.reduce((n, l) => n + l.quantity, 0),
+						status: order.status, createdAt: order.createdAt
+					}, ctx);
+					return order;
+				});
+			}
+		},
+
+		/** Step `confirmOrder` of place-order, or an admin: pending / awaiting_payment → confirmed. */
+		confirm: {
+			rest: "POST /api/orders/:id/confirm",
+			params: Joi.object({ orderId: uuid.required(), paymentId: uuid.allow(null), idempotencyKey }),
+			async handler(ctx) {
+				const { orderId, paymentId } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "orders.confirm"), "orders.confirm", async trx => {
+					const row = await this.mustLoad(orderId, trx);
+					const d = decide(row.status, "confirmed");
+					if (d === "refuse") this.refuse(row, "confirmed");
+					if (d === "noop") {
+						if (paymentId && row.payment_id && paymentId !== row.payment_id) {
+							throw conflict("INVALID_TRANSITION", "This order was confirmed with another payment", { orderId, paymentId: row.payment_id });
+						}
+						return this.view(row, trx);
+					}
+					const moved = await this.move(ctx, trx, row, "confirmed", { patch: { payment_id: paymentId ?? row.payment_id } });
+					await this.record(trx, "order.confirmed", orderId, {
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, paymentId: moved.payment_id,
+						confirmedAt: new Date(moved.updated_at).toISOString(), confirmedBy: ctx.meta.user?.id ?? null
+					}, ctx);
+					return this.view(moved, trx);
+				});
+			}
+		},
+
+		/** pending → awaiting_payment: the payment is decided by the provider later (BLIK, PayPal). */
+		markAwaitingPayment: {
+			params: Joi.object({ orderId: uuid.required(), idempotencyKey }),
+			async handler(ctx) {
+				return this.idempotent(this.keyOf(ctx, "orders.markAwaitingPayment"), "orders.markAwaitingPayment", async trx => {
+					const row = await this.mustLoad(ctx.params.orderId, trx);
+					const d = decide(row.status, "awaiting_payment");
+					if (d === "refuse") this.refuse(row, "awaiting_payment");
+					return this.view(d === "noop" ? row : await this.move(ctx, trx, row, "awaiting_payment"), trx);
+				});
+			}
+		},
+
+		/**
+		 * The compensation of `createOrder`: ends an order that was never confirmed —
+		 * `payment_failed` for a payment refusal, else `cancelled`. An unknown order (it may never
+		 * have been created) answers null; an order already ended is answered as it is.
+		 */
+		fail: {
+			params: Joi.object({ orderId: uuid.required(), reason: Joi.string().min(1).max(1000).required(), code: Joi.string().max(100).allow(null), idempotencyKey }),
+			async handler(ctx) {
+				const { orderId, reason, code } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "orders.fail"), "orders.fail", async trx => {
+					await this.lockOrderId(trx, orderId);
+					const row = await this.load(orderId, trx, true);
+					if (!row) {
+						await this.table("abandoned_orders", trx).insert({ order_id: orderId, reason, code: code ?? null }).onConflict("order_id").ignore();
+						return null;
+					}
+					const { decision, to } = decideFailure(row.status, code);
+					if (decision === "refuse") this.refuse(row, to);
+					if (decision === "noop") return this.view(row, trx);
+					const moved = await this.move(ctx, trx, row, to, { reason, code });
+					if (to === "cancelled") {
+						const order = await this.view(moved, trx);
+						await this.record(trx, "order.cancelled", orderId, {
+							orderId, orderNumber: order.orderNumber, customerId: order.customerId, reason, code: code ?? null,
+							lines: order.lines, total: order.total, cancelledAt: order.updatedAt
+						}, ctx);
+						return order;
+					}
+					return this.view(moved, trx);
+				});
+			}
+		},
+
+		/** Admin: confirmed → shipped, with its tracking number and carrier. */
+		ship: {
+			rest: "POST /api/orders/:id/ship",
+			params: Joi.object({
+				orderId: uuid.required(),
+				trackingNumber: Joi.string().trim().min(1).max(100).required(),
+				carrier: Joi.string().trim().min(1).max(50).required(),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				this.adminOnly(ctx);
+				const { orderId, trackingNumber, carrier } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "orders.ship"), "orders.ship", async trx => {
+					const row = await this.mustLoad(orderId, trx);
+					const d = decide(row.status, "shipped");
+					if (d === "refuse") this.refuse(row, "shipped");
+					if (d === "noop") {
+						if (row.tracking_number !== trackingNumber || row.carrier !== carrier) {
+							throw conflict("INVALID_TRANSITION", "This order was already shipped with another tracking number", { orderId, trackingNumber: row.tracking_number });
+						}
+						return this.view(row, trx);
+					}
+					const moved = await this.move(ctx, trx, row, "shipped", { patch: { tracking_number: trackingNumber, carrier, shipped_at: this.knex.fn.now() } });
+					await this.record(trx, "order.shipped", orderId, {
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, customerEmail: moved.customer_email,
+						trackingNumber, carrier, shippedAt: new Date(moved.shipped_at!).toISOString()
+					}, ctx);
+					return this.view(moved, trx);
+				});
+			}
+		},
+
+		/** Admin: shipped → delivered. */
+		deliver: {
+			rest: "POST /api/orders/:id/deliver",
+			params: Joi.object({ orderId: uuid.required(), idempotencyKey }),
+			async handler(ctx) {
+				this.adminOnly(ctx);
+				const { orderId } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "orders.deliver"), "orders.deliver", async trx => {
+					const row = await this.mustLoad(orderId, trx);
+					const d = decide(row.status, "delivered");
+					if (d === "refuse") this.refuse(row, "delivered");
+					if (d === "noop") return this.view(row, trx);
+					const moved = await this.move(ctx, trx, row, "delivered", { patch: { delivered_at: this.knex.fn.now() } });
+					await this.record(trx, "order.delivered", orderId, {
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, customerEmail: moved.customer_email,
+						deliveredAt: new Date(moved.delivered_at!).toISOString()
+					}, ctx);
+					return this.view(moved, trx);
+				});
+			}
+		},
+
+		/** One order; a customer sees only their own (another's answers 404). */
+		get: {
+			rest: "GET /api/orders/:id",
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				const row = await this.load(ctx.params.id);
+				const user = ctx.meta.user;
+				if (!row || (user && user.role !== "admin" && row.customer_id !== user.id)) throw notFound("Order", ctx.params.id);
+				return this.view(row);
+			}
+		},
+
+		/** Orders newest first: a customer's own; an admin's (or an internal caller's) all, optionally of one customer. */
+		list: {
+			rest: "GET /api/orders",
+			params: Joi.object({
+				page: Joi.number().integer().min(1).default(1),
+				pageSize: Joi.number().integer().min(1).max(100).default(20),
+				status: Joi.alternatives(statusSchema, Joi.array().items(statusSchema).min(1).max(ORDER_STATUSES.length)),
+				customerId: uuid
+			}),
+			async handler(ctx) {
+				const { page, pageSize, status } = ctx.params;
+				const user = ctx.meta.user;
+				const customerId: string | undefined = user && user.role !== "admin" ? user.id : ctx.params.customerId;
+				const filter = (q: Knex.QueryBuilder) => {
+					if (customerId) q.where({ customer_id: customerId });
+					if (status) q.whereIn("status", Array.isArray(status) ? status : [status]);
+					return q;
+				};
+				const [{ n }] = await filter(this.table("orders")).count<{ n: string }[]>("* as n");
+				const rows: OrderRow[] = await filter(this.table("orders"))
+					.orderBy([{ column: "created_at", order: "desc" }, { column: "order_number", order: "desc" }])
+					.limit(pageSize)
+					.offset((page - 1) * pageSize);
+				return { rows: await this.views(rows), total: Number(n), page, pageSize };
+			}
+		}
+	},
+
+	channels: {
+		/** GDPR erasure: the customer's orders stay (bookkeeping) but lose the personal data they held. */
+		"customer.erased": {
+			async handler(env) {
+				const customerId = env.payload?.customerId;
+				await this.handleOnce(env, "orders.customer.erased", async trx => {
+					if (typeof customerId !== "string" || !UUID_RE.test(customerId)) {
+						this.logger.warn(`customer.erased ${env.event_id} carries no customer id; nothing to anonymize`);
+						return;
+					}
+					const mine = this.table("orders", trx).select(this.knex.raw("id::text")).where({ customer_id: customerId });
+					await this.table("orders", trx)
+						.where({ customer_id: customerId })
+						.whereNull("anonymized_at")
+						.update({ customer_email: null, anonymized_at: this.knex.fn.now() });
+					// The events kept in the outbox carried the email too.
+					await this.table("outbox", trx)
+						.whereIn("aggregate_id", mine)
+						.whereRaw(`envelope->'payload'->>'customerEmail' IS NOT NULL`)
+						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload,customerEmail}', 'null'::jsonb)`) });
+				});
+			}
+		}
+	},
+
+	methods: {
+		/** The caller's key, or the gateway's Idempotency-Key header scoped to this action and user. */
+		keyOf(ctx: Ctx, action: string): string | undefined {
+			if (ctx.params.idempotencyKey) return ctx.params.idempotencyKey;
+			const header = ctx.meta.idempotencyKey;
+			if (typeof header !== "string" || !header) return undefined;
+			return "http:" + createHash("sha256").update(`${action}\n${ctx.meta.user?.id ?? ""}\n${header}`).digest("hex");
+		},
+
+		adminOnly(ctx: Ctx) {
+			if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden("This needs the admin role");
+		},
+
+		/** Serializes a create and a fail of one order id (the row may not exist yet, so no row lock). */
+		async lockOrderId(trx: Knex.Transaction, orderId: string) {
+			await trx.raw(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`orders:${orderId}`]);
+		},
+
+		async load(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+			const q = this.table("orders", trx).where({ id });
+			if (forUpdate && trx) q.forUpdate();
+			return q.first();
+		},
+
+		async mustLoad(this: This, id: string, trx: Knex.Transaction) {
+			const row = await this.load(id, trx, true);
+			if (!row) throw notFound("Order", id);
+			return row;
+		},
+
+		refuse(row: OrderRow, to: OrderStatus): never {
+			throw conflict("INVALID_TRANSITION", `An order that is ${row.status} cannot become ${to}`, { orderId: row.id, status: row.status, to });
+		},
+
+		async move(this: This, cause: Ctx | EventEnvelope, trx: Knex.Transaction, row: OrderRow, to: OrderStatus, opts: MoveOpts = {}) {
+			const [moved] = await this.table("orders", trx)
+				.where({ id: row.id, status: row.status })
+				.update({ ...opts.patch, status: to, updated_at: this.knex.fn.now() })
+				.returning("*");
+			if (!moved) throw conflict("INVALID_TRANSITION", "The order changed meanwhile; try again", { orderId: row.id });
+			const by = (cause as Ctx).meta?.user?.id;
+			await this.table("order_status_history", trx).insert({
+				order_id: row.id, from_status: row.status, status: to, reason: opts.reason ?? null, code: opts.code ?? null, changed_by: by ?? null
+			});
+			await this.record(trx, "order.status_changed", row.id, {
+				orderId: row.id, orderNumber: row.order_number, customerId: row.customer_id, from: row.status, to,
+				reason: opts.reason ?? null, at: new Date(moved.updated_at).toISOString()
+			}, cause);
+			return moved;
+		},
+
+		async view(this: This, row: OrderRow, trx?: Knex.Transaction) {
+			const lines: LineRow[] = await this.table("order_lines", trx).where({ order_id: row.id });
+			const history: HistoryRow[] = await this.table("order_status_history", trx).where({ order_id: row.id }).orderBy("id");
+			return toOrder(row, lines, history);
+		},
+
+		async views(this: This, rows: OrderRow[]) {
+			if (rows.length === 0) return [];
+			const ids = rows.map(r => r.id);
+			const [lines, history]: [LineRow[], HistoryRow[]] = await Promise.all([
+				this.table("order_lines").whereIn("order_id", ids),
+				this.table("order_status_history").whereIn("order_id", ids).orderBy("id")
+			]);
+			return rows.map(r => toOrder(r, lines.filter(l => l.order_id === r.id), history.filter(h => h.order_id === r.id)));
+		}
+	}
+});

@@ -1,0 +1,355 @@
+/**
+ * payments — card payments of orders through a provider adapter (`payments/provider.ts`):
+ * tokenize, authorize, void, capture, refund.
+ *
+ * Card numbers stay in the provider's vault (table `card_tokens`); everything else — the
+ * saga's data, payment rows, events — holds only the token, the brand and the last four
+ * digits. Nothing here logs a card number.
+ *
+ * The provider is called outside any database transaction (a slow provider must not hold a
+ * connection); its answer and the events are then written in one transaction. A refusal is an
+ * answer too: the failed payment, its `payment.failed` event and the refusal stored under the
+ * idempotency key commit together, and only then is the 402 thrown — a repeat with the key
+ * gets the same 402 without asking the provider again. The provider is itself idempotent
+ * (the key travels with the request), so a request repeated after a crash cannot charge twice.
+ */
+import Joi from "joi";
+import { randomUUID } from "node:crypto";
+import type { Knex } from "knex";
+import { Errors } from "moleculer";
+import { conflict, forbidden, notFound, paymentRefused, temporary, validationError } from "../contracts/errors";
+import { CURRENCIES } from "../contracts/money";
+import { DbMixin } from "../mixins/db.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
+import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { checkCard } from "./payments/card";
+import { ACTIVE_STATUSES, checkRefund, PaymentRow, RefundRow, REFUNDABLE_STATUSES, toPayment } from "./payments/payment";
+import { CardProvider, ProviderFailure, RefusalType, SimulatedCardProvider } from "./payments/provider";
+
+const uuid = Joi.string().guid();
+const idempotencyKey = Joi.string().max(200);
+/** Money a card can be charged: at least one minor unit. */
+const chargeable = Joi.object({
+	amount: Joi.number().integer().min(1).max(100_000_000_00).required(),
+	currency: Joi.string().valid(...CURRENCIES).required()
+});
+
+type Answer = { result: unknown } | { error: Errors.MoleculerError };
+
+interface Vars {
+	provider: CardProvider;
+}
+
+interface Methods {
+	storedAnswer(key: string | undefined, action: string, trx?: Knex.Transaction): Promise<{ found: false } | { found: true; result: unknown }>;
+	settle(key: string | undefined, action: string, answer: Answer, trx?: Knex.Transaction): Promise<unknown>;
+	refuse(key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never>;
+	lockOrderId(trx: Knex.Transaction, orderId: string): Promise<void>;
+	activePayment(orderId: string, trx?: Knex.Transaction): Promise<PaymentRow | undefined>;
+	view(row: PaymentRow, trx?: Knex.Transaction): Promise<ReturnType<typeof toPayment>>;
+	unavailable(outcome: ProviderFailure, what: string): Errors.MoleculerError;
+	internalOnly(ctx: Ctx): void;
+}
+
+type This = ServiceThis<Methods, Vars>;
+
+export default defineService<Methods, Vars>({
+	name: "payments",
+	mixins: [DbMixin("payments"), OutboxMixin()],
+
+	actions: {
+		/** The card goes into the vault; the caller keeps only the token. */
+		tokenize: {
+			params: Joi.object({
+				// No pattern here: a failed pattern's message would repeat the number.
+				cardNumber: Joi.string().trim().max(40).required(),
+				expMonth: Joi.number().integer().min(1).max(12).required(),
+				expYear: Joi.number().integer().min(2000).max(2100).required(),
+				cvc: Joi.string().pattern(/^[0-9]{3,4}$/).required().messages({ "string.pattern.base": "'cvc' must be 3 or 4 digits" })
+			}),
+			async handler(ctx) {
+				const { expMonth, expYear } = ctx.params;
+				const card = checkCard(ctx.params);
+				if (!card.ok) {
+					if (card.problem === "invalid_number") throw validationError(card.message, [{ field: "cardNumber", message: card.message, type: "card.invalid" }]);
+					if (card.problem === "unsupported") throw paymentRefused("UNSUPPORTED_CARD", card.message);
+					throw paymentRefused("PAYMENT_DECLINED", "The card was declined: it has expired");
+				}
+				const paymentToken = `tok_${randomUUID().replace(/-/g, "")}`;
+				// The CVC is checked for shape and never stored.
+				await this.table("card_tokens").insert({ token: paymentToken, card_number: card.number, brand: card.brand, last4: card.last4, exp_month: expMonth, exp_year: expYear });
+				return { paymentToken, brand: card.brand, last4: card.last4 };
+			}
+		},
+
+		/** Step `authorizePayment` of place-order: holds the amount on the tokenized card. One authorized payment per order. */
+		authorize: {
+			params: Joi.object({ orderId: uuid.required(), amount: chargeable.required(), paymentToken: Joi.string().max(64).required(), idempotencyKey }),
+			async handler(ctx) {
+				const A = "payments.authorize";
+				const { orderId, amount, paymentToken, idempotencyKey: key } = ctx.params;
+				const stored = await this.storedAnswer(key, A);
+				if (stored.found) return stored.result;
+
+				const active = await this.activePayment(orderId);
+				if (active) return this.settle(key, A, { result: await this.view(active) });
+				if (await this.table("voided_orders").where({ order_id: orderId }).first()) {
+					return this.refuse(key, A, conflict("INVALID_TRANSITION", "The payment of this order was voided; it cannot be authorized again", { orderId }));
+				}
+				const vault = await this.table("card_tokens").where({ token: paymentToken }).first();
+				if (!vault) return this.refuse(key, A, validationError("Unknown payment token", [{ field: "paymentToken", message: "'paymentToken' is not a known token" }]));
+
+				const paymentId = randomUUID();
+				const card = { number: vault.card_number, expMonth: vault.exp_month, expYear: vault.exp_year, brand: vault.brand };
+				const outcome = await this.provider.authorize(card, amount, { idempotencyKey: key ?? paymentId });
+				if (!outcome.ok && outcome.type === "PROVIDER_UNAVAILABLE") throw this.unavailable(outcome, "authorize the payment");
+
+				let release = false;
+				const answer = await this.transaction(async (trx): Promise<Answer | { replay: true }> => {
+					if (key) {
+						// A concurrent repeat with this key waits here for the first to commit, then answers as it did.
+						const claimed = await this.table("idempotency_keys", trx).insert({ key, action: A }).onConflict("key").ignore().returning("key");
+						if (claimed.length === 0) return { replay: true };
+					}
+					await this.lockOrderId(trx, orderId);
+					const row = { id: paymentId, order_id: orderId, amount: amount.amount, currency: amount.currency, payment_token: paymentToken, brand: vault.brand, last4: vault.last4, idempotency_key: key ?? null };
+					let answer: Answer;
+					if (await this.table("voided_orders", trx).where({ order_id: orderId }).first()) {
+						release = outcome.ok;
+						answer = { error: conflict("INVALID_TRANSITION", "The payment of this order was voided; it cannot be authorized again", { orderId }) };
+					} else if (outcome.ok) {
+						const [inserted] = await this.table("payments", trx)
+							.insert({ ...row, status: "authorized", provider_ref: outcome.providerRef, authorized_at: this.knex.fn.now() })
+							.onConflict(this.knex.raw(`(order_id) WHERE status IN (${ACTIVE_STATUSES.map(s => `'${s}'`).join(",")})`))
+							.ignore()
+							.returning("*");
+						if (!inserted) {
+							// Another authorization of this order won: keep it, release ours.
+							release = true;
+							answer = { result: await this.view((await this.activePayment(orderId, trx))!, trx) };
+						} else {
+							const p = await this.view(inserted, trx);
+							await this.record(trx, "payment.initiated", paymentId, { paymentId, orderId, amount, method: "card", brand: p.brand, last4: p.last4 }, ctx);
+							await this.record(trx, "payment.authorized", paymentId, {
+								paymentId, orderId, amount, method: "card", brand: p.brand, last4: p.last4, authorizationId: outcome.providerRef, authorizedAt: p.authorizedAt
+							}, ctx);
+							answer = { result: p };
+						}
+					} else {
+						await this.table("payments", trx).insert({ ...row, status: "failed", failure_type: outcome.type, failure_reason: outcome.message });
+						await this.record(trx, "payment.initiated", paymentId, { paymentId, orderId, amount, method: "card", brand: vault.brand, last4: vault.last4 }, ctx);
+						await this.record(trx, "payment.failed", paymentId, { paymentId, orderId, amount, reason: outcome.message, type: outcome.type, brand: vault.brand, last4: vault.last4 }, ctx);
+						answer = { error: paymentRefused(outcome.type as RefusalType, outcome.message) };
+					}
+					if (key) await this.settle(key, A, answer, trx);
+					return answer;
+				});
+				if (release && outcome.ok) {
+					await this.provider.void(outcome.providerRef).catch(err => this.logger.warn(`Releasing a surplus authorization of order ${orderId} failed: ${err.message}`));
+				}
+				if ("replay" in answer) {
+					const again = await this.storedAnswer(key, A);
+					return again.found ? again.result : null;
+				}
+				if ("error" in answer) throw answer.error;
+				return answer.result;
+			}
+		},
+
+		/**
+		 * The compensation of `authorizePayment`, or a cancellation: releases the order's
+		 * authorized payment. Nothing authorized answers null (the order may never have paid).
+		 */
+		void: {
+			params: Joi.object({ orderId: uuid.required(), reason: Joi.string().max(1000).allow(null, ""), idempotencyKey }),
+			async handler(ctx) {
+				const A = "payments.void";
+				const { orderId, reason, idempotencyKey: key } = ctx.params;
+				const stored = await this.storedAnswer(key, A);
+				if (stored.found) return stored.result;
+				const held = await this.activePayment(orderId);
+				if (held?.status === "authorized") {
+					const r = await this.provider.void(held.provider_ref!);
+					if (!r.ok) throw this.unavailable(r, "void the payment");
+				}
+				return this.idempotent(key, A, async trx => {
+					await this.lockOrderId(trx, orderId);
+					await this.table("voided_orders", trx).insert({ order_id: orderId, reason: reason || null }).onConflict("order_id").ignore();
+					const p = await this.activePayment(orderId, trx);
+					if (!p) return null;
+					if (p.status !== "authorized") throw conflict("INVALID_TRANSITION", `This payment was already ${p.status}; refund it instead`, { orderId, paymentId: p.id, status: p.status });
+					if (p.id !== held?.id) throw temporary("The payment changed meanwhile; try again", { orderId });
+					const [voided] = await this.table("payments", trx)
+						.where({ id: p.id, status: "authorized" })
+						.update({ status: "voided", void_reason: reason || null, voided_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+						.returning("*");
+					const view = await this.view(voided, trx);
+					await this.record(trx, "payment.voided", p.id, { paymentId: p.id, orderId, amount: view.amount, reason: reason || null, voidedAt: view.voidedAt }, ctx);
+					return view;
+				});
+			}
+		},
+
+		/** Takes the authorized money (on shipment). */
+		capture: {
+			params: Joi.object({ orderId: uuid.required(), idempotencyKey }),
+			async handler(ctx) {
+				this.internalOnly(ctx);
+				const A = "payments.capture";
+				const { orderId, idempotencyKey: key } = ctx.params;
+				const stored = await this.storedAnswer(key, A);
+				if (stored.found) return stored.result;
+				const p = await this.activePayment(orderId);
+				if (!p) {
+					const any = await this.table("payments").where({ order_id: orderId }).first();
+					return this.refuse(key, A, any ? conflict("INVALID_TRANSITION", "This order has no authorized payment to capture", { orderId }) : notFound("Payment of order", orderId));
+				}
+				if (p.status !== "authorized") return this.refuse(key, A, conflict("INVALID_TRANSITION", `This payment was already ${p.status}`, { orderId, paymentId: p.id, status: p.status }));
+				const amount = { amount: Number(p.amount), currency: p.currency };
+				const r = await this.provider.capture(p.provider_ref!, amount);
+				if (!r.ok) throw this.unavailable(r, "capture the payment");
+				return this.idempotent(key, A, async trx => {
+					const [captured] = await this.table("payments", trx)
+						.where({ id: p.id, status: "authorized" })
+						.update({ status: "captured", captured_amount: amount.amount, captured_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+						.returning("*");
+					if (!captured) throw conflict("INVALID_TRANSITION", "The payment changed meanwhile", { orderId, paymentId: p.id });
+					const view = await this.view(captured, trx);
+					await this.record(trx, "payment.captured", p.id, { paymentId: p.id, orderId, amount, capturedAt: view.capturedAt }, ctx);
+					return view;
+				});
+			}
+		},
+
+		/** Gives captured money back, all of it or part; never more than was captured. */
+		refund: {
+			params: Joi.object({ orderId: uuid.required(), amount: chargeable, reason: Joi.string().max(1000).allow(null, ""), idempotencyKey }),
+			async handler(ctx) {
+				this.internalOnly(ctx);
+				const A = "payments.refund";
+				const { orderId, amount: requested, reason, idempotencyKey: key } = ctx.params;
+				const stored = await this.storedAnswer(key, A);
+				if (stored.found) return stored.result;
+				const p = await this.activePayment(orderId);
+				if (!p) return this.refuse(key, A, notFound("Payment of order", orderId));
+				if (!REFUNDABLE_STATUSES.includes(p.status)) {
+					const message = p.status === "authorized" ? "This payment was not captured; void it instead" : `This payment was already ${p.status}`;
+					return this.refuse(key, A, conflict(p.status === "refunded" ? "REFUND_EXCEEDS_CAPTURED" : "INVALID_TRANSITION", message, { orderId, paymentId: p.id, status: p.status }));
+				}
+				const check = checkRefund(Number(p.captured_amount), Number(p.refunded_amount), p.currency, requested);
+				if (!check.ok) {
+					return this.refuse(key, A, check.reason === "currency"
+						? validationError(check.message, [{ field: "amount.currency", message: check.message }])
+						: conflict("REFUND_EXCEEDS_CAPTURED", check.message, { orderId, paymentId: p.id, remaining: { amount: check.remaining, currency: p.currency } }));
+				}
+				const refundId = randomUUID();
+				const r = await this.provider.refund(p.provider_ref!, check.amount, { idempotencyKey: key ?? refundId });
+				if (!r.ok) throw this.unavailable(r, "refund the payment");
+				return this.idempotent(key, A, async trx => {
+					const locked: PaymentRow = await this.table("payments", trx).where({ id: p.id }).forUpdate().first();
+					const again = checkRefund(Number(locked.captured_amount), Number(locked.refunded_amount), locked.currency, check.amount);
+					if (!again.ok) {
+						this.logger.error(`Refund ${r.providerRef} of order ${orderId} was made at the provider but another refund got there first; reconcile it`);
+						throw conflict("REFUND_EXCEEDS_CAPTURED", again.message, { orderId, paymentId: p.id });
+					}
+					await this.table("refunds", trx).insert({ id: refundId, payment_id: p.id, order_id: orderId, amount: check.amount.amount, currency: check.amount.currency, reason: reason || null, provider_ref: r.providerRef });
+					const [updated] = await this.table("payments", trx)
+						.where({ id: p.id })
+						.update({ refunded_amount: again.refundedAfter, status: again.status, updated_at: this.knex.fn.now() })
+						.returning("*");
+					const view = await this.view(updated, trx);
+					await this.record(trx, "payment.refunded", p.id, {
+						paymentId: p.id, orderId, refundId, refundAmount: check.amount, totalRefunded: view.refundedAmount, fullyRefunded: again.status === "refunded",
+						reason: reason || null, refundedAt: new Date().toISOString()
+					}, ctx);
+					return view;
+				});
+			}
+		},
+
+		/** Every payment of an order, oldest first, with its refunds. */
+		get: {
+			params: Joi.object({ orderId: uuid.required() }),
+			async handler(ctx) {
+				this.internalOnly(ctx);
+				const rows: PaymentRow[] = await this.table("payments").where({ order_id: ctx.params.orderId }).orderBy([{ column: "created_at" }, { column: "id" }]);
+				const refunds: Array<RefundRow> = rows.length ? await this.table("refunds").whereIn("payment_id", rows.map(r => r.id)).orderBy("created_at") : [];
+				return rows.map(r => toPayment(r, refunds.filter(f => f.payment_id === r.id)));
+			}
+		}
+	},
+
+	methods: {
+		/** The answer stored under `key` (the db mixin's format): its result, or its refusal thrown. */
+		async storedAnswer(this: This, key: string | undefined, action: string, trx?: Knex.Transaction) {
+			if (!key) return { found: false as const };
+			const row = await this.table("idempotency_keys", trx).where({ key }).first();
+			if (!row || (row.result === null && row.error === null)) return { found: false as const };
+			if (row.action !== action) throw new Errors.MoleculerClientError(`Idempotency key was used for ${row.action}, not ${action}`, 422, "IDEMPOTENCY_KEY_REUSED");
+			if (row.error) {
+				const e = typeof row.error === "string" ? JSON.parse(row.error) : row.error;
+				throw new Errors.MoleculerClientError(e.message, e.code, e.type, e.data ?? undefined);
+			}
+			return { found: true as const, result: typeof row.result === "string" ? JSON.parse(row.result) : row.result };
+		},
+
+		/**
+		 * Stores an answer under `key` (inside `trx` when given, where the key row was claimed)
+		 * and gives the answer back: the result returned, the refusal thrown. When another call
+		 * stored an answer first, that one is given instead.
+		 */
+		async settle(this: This, key: string | undefined, action: string, answer: Answer, trx?: Knex.Transaction) {
+			if (key) {
+				const value = "error" in answer
+					? { error: JSON.stringify({ message: answer.error.message, code: answer.error.code, type: answer.error.type, data: answer.error.data ?? null }) }
+					: { result: JSON.stringify(answer.result ?? null) };
+				if (trx) {
+					// The key row was claimed in this transaction: the caller throws a refusal after commit.
+					await this.table("idempotency_keys", trx).where({ key }).update(value);
+					return "error" in answer ? undefined : answer.result;
+				}
+				const inserted = await this.table("idempotency_keys").insert({ key, action, ...value }).onConflict("key").ignore().returning("key");
+				if (inserted.length === 0) {
+					const first = await this.storedAnswer(key, action);
+					if (first.found) return first.result;
+				}
+			}
+			if ("error" in answer) throw answer.error;
+			return answer.result;
+		},
+
+		async refuse(this: This, key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never> {
+			await this.settle(key, action, { error: err });
+			throw err;
+		},
+
+		/** Serializes an authorization and a void of one order (a void must see the authorization, or block it). */
+		async lockOrderId(trx: Knex.Transaction, orderId: string) {
+			await trx.raw(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`payments:${orderId}`]);
+		},
+
+		async activePayment(this: This, orderId: string, trx?: Knex.Transaction) {
+			return this.table("payments", trx).where({ order_id: orderId }).whereIn("status", ACTIVE_STATUSES as string[]).first();
+		},
+
+		async view(this: This, row: PaymentRow, trx?: Knex.Transaction) {
+			const refunds: RefundRow[] = await this.table("refunds", trx).where({ payment_id: row.id }).orderBy("created_at");
+			return toPayment(row, refunds);
+		},
+
+		/** The provider did not answer: a temporary failure, worth a retry; nothing changed. */
+		unavailable(outcome: ProviderFailure, what: string) {
+			if (outcome.type !== "PROVIDER_UNAVAILABLE") return paymentRefused(outcome.type, outcome.message);
+			return temporary(`The payment provider could not ${what}: ${outcome.message}`);
+		},
+
+		/** Capture, refund and reading payments are for the services and admins, never for a customer directly. */
+		internalOnly(ctx: Ctx) {
+			if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden("Payments are handled by the checkout");
+		}
+	},
+
+	created() {
+		this.provider = new SimulatedCardProvider();
+	}
+});
