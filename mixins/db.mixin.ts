@@ -18,6 +18,8 @@ import { settings } from "./settings";
 export interface DbMethods {
 	knex: Knex;
 	schemaName: string;
+	/** Resolves once the schema's migrations have run. */
+	schemaReady: Promise<void>;
 	/** A query builder on a table of this service's schema (inside `trx` when given). */
 	table(name: string, trx?: Knex.Transaction): Knex.QueryBuilder;
 	/** Runs `fn` in one transaction. */
@@ -34,9 +36,12 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 		created(this: any) {
 			this.schemaName = schemaName;
 			this.knex = acquireKnex(settings);
+			// Other mixins (the outbox relay) wait for the schema before touching it.
+			this.schemaReady = new Promise<void>(resolve => (this.markSchemaReady = resolve));
 		},
 		async started(this: any) {
 			await migrate(this.knex, service, schemaName);
+			this.markSchemaReady();
 		},
 		async stopped(this: any) {
 			await releaseKnex(settings);

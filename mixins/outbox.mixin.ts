@@ -38,8 +38,8 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 		},
 		async started(this: any) {
 			if (settings.transporter) this.outbox.publisher = acquirePublisher(settings.transporter, settings.namespace);
-			// The db mixin's migrations may still be running: the first pass waits for the service to be up.
-			this.outbox.timer = setTimeout(() => this.flushOutbox(), 50);
+			// The db mixin's migrations may still be running: the relay starts once the schema is there.
+			this.schemaReady.then(() => this.flushOutbox());
 		},
 		async stopped(this: any) {
 			this.outbox.stopped = true;

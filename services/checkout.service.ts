@@ -45,7 +45,8 @@ export default defineService<Methods, Vars>({
 			rest: "POST /api/checkout/place",
 			params: Joi.object({
 				paymentDetails: Joi.object({
-					cardNumber: Joi.string().trim().pattern(/^[0-9 ]{12,23}$/).required(),
+					// The message must not echo the number back (it would land in logs).
+					cardNumber: Joi.string().trim().pattern(/^[0-9 ]{12,23}$/).required().messages({ "string.pattern.base": "'cardNumber' must be 12 to 19 digits" }),
 					expMonth: Joi.number().integer().min(1).max(12).required(),
 					expYear: Joi.number().integer().min(2000).max(2100).required(),
 					cvc: Joi.string().pattern(/^[0-9]{3,4}$/).required()

@@ -1,0 +1,60 @@
+/**
+ * Fixed-window rate limits counted in a store every gateway replica shares (Redis), or in
+ * memory in the embedded mode. `hit` answers whether the request may go on and, if not,
+ * how many seconds until the window resets (for `Retry-After`).
+ */
+import type Redis from "ioredis";
+
+export interface RateLimitStore {
+	/** Counts one hit of `key` in the window that starts at `windowStart` and answers the count. */
+	increment(key: string, windowMs: number): Promise<number>;
+	close(): Promise<void>;
+}
+
+export class RedisRateLimitStore implements RateLimitStore {
+	constructor(
+		private redis: Redis,
+		private prefix: string
+	) {}
+
+	async increment(key: string, windowMs: number): Promise<number> {
+		const k = `${this.prefix}ratelimit:${key}:${Math.floor(Date.now() / windowMs)}`;
+		const [[, count]] = (await this.redis.multi().incr(k).pexpire(k, windowMs).exec()) as [[unknown, number]];
+		return count;
+	}
+
+	async close() {
+		this.redis.disconnect();
+	}
+}
+
+export class MemoryRateLimitStore implements RateLimitStore {
+	private counts = new Map<string, { window: number; count: number }>();
+
+	async increment(key: string, windowMs: number): Promise<number> {
+		const window = Math.floor(Date.now() / windowMs);
+		const entry = this.counts.get(key);
+		if (!entry || entry.window !== window) {
+			if (this.counts.size > 100_000) this.counts.clear();
+			this.counts.set(key, { window, count: 1 });
+			return 1;
+		}
+		return ++entry.count;
+	}
+
+	async close() {
+		this.counts.clear();
+	}
+}
+
+export interface Limit {
+	name: string;
+	max: number;
+	windowMs: number;
+}
+
+export async function hit(store: RateLimitStore, limit: Limit, client: string): Promise<{ allowed: boolean; remaining: number; retryAfterSeconds: number }> {
+	const count = await store.increment(`${limit.name}:${client}`, limit.windowMs);
+	const resetAt = (Math.floor(Date.now() / limit.windowMs) + 1) * limit.windowMs;
+	return { allowed: count <= limit.max, remaining: Math.max(0, limit.max - count), retryAfterSeconds: Math.max(1, Math.ceil((resetAt - Date.now()) / 1000)) };
+}
