@@ -5,23 +5,40 @@
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import Redis from "ioredis";
 import jwt from "jsonwebtoken";
+import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { forbidden, unauthorized } from "../contracts/errors";
+import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
 import { settings } from "../mixins/settings";
+import { clientAddress, parseTrustedProxies } from "./api/client-address";
 import { toHttpError } from "./api/http-errors";
+import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore } from "./api/rate-limit";
 import { Access, ROUTES } from "./api/routes";
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
+const TRUSTED_PROXIES = parseTrustedProxies(process.env.TRUSTED_PROXIES);
+const WINDOW_MS = Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000);
+/** Every request of a client in a window. */
+const GENERAL_LIMIT: Limit = { name: "all", max: Number(process.env.RATE_LIMIT_MAX ?? 300), windowMs: WINDOW_MS };
+/** Login and register attempts of a client in a window. */
+const AUTH_LIMIT: Limit = { name: "auth", max: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20), windowMs: WINDOW_MS };
 
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
-		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename };
+		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit };
 	}
 	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
+	out["GET /health/ready"] = {
+		access: "public",
+		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
+			return this.readiness().then((r: any) => sendJson(res, r.status === "ok" ? 200 : 503, r));
+		}
+	};
 	return out;
 }
 
@@ -31,8 +48,23 @@ function sendJson(res: ServerResponse, status: number, body: unknown) {
 	res.end(JSON.stringify(body));
 }
 
-export default defineService({
+interface Vars {
+	redis: Redis | null;
+	rateLimits: RateLimitStore;
+}
+
+export default defineService<object, Vars>({
 	name: "api",
+	created() {
+		this.redis = settings.redisUrl ? new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
+		if (this.redis) this.redis.on("error", () => undefined);
+		this.rateLimits = this.redis ? new RedisRateLimitStore(this.redis, settings.redisPrefix) : new MemoryRateLimitStore();
+		this.knex = acquireKnex(settings);
+	},
+	async stopped() {
+		await this.rateLimits.close();
+		await releaseKnex(settings);
+	},
 	mixins: [ApiGateway as any],
 	settings: {
 		port: settings.port,
@@ -47,11 +79,12 @@ export default defineService({
 				mergeParams: true,
 				bodyParsers: { json: { strict: true, limit: BODY_LIMIT } },
 				aliases: aliases(),
-				onBeforeCall(ctx: any, _route: any, req: any, res: any, alias: any) {
+				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
 					res.setHeader("X-Correlation-Id", correlationId);
+					await this.limitRate(req, res, alias);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
 					if (alias?.rename) {
@@ -82,6 +115,37 @@ export default defineService({
 	},
 
 	methods: {
+		/** The general limit for every request, and the strict one for login and register. */
+		async limitRate(this: any, req: IncomingMessage, res: ServerResponse, alias: any) {
+			const client = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], TRUSTED_PROXIES);
+			for (const limit of alias?.authLimit ? [GENERAL_LIMIT, AUTH_LIMIT] : [GENERAL_LIMIT]) {
+				const verdict = await hit(this.rateLimits as RateLimitStore, limit, client);
+				if (!verdict.allowed) {
+					res.setHeader("Retry-After", String(verdict.retryAfterSeconds));
+					throw new Errors.MoleculerClientError("Too many requests; try again later", 429, "RATE_LIMITED", { retryAfter: verdict.retryAfterSeconds });
+				}
+			}
+		},
+
+		/** Readiness: each server this shop depends on, and which one is down. */
+		async readiness(this: any) {
+			const check = async (fn: () => Promise<unknown>) => {
+				try {
+					await Promise.race([fn(), new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000))]);
+					return "up";
+				} catch {
+					return "down";
+				}
+			};
+			const checks: Record<string, string> = {
+				rabbitmq: settings.transporter ? (this.broker.transit?.connected ? "up" : "down") : "embedded",
+				postgres: await check(() => this.knex.raw("select 1")),
+				redis: this.redis ? await check(() => this.redis.ping()) : "embedded"
+			};
+			const down = Object.entries(checks).filter(([, v]) => v === "down").map(([k]) => k);
+			return { status: down.length ? "unavailable" : "ok", checks, down };
+		},
+
 		/** Reads the bearer token; no header means an anonymous call, a bad token is refused. */
 		async authenticate(_ctx: any, _route: any, req: IncomingMessage) {
 			const header = req.headers.authorization;

@@ -14,14 +14,16 @@ export interface RouteDef {
 	status?: number;
 	/** Path parameter → action param, where the names differ. */
 	rename?: Record<string, string>;
+	/** Counted against the strict limit for authentication as well as the general one. */
+	authLimit?: boolean;
 	summary: string;
 }
 
 export const ROUTES: RouteDef[] = [
 	// Customers
-	{ method: "POST", path: "/auth/register", action: "customers.register", access: "public", status: 201, summary: "Register a customer; a verification email is sent" },
+	{ method: "POST", path: "/auth/register", action: "customers.register", access: "public", status: 201, authLimit: true, summary: "Register a customer; a verification email is sent" },
 	{ method: "POST", path: "/auth/verify-email", action: "customers.verifyEmail", access: "public", summary: "Verify an email address with the emailed token" },
-	{ method: "POST", path: "/auth/login", action: "customers.login", access: "public", summary: "Log in; answers a bearer token" },
+	{ method: "POST", path: "/auth/login", action: "customers.login", access: "public", authLimit: true, summary: "Log in; answers a bearer token" },
 	{ method: "GET", path: "/me", action: "customers.me", access: "user", summary: "The logged-in customer's profile" },
 	{ method: "PATCH", path: "/me", action: "customers.updateMe", access: "user", summary: "Update the profile" },
 
