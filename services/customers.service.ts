@@ -1,0 +1,271 @@
+/**
+ * customers — accounts, credentials and email verification.
+ *
+ * Registration stores a bcrypt hash of the password (never the password) and a verification
+ * token of which only the sha256 is kept; the token itself travels once, in
+ * `customer.verification_requested`, to notifications, which emails it. Login answers a JWT
+ * the gateway verifies. The first admin is created at start-up from ADMIN_EMAIL /
+ * ADMIN_PASSWORD. The rules live in `customers/rules.ts`, hashing and tokens in
+ * `customers/credentials.ts`.
+ */
+import Joi from "joi";
+import { createHash, randomUUID } from "node:crypto";
+import type { Knex } from "knex";
+import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { DbMixin } from "../mixins/db.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
+import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { settings } from "../mixins/settings";
+import { hashPassword, signAccessToken, verifyPassword } from "./customers/credentials";
+import {
+	assertPassword,
+	CustomerRow,
+	DEFAULT_RESEND_INTERVAL_MS,
+	DEFAULT_VERIFICATION_TTL_MS,
+	hashToken,
+	invalidCredentials,
+	judgeToken,
+	msFromEnv,
+	newVerificationToken,
+	normalizeEmail,
+	passwordProblems,
+	toCustomer,
+	TokenRow,
+	tokenRefusal
+} from "./customers/rules";
+
+const uuid = Joi.string().guid();
+const idempotencyKey = Joi.string().max(200);
+const personName = Joi.string().trim().min(1).max(100);
+const email = Joi.string().trim().lowercase().max(320).email({ tlds: false });
+
+interface Methods {
+	keyOf(ctx: Ctx, action: string, scope: string): string | undefined;
+	byId(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow | undefined>;
+	byEmail(email: string, trx?: Knex.Transaction): Promise<CustomerRow | undefined>;
+	requestVerification(ctx: Ctx, trx: Knex.Transaction, row: CustomerRow): Promise<void>;
+	bootstrapAdmin(): Promise<void>;
+}
+
+type This = ServiceThis<Methods>;
+
+export default defineService<Methods>({
+	name: "customers",
+	mixins: [DbMixin("customers"), OutboxMixin()],
+
+	actions: {
+		/** A new, unverified customer; a verification email follows (customer.verification_requested). */
+		register: {
+			rest: "POST /api/auth/register",
+			params: Joi.object({
+				email: email.required(),
+				password: Joi.string().required(),
+				firstName: personName.required(),
+				lastName: personName.required(),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				const p = ctx.params;
+				const address = normalizeEmail(p.email);
+				assertPassword(p.password);
+				const passwordHash = await hashPassword(p.password); // outside the transaction: it takes a while
+				return this.idempotent(this.keyOf(ctx, "customers.register", address), "customers.register", async trx => {
+					// ON CONFLICT waits for a concurrent registration of the same address, then does nothing.
+					const [row]: CustomerRow[] = await this.table("customers", trx)
+						.insert({ id: randomUUID(), email: address, password_hash: passwordHash, first_name: p.firstName, last_name: p.lastName, role: "customer" })
+						.onConflict()
+						.ignore()
+						.returning("*");
+					if (!row) throw conflict("EMAIL_TAKEN", "An account with this email already exists", { field: "email" });
+					await this.record(trx, "customer.registered", row.id, {
+						customerId: row.id, email: row.email, firstName: row.first_name, lastName: row.last_name,
+						createdAt: new Date(row.created_at).toISOString()
+					}, ctx);
+					await this.requestVerification(ctx, trx, row);
+					return toCustomer(row);
+				});
+			}
+		},
+
+		/** The emailed token proves the address: the customer becomes verified, every other token of theirs is spent. */
+		verifyEmail: {
+			rest: "POST /api/auth/verify-email",
+			params: Joi.object({ token: Joi.string().trim().min(1).max(200).required(), idempotencyKey }),
+			async handler(ctx) {
+				const tokenHash = hashToken(ctx.params.token);
+				return this.idempotent(this.keyOf(ctx, "customers.verifyEmail", tokenHash), "customers.verifyEmail", async trx => {
+					const token: TokenRow | undefined = await this.table("email_verification_tokens", trx).where({ token_hash: tokenHash }).forUpdate().first();
+					const verdict = judgeToken(token, new Date());
+					if (verdict !== "valid") throw tokenRefusal(verdict);
+					const row = await this.byId(token!.customer_id, trx, true);
+					if (!row || row.erased_at) throw tokenRefusal("INVALID_TOKEN");
+					const [verified]: CustomerRow[] = await this.table("customers", trx)
+						.where({ id: row.id })
+						.update({ email_verified: true, email_verified_at: this.knex.raw("coalesce(email_verified_at, now())"), updated_at: this.knex.fn.now() })
+						.returning("*");
+					await this.table("email_verification_tokens", trx).where({ customer_id: row.id }).whereNull("used_at").update({ used_at: this.knex.fn.now() });
+					// The published copies of the token are of no use any more: keep none in the outbox.
+					await this.table("outbox", trx)
+						.where({ aggregate_id: row.id, event_name: "customer.verification_requested" })
+						.whereNotNull("sent_at")
+						.update({ envelope: this.knex.raw(`envelope #- '{payload,token}'`) });
+					await this.record(trx, "customer.email_verified", row.id, {
+						customerId: row.id, email: row.email, verifiedAt: new Date(verified!.email_verified_at!).toISOString()
+					}, ctx);
+					return toCustomer(verified!);
+				});
+			}
+		},
+
+		/** `{ token, customer }`; the same 401 for an unknown email and a wrong password. */
+		login: {
+			rest: "POST /api/auth/login",
+			params: Joi.object({ email: Joi.string().trim().max(320).required(), password: Joi.string().max(1024).required() }),
+			async handler(ctx) {
+				const row = await this.byEmail(normalizeEmail(ctx.params.email));
+				const usable = row && !row.erased_at ? row : undefined;
+				const ok = await verifyPassword(ctx.params.password, usable?.password_hash);
+				if (!usable || !ok) throw invalidCredentials();
+				return { token: signAccessToken(usable, settings), customer: toCustomer(usable) };
+			}
+		},
+
+		/** One customer (internal: checkout reads `emailVerified`); a customer asking for another gets 404. */
+		get: {
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				const { id } = ctx.params;
+				const user = ctx.meta.user;
+				if (user && user.role !== "admin" && user.id !== id) throw notFound("Customer", id);
+				const row = await this.byId(id);
+				if (!row || row.erased_at) throw notFound("Customer", id);
+				return toCustomer(row);
+			}
+		},
+
+		/** The logged-in user's profile. */
+		me: {
+			rest: "GET /api/me",
+			params: Joi.object({}),
+			async handler(ctx) {
+				const user = ctx.meta.user;
+				if (!user) throw unauthorized();
+				const row = await this.byId(user.id);
+				if (!row || row.erased_at) throw notFound("Customer", user.id);
+				return toCustomer(row);
+			}
+		},
+
+		/** Changes the logged-in user's names; customer.updated lists what changed. */
+		updateMe: {
+			rest: "PATCH /api/me",
+			params: Joi.object({ firstName: personName, lastName: personName, idempotencyKey }).or("firstName", "lastName"),
+			async handler(ctx) {
+				const user = ctx.meta.user;
+				if (!user) throw unauthorized();
+				const { firstName, lastName } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "customers.updateMe", user.id), "customers.updateMe", async trx => {
+					const row = await this.byId(user.id, trx, true);
+					if (!row || row.erased_at) throw notFound("Customer", user.id);
+					const patch: Record<string, string> = {};
+					if (firstName !== undefined && firstName !== row.first_name) patch.first_name = firstName;
+					if (lastName !== undefined && lastName !== row.last_name) patch.last_name = lastName;
+					if (Object.keys(patch).length === 0) return toCustomer(row);
+					const [updated]: CustomerRow[] = await this.table("customers", trx)
+						.where({ id: row.id })
+						.update({ ...patch, updated_at: this.knex.fn.now() })
+						.returning("*");
+					await this.record(trx, "customer.updated", row.id, {
+						customerId: row.id, firstName: updated!.first_name, lastName: updated!.last_name,
+						changedFields: Object.keys(patch).map(k => (k === "first_name" ? "firstName" : "lastName")),
+						updatedAt: new Date(updated!.updated_at).toISOString()
+					}, ctx);
+					return toCustomer(updated!);
+				});
+			}
+		},
+
+		/**
+		 * A new verification email for an unverified account. Always `{ ok: true }`, so the answer
+		 * does not tell whether the address has an account; at most one email per
+		 * VERIFICATION_RESEND_INTERVAL_MS (default a minute), so nobody can flood an inbox through us.
+		 */
+		resendVerification: {
+			rest: "POST /api/auth/resend-verification",
+			params: Joi.object({ email: email.required() }),
+			async handler(ctx) {
+				const address = normalizeEmail(ctx.params.email);
+				const interval = msFromEnv(process.env.VERIFICATION_RESEND_INTERVAL_MS, DEFAULT_RESEND_INTERVAL_MS);
+				await this.transaction(async trx => {
+					const found = await this.byEmail(address, trx);
+					if (!found) return;
+					const row = (await this.byId(found.id, trx, true))!; // one resend at a time per customer
+					if (row.email_verified || row.erased_at) return;
+					const last = await this.table("email_verification_tokens", trx).where({ customer_id: row.id }).max<{ at: Date | null }>("created_at as at").first();
+					if (last?.at && Date.now() - new Date(last.at).getTime() < interval) return;
+					await this.requestVerification(ctx, trx, row);
+				});
+				return { ok: true };
+			}
+		}
+	},
+
+	methods: {
+		/** The caller's key, or the gateway's Idempotency-Key header scoped to the action and who it concerns. */
+		keyOf(ctx: Ctx, action: string, scope: string): string | undefined {
+			if (ctx.params.idempotencyKey) return ctx.params.idempotencyKey;
+			const header = ctx.meta.idempotencyKey;
+			if (typeof header !== "string" || !header) return undefined;
+			return "http:" + createHash("sha256").update(`${action}\n${scope}\n${header}`).digest("hex");
+		},
+
+		async byId(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+			const q = this.table("customers", trx).where({ id });
+			if (forUpdate && trx) q.forUpdate();
+			return q.first();
+		},
+
+		async byEmail(this: This, address: string, trx?: Knex.Transaction) {
+			return this.table("customers", trx).whereRaw("lower(email) = ?", [address]).first();
+		},
+
+		/** Issues a token (only its hash is stored) and records the event that carries it to notifications. */
+		async requestVerification(this: This, ctx: Ctx, trx: Knex.Transaction, row: CustomerRow) {
+			const ttl = msFromEnv(process.env.VERIFICATION_TTL_MS, DEFAULT_VERIFICATION_TTL_MS);
+			const { token, tokenHash, expiresAt } = newVerificationToken(new Date(), ttl);
+			await this.table("email_verification_tokens", trx).insert({ id: randomUUID(), customer_id: row.id, token_hash: tokenHash, expires_at: expiresAt });
+			await this.record(trx, "customer.verification_requested", row.id, {
+				customerId: row.id, email: row.email, firstName: row.first_name, token, expiresAt: expiresAt.toISOString()
+			}, ctx);
+		},
+
+		/**
+		 * The first admin, from ADMIN_EMAIL / ADMIN_PASSWORD. Idempotent across restarts and across
+		 * replicas starting together: the unique index on lower(email) lets one insert win and the
+		 * others do nothing. An existing account with that email is left as it is (never promoted).
+		 */
+		async bootstrapAdmin(this: This) {
+			const { adminEmail, adminPassword } = settings;
+			if (!adminEmail || !adminPassword) return;
+			const address = normalizeEmail(adminEmail);
+			if (await this.byEmail(address)) return;
+			if (passwordProblems(adminPassword).length > 0) this.logger.warn("ADMIN_PASSWORD does not meet the password rules; the admin is created anyway");
+			const passwordHash = await hashPassword(adminPassword);
+			const inserted = await this.table("customers")
+				.insert({
+					id: randomUUID(), email: address, password_hash: passwordHash, first_name: "Admin", last_name: "Admin",
+					role: "admin", email_verified: true, email_verified_at: this.knex.fn.now()
+				})
+				.onConflict()
+				.ignore()
+				.returning("id");
+			if (inserted.length > 0) this.logger.info(`Admin account ${address} created`);
+		}
+	},
+
+	async started() {
+		if (!settings.jwtSecret) throw new Error("JWT_SECRET must be set: customers cannot issue access tokens without it");
+		await this.schemaReady;
+		await this.bootstrapAdmin();
+	}
+});
