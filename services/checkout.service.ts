@@ -190,6 +190,8 @@ export default defineService<Methods, Vars>({
 			store: this.store,
 			definitions: [placeOrder],
 			owner: `${this.broker.nodeID}:${randomUUID().slice(0, 8)}`,
+			leaseMs: settings.sagaLeaseMs,
+			stepDelayMs: settings.sagaStepDelayMs,
 			logger: this.logger,
 			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
 			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>)
