@@ -35,6 +35,8 @@ export interface EngineOptions {
 	parkAfterCompensationAttempts?: number;
 	/** A pause before each step (demos, crash tests). */
 	stepDelayMs?: number;
+	/** Retries due sooner than this wait in-process; later ones become deadlines in the store. */
+	maxInProcessWaitMs?: number;
 	/** Called once a saga is completed or compensated (again after a crash: make it idempotent). */
 	onFinished?: (rec: SagaRecord) => Promise<void>;
 }
@@ -45,7 +47,6 @@ export function isRefusal(err: any): boolean {
 	return typeof err?.code === "number" && err.code >= 400 && err.code < 500;
 }
 
-const IN_PROCESS_WAIT_LIMIT_MS = 5000;
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 export class SagaEngine {
@@ -66,6 +67,7 @@ export class SagaEngine {
 			compensationBackoffMs: 200,
 			parkAfterCompensationAttempts: 20,
 			stepDelayMs: 0,
+			maxInProcessWaitMs: 5000,
 			...options
 		};
 		for (const d of options.definitions) this.definitions.set(d.name, d);
@@ -116,7 +118,7 @@ export class SagaEngine {
 				}
 				if (rec.nextAttemptAt && rec.nextAttemptAt > Date.now()) {
 					const wait = rec.nextAttemptAt - Date.now();
-					if (wait > IN_PROCESS_WAIT_LIMIT_MS) {
+					if (wait > this.opts.maxInProcessWaitMs) {
 						await store.scheduleDeadline(id, rec.nextAttemptAt);
 						break;
 					}
@@ -159,7 +161,7 @@ export class SagaEngine {
 		for (const id of ids) {
 			if (this.driving.has(id)) continue;
 			const rec = await store.get(id);
-			if (!rec || (rec.nextAttemptAt && rec.nextAttemptAt > Date.now() + IN_PROCESS_WAIT_LIMIT_MS)) continue;
+			if (!rec || (rec.nextAttemptAt && rec.nextAttemptAt > Date.now() + this.opts.maxInProcessWaitMs)) continue;
 			if (await store.acquireLease(id, this.opts.owner, this.opts.leaseMs)) {
 				resumed++;
 				this.background(id);
