@@ -243,7 +243,7 @@ export class SagaEngine {
 				this.log("warn", sending, `${step.name} failed (${failure.message}); retry in ${delay} ms`);
 				return this.transition(sending, { nextAttemptAt: Date.now() + delay }, `${step.name} failed, retry scheduled`, failure);
 			}
-			this.log("warn", sending, `${step.name} failed: ${failure.message}; compensating`);
+			this.log(isRefusal(err) ? "info" : "warn", sending, `${step.name} failed: ${failure.message}; compensating`);
 			return this.transition(sending, { status: "compensating", failure, attempts: 0, nextAttemptAt: undefined }, `${step.name} failed`, failure);
 		}
 	}

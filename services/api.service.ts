@@ -97,6 +97,13 @@ export default defineService<object, Vars>({
 					}
 					if (alias?.status) ctx.meta.$statusCode = alias.status;
 				},
+				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
+					// A 201 says where the new resource lives.
+					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
+						ctx.meta.$location = req.$alias?.path === "/auth/register" ? "/api/me" : `/api${req.$alias?.path}/${data.id}`;
+					}
+					return data;
+				},
 				onError(this: any, req: any, res: any, err: any) {
 					const { status, body } = toHttpError(err);
 					if (status >= 500) this.logger.error(`${req.method} ${req.originalUrl} failed`, err);

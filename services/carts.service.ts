@@ -53,7 +53,7 @@ export default defineService<Methods>({
 			params: Joi.object({ productId: uuid.required(), variantId: Joi.string().max(100), quantity: quantity.min(1).required() }),
 			async handler(ctx) {
 				const { productId, quantity: requested } = ctx.params;
-				const product = await ctx.call<any, any>("catalog.getProduct", { id: productId, includeInactive: true }, { meta: { user: undefined } });
+				const product = await ctx.call<any, any>("catalog.getProduct", { id: productId, includeInactive: true });
 				if (product.status !== "active") throw conflict("PRODUCT_INACTIVE", "This product is not for sale", { productId });
 				if (ctx.params.variantId) throw notFound("Variant", ctx.params.variantId);
 				const cart = await this.activeCart(this.customerId(ctx));

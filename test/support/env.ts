@@ -22,3 +22,6 @@ process.env.SAGA_RECOVERY_INTERVAL_MS ??= "500";
 process.env.SAGA_LEASE_MS ??= "3000";
 process.env.PORT ??= "0";
 process.env.BCRYPT_ROUNDS ??= "4";
+// Tests act as many customers from one address; the rate-limit test starts a gateway with low limits of its own.
+process.env.RATE_LIMIT_MAX ??= "1000000";
+process.env.RATE_LIMIT_AUTH_MAX ??= "1000000";
