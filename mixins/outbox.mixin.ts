@@ -71,6 +71,12 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				}
 				if (ob.timer) clearTimeout(ob.timer);
 				ob.timer = null;
+				// Channel consumers subscribe once the whole broker has started; the in-process
+				// adapter would drop what is published before, so the relay waits for that.
+				if (!this.broker.started) {
+					ob.timer = setTimeout(() => this.flushOutbox(), 100);
+					return;
+				}
 				ob.running = true;
 				this.relayBatch()
 					.then((n: number) => {

@@ -19,6 +19,7 @@ export function toHttpError(err: any): HttpError {
 	switch (err?.type) {
 		case "SERVICE_NOT_FOUND":
 		case "SERVICE_NOT_AVAILABLE":
+		case "SERVICE_UNAVAILABLE":
 			// A route whose service is down is not the client's fault and not a missing page.
 			return { status: 503, body: { name: "ServiceUnavailable", message: "The service is temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" } };
 		case "REQUEST_TIMEOUT":
@@ -33,5 +34,8 @@ export function toHttpError(err: any): HttpError {
 	if (code >= 400 && code < 500) {
 		return { status: code, body: { name: err.name ?? "Error", message: err.message, code, type: err.type ?? "BAD_REQUEST", data: err.data ?? undefined } };
 	}
-	return { status: code >= 500 && code < 600 ? code : 500, body: { name: "InternalError", message: "Something went wrong on our side", code: 500, type: "INTERNAL_ERROR" } };
+	if (code === 503 && err?.retryable) {
+		return { status: 503, body: { name: "ServiceUnavailable", message: "The service is temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" } };
+	}
+	return { status: 500, body: { name: "InternalError", message: "Something went wrong on our side", code: 500, type: "INTERNAL_ERROR" } };
 }

@@ -39,7 +39,12 @@ describe("the embedded default (`npm start` with no environment)", function () {
 	});
 
 	it("serves the API and takes an order from cart to confirmed", async () => {
-		const admin = expectStatus(await http.post("/api/auth/login", { email: "admin@shop.local", password: "admin-password-1" }), 200).token;
+		// The gateway listens before every service has started: the first answers may be 503.
+		const login = await eventually(async () => {
+			const r = await http.post("/api/auth/login", { email: "admin@shop.local", password: "admin-password-1" });
+			return r.status === 200 ? r : null;
+		}, 60_000, "the admin to log in");
+		const admin = login.body.token;
 		const p = await productInStock(http, admin, { stock: 3, price: 4999 });
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
