@@ -130,7 +130,8 @@ export default defineService<Methods>({
 					}
 					const moved = await this.move(ctx, trx, row, "confirmed", { patch: { payment_id: paymentId ?? row.payment_id } });
 					await this.record(trx, "order.confirmed", orderId, {
-						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, paymentId: moved.payment_id,
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, customerEmail: moved.customer_email, paymentId: moved.payment_id,
+						total: { amount: Number(moved.total_amount), currency: moved.currency },
 						confirmedAt: new Date(moved.updated_at).toISOString(), confirmedBy: ctx.meta.user?.id ?? null
 					}, ctx);
 					return this.view(moved, trx);

@@ -64,6 +64,9 @@ describe("place-order saga through the gateway (real RabbitMQ, Postgres, Redis)"
 		expect(events.events.filter(e => e.event_name === "checkout.completed" && e.payload.orderId === orderId)).to.have.length(1);
 		const placedEvent = events.of("order.placed", orderId)[0]!;
 		expect(placedEvent.correlation_id).to.equal(placed.headers.get("x-correlation-id"));
+		// The customer is told: the confirmation email is in the delivery log.
+		const mail = await eventually(async () => (await http.get(`/api/admin/notifications?to=${encodeURIComponent(c.email)}&template=order_confirmed`, admin)).body.rows?.[0], 10_000, "order confirmation email");
+		expect(mail.text).to.include(order.orderNumber);
 	});
 
 	it("a declined card leaves the order payment_failed, releases the stock and unlocks the cart intact", async () => {
