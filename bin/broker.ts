@@ -3,14 +3,14 @@
  * the tests (one broker per simulated process) and the benchmark.
  */
 import path from "node:path";
-import { ServiceBroker } from "moleculer";
+import { BrokerOptions, ServiceBroker } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import { readSettings } from "../mixins/settings";
 import { SERVICE_NAMES, ServiceName } from "../services";
 
-export function createBroker(opts: { services?: readonly string[]; env?: NodeJS.ProcessEnv; nodeID?: string } = {}): ServiceBroker {
+export function createBroker(opts: { services?: readonly string[]; env?: NodeJS.ProcessEnv; nodeID?: string; options?: Partial<BrokerOptions> } = {}): ServiceBroker {
 	const s = readSettings(opts.env ?? process.env);
-	const broker = new ServiceBroker({ ...brokerOptions(s), nodeID: opts.nodeID ?? s.nodeId });
+	const broker = new ServiceBroker({ ...brokerOptions(s), nodeID: opts.nodeID ?? s.nodeId, ...opts.options });
 	const wanted = opts.services ?? s.services ?? SERVICE_NAMES;
 	for (const name of wanted) {
 		if (!(SERVICE_NAMES as readonly string[]).includes(name)) throw new Error(`Unknown service '${name}'. Known: ${SERVICE_NAMES.join(", ")}`);
