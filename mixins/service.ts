@@ -4,7 +4,7 @@
  * methods that the db and outbox mixins give.
  */
 import type { Context, Service, ServiceSchema } from "moleculer";
-import type { Schema as JoiSchema } from "joi";
+import Joi, { Schema as JoiSchema } from "joi";
 import type { EventEnvelope } from "../contracts/events";
 import type { DbMethods } from "./db.mixin";
 import type { OutboxMethods } from "./outbox.mixin";
@@ -59,8 +59,23 @@ export interface CommerceServiceSchema<M, V> {
 	stopped?(this: ServiceThis<M, V>): Promise<void>;
 }
 
+/**
+ * Every service also answers `<service>.describeParams`: the joi descriptions of its actions'
+ * params. It is not published over HTTP; the gateway builds its OpenAPI document from it.
+ */
 export function defineService<M extends object = object, V extends object = object>(
 	schema: CommerceServiceSchema<M, V>
 ): ServiceSchema {
-	return schema as unknown as ServiceSchema;
+	const actions = schema.actions ?? {};
+	const describeParams: ActionDef<any> = {
+		visibility: "public",
+		handler() {
+			const out: Record<string, unknown> = {};
+			for (const [name, def] of Object.entries(actions)) {
+				if (def.params && Joi.isSchema(def.params)) out[`${schema.name}.${name}`] = def.params.describe();
+			}
+			return out;
+		}
+	};
+	return { ...schema, actions: { ...actions, describeParams } } as unknown as ServiceSchema;
 }

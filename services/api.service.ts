@@ -16,16 +16,13 @@ import { settings } from "../mixins/settings";
 import { clientAddress, parseTrustedProxies } from "./api/client-address";
 import { toHttpError } from "./api/http-errors";
 import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore } from "./api/rate-limit";
+import { buildOpenApi } from "./api/openapi";
 import { Access, ROUTES } from "./api/routes";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
-const TRUSTED_PROXIES = parseTrustedProxies(process.env.TRUSTED_PROXIES);
-const WINDOW_MS = Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000);
-/** Every request of a client in a window. */
-const GENERAL_LIMIT: Limit = { name: "all", max: Number(process.env.RATE_LIMIT_MAX ?? 300), windowMs: WINDOW_MS };
-/** Login and register attempts of a client in a window. */
-const AUTH_LIMIT: Limit = { name: "auth", max: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20), windowMs: WINDOW_MS };
 
 function aliases() {
 	const out: Record<string, any> = {};
@@ -33,6 +30,18 @@ function aliases() {
 		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit };
 	}
 	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
+	out["GET /openapi.json"] = {
+		access: "public",
+		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
+			return this.openApi().then(
+				(doc: unknown) => sendJson(res, 200, doc),
+				(err: unknown) => {
+					const { status, body } = toHttpError(err);
+					sendJson(res, status, body);
+				}
+			);
+		}
+	};
 	out["GET /health/ready"] = {
 		access: "public",
 		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
@@ -58,7 +67,8 @@ export default defineService<object, Vars>({
 	created() {
 		this.redis = settings.redisUrl ? new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
 		if (this.redis) this.redis.on("error", () => undefined);
-		this.rateLimits = this.redis ? new RedisRateLimitStore(this.redis, settings.redisPrefix) : new MemoryRateLimitStore();
+		// Each gateway (by its port setting's name space) counts in the shared store under the prefix.
+		this.rateLimits = this.redis ? new RedisRateLimitStore(this.redis, `${settings.redisPrefix}${(this.settings as any).rateLimitPrefix ?? ""}`) : new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
 	},
 	async stopped() {
@@ -116,6 +126,14 @@ export default defineService<object, Vars>({
 			const { status, body } = toHttpError(err);
 			sendJson(res, status, body);
 		},
+		/** Counted per client address in a store shared by every gateway replica (Redis). */
+		rateLimits: {
+			windowMs: Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000),
+			max: Number(process.env.RATE_LIMIT_MAX ?? 300),
+			authMax: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20),
+			/** Comma-separated addresses whose X-Forwarded-For is believed. */
+			trustedProxies: process.env.TRUSTED_PROXIES ?? ""
+		},
 		log4XXResponses: false,
 		logRequest: "debug",
 		logResponse: "debug"
@@ -124,14 +142,28 @@ export default defineService<object, Vars>({
 	methods: {
 		/** The general limit for every request, and the strict one for login and register. */
 		async limitRate(this: any, req: IncomingMessage, res: ServerResponse, alias: any) {
-			const client = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], TRUSTED_PROXIES);
-			for (const limit of alias?.authLimit ? [GENERAL_LIMIT, AUTH_LIMIT] : [GENERAL_LIMIT]) {
+			const { windowMs, max, authMax, trustedProxies } = this.settings.rateLimits;
+			const client = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], parseTrustedProxies(trustedProxies));
+			/** Every request of a client in a window; and login and register attempts, strictly. */
+			const general: Limit = { name: "all", max, windowMs };
+			const auth: Limit = { name: "auth", max: authMax, windowMs };
+			for (const limit of alias?.authLimit ? [general, auth] : [general]) {
 				const verdict = await hit(this.rateLimits as RateLimitStore, limit, client);
 				if (!verdict.allowed) {
 					res.setHeader("Retry-After", String(verdict.retryAfterSeconds));
 					throw new Errors.MoleculerClientError("Too many requests; try again later", 429, "RATE_LIMITED", { retryAfter: verdict.retryAfterSeconds });
 				}
 			}
+		},
+
+		/** The OpenAPI document: the route table plus each service's joi descriptions, cached a minute. */
+		async openApi(this: any) {
+			if (this.openApiCache && this.openApiCache.until > Date.now()) return this.openApiCache.doc;
+			const services = [...new Set(ROUTES.map(r => r.action.split(".")[0]!))];
+			const descriptions = Object.assign({}, ...(await Promise.all(services.map(s => this.broker.call(`${s}.describeParams`)))));
+			const doc = buildOpenApi(ROUTES, descriptions, { version: PACKAGE_VERSION });
+			this.openApiCache = { doc, until: Date.now() + 60_000 };
+			return doc;
 		},
 
 		/** Readiness: each server this shop depends on, and which one is down. */

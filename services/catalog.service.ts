@@ -6,6 +6,7 @@
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
 import { conflict, notFound } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import { moneySchema } from "../contracts/money";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -13,8 +14,6 @@ import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { categoryTree, depthUnder, MAX_CATEGORY_DEPTH, productView } from "./catalog/product";
 
 const uuid = Joi.string().guid();
-const page = Joi.number().integer().min(1).default(1);
-const pageSize = Joi.number().integer().min(1).max(100).default(20);
 
 interface Methods {
 	availability(ctx: Ctx, skus: string[]): Promise<Map<string, number>>;
@@ -40,9 +39,9 @@ export default defineService<Methods>({
 					const depth = depthUnder(parent);
 					if (depth > MAX_CATEGORY_DEPTH) throw conflict("CATEGORY_TOO_DEEP", `Categories nest at most ${MAX_CATEGORY_DEPTH} levels deep`, { parentId });
 					const id = randomUUID();
-					const inserted = await this.table("categories", trx).insert({ id, name, parent_id: parentId ?? null, depth }).onConflict(this.knex.raw("(lower(name))")).ignore().returning("id");
-					if (inserted.length === 0) throw conflict("NAME_TAKEN", `A category named '${name}' exists already`, { name });
-					await this.record(trx, "category.created", id, { categoryId: id, name, parentId: parentId ?? null, depth }, ctx);
+					const inserted = await this.table("categories", trx).insert({ id, name, parent_id: parentId ?? null, depth }).onConflict(this.knex.raw("(lower(name))")).ignore().returning("*");
+					if (inserted.length === 0) throw conflict("NAME_TAKEN", `A category named '${name}' exists already (names are unique regardless of case)`, { name });
+					await this.record(trx, "category.created", id, { categoryId: id, name, parentCategoryId: parentId ?? null, depth, createdAt: inserted[0].created_at }, ctx);
 					return { id, name, parentId: parentId ?? null, depth };
 				});
 			}
@@ -76,7 +75,8 @@ export default defineService<Methods>({
 						.insert({ id, sku: id, name: p.name, description: p.description, price_amount: p.price.amount, price_currency: p.price.currency, category_id: p.categoryId, vendor_id: p.vendorId ?? null, status: "draft" })
 						.returning("*");
 					await this.record(trx, "product.created", id, {
-						productId: id, sku: id, name: p.name, price: p.price, categoryId: p.categoryId, vendorId: p.vendorId ?? null, initialStock: p.initialStock, lowStockThreshold: p.lowStockThreshold
+						productId: id, sku: id, name: p.name, description: p.description, price: p.price, categoryId: p.categoryId, vendorId: p.vendorId ?? null,
+						status: row.status, initialStock: p.initialStock, lowStockThreshold: p.lowStockThreshold, createdBy: ctx.meta.user?.id ?? null, createdAt: row.created_at
 					}, ctx);
 					return productView(row);
 				});
@@ -160,7 +160,8 @@ export default defineService<Methods>({
 				if (!current) throw notFound("Product", id);
 				if (current.status === status) return current;
 				const [updated] = await this.table("products", trx).where({ id }).update({ status, updated_at: this.knex.fn.now() }).returning("*");
-				await this.record(trx, status === "active" ? "product.activated" : "product.deactivated", id, { productId: id, sku: updated.sku, status }, ctx);
+				const at = status === "active" ? "activatedAt" : "deactivatedAt";
+				await this.record(trx, status === "active" ? "product.activated" : "product.deactivated", id, { productId: id, sku: updated.sku, status, previousStatus: current.status, [at]: updated.updated_at }, ctx);
 				return updated;
 			});
 			return productView(row);

@@ -8,6 +8,7 @@ import Joi from "joi";
 import Redis from "ioredis";
 import { randomUUID } from "node:crypto";
 import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
@@ -105,8 +106,8 @@ export default defineService<Methods, Vars>({
 				state: Joi.string().max(100),
 				type: Joi.string().max(100),
 				status: Joi.string().valid("running", "compensating", "completed", "compensated", "parked"),
-				page: Joi.number().integer().min(1).default(1),
-				pageSize: Joi.number().integer().min(1).max(100).default(20)
+				page,
+				pageSize
 			}),
 			async handler(ctx) {
 				const { page, pageSize, state, type, status } = ctx.params;

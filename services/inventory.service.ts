@@ -3,15 +3,20 @@
  * order (all lines or none); release gives it back; deduct takes it out on shipment. Stock
  * never goes negative (row locks in SKU order, plus a CHECK constraint), and every change
  * leaves an audit row in the same transaction.
+ *
+ * Locks: an action on an order first takes that order's transaction-scoped advisory lock
+ * (so two replicas never reserve, release or deduct one order at the same time), then the
+ * stock rows `FOR UPDATE` in SKU order. Every action takes them in that order: no deadlocks.
  */
 import Joi from "joi";
 import type { Knex } from "knex";
-import { conflict, notFound } from "../contracts/errors";
+import { conflict, notFound, temporary } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { alertsFor, available, normalizeLines, planReservation, StockRow, view } from "./inventory/stock";
+import { alertsFor, available, Line, normalizeLines, onHandRefusal, planReservation, StockRow, view } from "./inventory/stock";
 
 const sku = Joi.string().trim().min(1).max(100);
 const uuid = Joi.string().guid();
@@ -27,7 +32,10 @@ interface Change {
 }
 
 interface Methods {
+	lockOrder(orderId: string, trx: Knex.Transaction): Promise<void>;
 	lockRows(skus: string[], trx: Knex.Transaction): Promise<StockRow[]>;
+	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
+	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string } | null>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
@@ -61,21 +69,22 @@ export default defineService<Methods>({
 			rest: "PUT /api/inventory/:sku",
 			params: Joi.object({ sku: sku.required(), quantity: Joi.number().integer().min(0).max(1_000_000_000).required(), reason: reason.required(), idempotencyKey }),
 			async handler(ctx) {
-				const { quantity } = ctx.params;
-				// A SKU the catalog knows but whose product.created has not arrived yet gets its row now.
-				const exists = await this.table("stock").where({ sku: ctx.params.sku }).first();
-				const product = exists ? null : await ctx.call<any, any>("catalog.getProduct", { id: ctx.params.sku, includeInactive: true }).catch(() => null);
-				if (!exists && !product) throw notFound("Product of SKU", ctx.params.sku);
+				const { sku, quantity, reason } = ctx.params;
+				// A SKU the catalog knows but whose product.created has not arrived yet gets its row now
+				// (asked before the transaction: no remote call inside one).
+				const exists = await this.table("stock").where({ sku }).first();
+				const product = exists ? null : await this.productOf(ctx, sku);
+				if (!exists && !product) throw notFound("Product of SKU", sku);
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.set", async trx => {
-					if (!exists) {
-						await this.table("stock", trx).insert({ sku: product.sku, product_id: product.id, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
+					if (product) {
+						await this.table("stock", trx).insert({ sku, product_id: product.id, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
 					}
-					const [row] = await this.lockRows([ctx.params.sku], trx);
-					if (quantity < row!.reserved) {
-						throw conflict("NEGATIVE_STOCK", `${row!.reserved} units are reserved for orders; on hand cannot go below that`, { sku: row!.sku, reserved: row!.reserved, requested: quantity });
-					}
-					const after = await this.apply(trx, row!, { onHand: quantity - row!.on_hand, reserved: 0, change: "set", reason: ctx.params.reason }, ctx);
-					await this.record(trx, "inventory.quantity_set", after.sku, { sku: after.sku, productId: after.product_id, previousQuantity: row!.on_hand, quantity, reason: ctx.params.reason }, ctx);
+					const [row] = await this.lockRows([sku], trx);
+					const refusal = onHandRefusal(row!, quantity);
+					if (refusal) throw conflict("NEGATIVE_STOCK", `Cannot set ${sku} to ${quantity}: ${refusal}`, { sku, onHand: row!.on_hand, reserved: row!.reserved, requested: quantity });
+					const previous = row!.on_hand;
+					const after = await this.apply(trx, row!, { onHand: quantity - previous, reserved: 0, change: "set", reason }, ctx);
+					await this.record(trx, "inventory.quantity_set", sku, { sku, productId: after.product_id, previousValue: previous, newValue: quantity, reason, userId: ctx.meta.user?.id ?? null }, ctx);
 					return view(after);
 				});
 			}
@@ -85,15 +94,15 @@ export default defineService<Methods>({
 			rest: "POST /api/inventory/:sku/adjustments",
 			params: Joi.object({ sku: sku.required(), adjustment: Joi.number().integer().invalid(0).min(-1_000_000_000).max(1_000_000_000).required(), reason: reason.required(), idempotencyKey }),
 			async handler(ctx) {
-				const { adjustment } = ctx.params;
+				const { sku, adjustment, reason } = ctx.params;
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.adjust", async trx => {
-					const [row] = await this.lockRows([ctx.params.sku], trx);
-					if (!row) throw notFound("Stock of SKU", ctx.params.sku);
-					if (row.on_hand + adjustment < row.reserved) {
-						throw conflict("NEGATIVE_STOCK", `Adjusting by ${adjustment} would leave ${row.on_hand + adjustment} on hand with ${row.reserved} reserved`, { sku: row.sku, onHand: row.on_hand, reserved: row.reserved, adjustment });
-					}
-					const after = await this.apply(trx, row, { onHand: adjustment, reserved: 0, change: "adjusted", reason: ctx.params.reason }, ctx);
-					await this.record(trx, "inventory.adjusted", after.sku, { sku: after.sku, productId: after.product_id, adjustment, quantity: after.on_hand, reason: ctx.params.reason }, ctx);
+					const [row] = await this.lockRows([sku], trx);
+					if (!row) throw notFound("Stock of SKU", sku);
+					const refusal = onHandRefusal(row, row.on_hand + adjustment);
+					if (refusal) throw conflict("NEGATIVE_STOCK", `Cannot adjust ${sku} by ${adjustment}: ${refusal}`, { sku, onHand: row.on_hand, reserved: row.reserved, adjustment });
+					const previous = row.on_hand;
+					const after = await this.apply(trx, row, { onHand: adjustment, reserved: 0, change: "adjusted", reason }, ctx);
+					await this.record(trx, "inventory.adjusted", sku, { sku, productId: after.product_id, adjustment, previousValue: previous, newValue: after.on_hand, reason, userId: ctx.meta.user?.id ?? null }, ctx);
 					return view(after);
 				});
 			}
@@ -109,12 +118,15 @@ export default defineService<Methods>({
 				const { orderId } = ctx.params;
 				const lines = normalizeLines(ctx.params.lines);
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.reserve", async trx => {
+					await this.lockOrder(orderId, trx);
+					// An order holds one reservation, however often (and with whatever key) it asks.
+					const held = await this.heldBy(orderId, trx);
+					if (held.length > 0) return { orderId, lines: held };
 					const rows = await this.lockRows(lines.map(l => l.sku), trx);
-					// An order holds one reservation, however often it asks.
-					const held = await this.table("reservations", trx).where({ order_id: orderId, status: "held" });
-					if (held.length > 0) return { orderId, lines: held.map((r: any) => ({ sku: r.sku, quantity: r.quantity })) };
 					const plan = planReservation(rows, lines);
-					if (!plan.ok) throw conflict("OUT_OF_STOCK", `Only ${plan.available} of ${plan.sku} available, ${plan.requested} requested`, plan);
+					if (!plan.ok) {
+						throw conflict("OUT_OF_STOCK", `Only ${plan.available} of ${plan.sku} available, ${plan.requested} requested; nothing was reserved`, { sku: plan.sku, requested: plan.requested, available: plan.available });
+					}
 					for (const line of lines) {
 						const row = rows.find(r => r.sku === line.sku)!;
 						await this.apply(trx, row, { onHand: 0, reserved: line.quantity, change: "reserved", orderId }, ctx);
@@ -130,16 +142,18 @@ export default defineService<Methods>({
 			params: Joi.object({ orderId: uuid.required(), reason: Joi.string().max(1000).allow(null, ""), idempotencyKey }),
 			async handler(ctx) {
 				const { orderId } = ctx.params;
+				const reason = ctx.params.reason || null;
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.release", async trx => {
-					const held = await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).orderBy("sku");
-					if (held.length === 0) return { orderId, lines: [] };
-					const rows = await this.lockRows(held.map((h: any) => h.sku), trx);
-					for (const h of held) {
-						await this.apply(trx, rows.find(r => r.sku === h.sku)!, { onHand: 0, reserved: -h.quantity, change: "released", orderId, reason: ctx.params.reason || null }, ctx);
+					await this.lockOrder(orderId, trx);
+					// The saga's compensation: an order that never reserved (or was released already) is a no-op.
+					const lines = await this.heldBy(orderId, trx);
+					if (lines.length === 0) return { orderId, lines: [] };
+					const rows = await this.lockRows(lines.map(l => l.sku), trx);
+					for (const l of lines) {
+						await this.apply(trx, rows.find(r => r.sku === l.sku)!, { onHand: 0, reserved: -l.quantity, change: "released", orderId, reason }, ctx);
 					}
 					await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).update({ status: "released", updated_at: this.knex.fn.now() });
-					const lines = held.map((h: any) => ({ sku: h.sku, quantity: h.quantity }));
-					await this.record(trx, "inventory.released", orderId, { orderId, lines, reason: ctx.params.reason || null }, ctx);
+					await this.record(trx, "inventory.released", orderId, { orderId, lines, reason }, ctx);
 					return { orderId, lines };
 				});
 			}
@@ -150,14 +164,14 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const { orderId } = ctx.params;
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.deduct", async trx => {
-					const held = await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).orderBy("sku");
-					if (held.length === 0) throw conflict("INVALID_TRANSITION", "This order holds no reserved stock to deduct", { orderId });
-					const rows = await this.lockRows(held.map((h: any) => h.sku), trx);
-					for (const h of held) {
-						await this.apply(trx, rows.find(r => r.sku === h.sku)!, { onHand: -h.quantity, reserved: -h.quantity, change: "deducted", orderId }, ctx);
+					await this.lockOrder(orderId, trx);
+					const lines = await this.heldBy(orderId, trx);
+					if (lines.length === 0) throw conflict("INVALID_TRANSITION", "This order holds no reserved stock to deduct (never reserved, released, or deducted already)", { orderId });
+					const rows = await this.lockRows(lines.map(l => l.sku), trx);
+					for (const l of lines) {
+						await this.apply(trx, rows.find(r => r.sku === l.sku)!, { onHand: -l.quantity, reserved: -l.quantity, change: "deducted", orderId, reason: "shipped" }, ctx);
 					}
 					await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).update({ status: "deducted", updated_at: this.knex.fn.now() });
-					const lines = held.map((h: any) => ({ sku: h.sku, quantity: h.quantity }));
 					await this.record(trx, "inventory.deducted", orderId, { orderId, lines }, ctx);
 					return { orderId, lines };
 				});
@@ -166,7 +180,7 @@ export default defineService<Methods>({
 
 		audit: {
 			rest: "GET /api/inventory/:sku/audit",
-			params: Joi.object({ sku: sku.required(), page: Joi.number().integer().min(1).default(1), pageSize: Joi.number().integer().min(1).max(100).default(20) }),
+			params: Joi.object({ sku: sku.required(), page, pageSize }),
 			async handler(ctx) {
 				const { page, pageSize } = ctx.params;
 				if (!(await this.table("stock").where({ sku: ctx.params.sku }).first())) throw notFound("Stock of SKU", ctx.params.sku);
@@ -191,12 +205,17 @@ export default defineService<Methods>({
 			async handler(event) {
 				const p = event.payload;
 				await this.handleOnce(event, "inventory.onProductCreated", async trx => {
+					const threshold = p.lowStockThreshold ?? 5;
 					const inserted = await this.table("stock", trx)
-						.insert({ sku: p.sku, product_id: p.productId, on_hand: 0, reserved: 0, low_stock_threshold: p.lowStockThreshold ?? 5 })
+						.insert({ sku: p.sku, product_id: p.productId, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
 						.onConflict("sku")
 						.ignore()
 						.returning("*");
-					if (inserted.length === 0) return;
+					if (inserted.length === 0) {
+						// An admin's inventory.set came first and created the row: its quantity stands, the product's threshold applies.
+						await this.table("stock", trx).where({ sku: p.sku }).update({ low_stock_threshold: threshold });
+						return;
+					}
 					const row = await this.apply(trx, inserted[0], { onHand: p.initialStock ?? 0, reserved: 0, change: "created", reason: "product created" }, event);
 					await this.record(trx, "inventory.created", row.sku, { sku: row.sku, productId: row.product_id, quantity: row.on_hand, lowStockThreshold: row.low_stock_threshold }, event);
 				});
@@ -205,6 +224,26 @@ export default defineService<Methods>({
 	},
 
 	methods: {
+		/** One order at a time, across replicas: held until the transaction ends. */
+		async lockOrder(this: This, orderId: string, trx: Knex.Transaction): Promise<void> {
+			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.order:${orderId}`]);
+		},
+
+		async heldBy(this: This, orderId: string, trx: Knex.Transaction): Promise<Line[]> {
+			const rows = await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).orderBy("sku");
+			return rows.map((r: any) => ({ sku: r.sku, quantity: r.quantity }));
+		},
+
+		/** The catalog's product for a SKU, null when it has none; a catalog that does not answer is a temporary failure, not a 404. */
+		async productOf(this: This, ctx: Ctx, sku: string) {
+			try {
+				return await ctx.call<any, any>("catalog.getProduct", { id: sku, includeInactive: true }, { timeout: 5000 });
+			} catch (err: any) {
+				if (err?.code === 404 || err?.code === 422) return null;
+				throw temporary(`The catalog did not answer whether SKU ${sku} exists; try again`, { sku });
+			}
+		},
+
 		async lockRows(this: This, skus: string[], trx: Knex.Transaction): Promise<StockRow[]> {
 			const ordered = [...new Set(skus)].sort();
 			return this.table("stock", trx).whereIn("sku", ordered).orderBy("sku").forUpdate();
@@ -224,9 +263,12 @@ export default defineService<Methods>({
 			Object.assign(row, after);
 			const payload = { sku: after.sku, productId: after.product_id, onHand: after.on_hand, reserved: after.reserved, available: available(after), lowStockThreshold: after.low_stock_threshold };
 			if (change.onHand !== 0) await this.record(trx, "inventory.updated", after.sku, payload, cause);
-			const before = change.change === "created" ? Number.POSITIVE_INFINITY : available({ on_hand: after.on_hand - change.onHand, reserved: after.reserved - change.reserved });
+			// A new row crosses nothing: alerts are for stock that falls, not stock that starts low.
+			if (change.change === "created") return after;
+			const before = available({ on_hand: after.on_hand - change.onHand, reserved: after.reserved - change.reserved });
 			for (const alert of alertsFor(before, available(after), after.low_stock_threshold)) {
-				await this.record(trx, alert === "low_stock" ? "inventory.low_stock" : "inventory.out_of_stock", after.sku, payload, cause);
+				const alertPayload = { ...payload, currentStock: payload.available, threshold: after.low_stock_threshold };
+				await this.record(trx, alert === "low_stock" ? "inventory.low_stock" : "inventory.out_of_stock", after.sku, alertPayload, cause);
 			}
 			return after;
 		},

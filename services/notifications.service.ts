@@ -20,6 +20,7 @@ import Joi from "joi";
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { forbidden } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -92,8 +93,8 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({
 				to: Joi.string().trim().max(320),
 				template: Joi.string().trim().max(100),
-				page: Joi.number().integer().min(1).default(1),
-				pageSize: Joi.number().integer().min(1).max(100).default(20)
+				page,
+				pageSize
 			}),
 			async handler(ctx) {
 				if (ctx.meta.user && ctx.meta.user.role !== "admin") throw forbidden("The delivery log is for admins");

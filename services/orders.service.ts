@@ -10,6 +10,7 @@ import Joi from "joi";
 import { createHash } from "node:crypto";
 import type { Knex } from "knex";
 import { conflict, forbidden, notFound, validationError } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import { moneySchema } from "../contracts/money";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
@@ -31,6 +32,9 @@ const lineSchema = Joi.object({
 });
 
 const statusSchema = Joi.string().valid(...ORDER_STATUSES);
+/** An order in one of these no longer needs its customer's data (erasure waits for the others). */
+const FINISHED: readonly OrderStatus[] = ["shipped", "delivered", "cancelled", "payment_failed"];
+const OPEN_STATUSES = ORDER_STATUSES.filter(s => !FINISHED.includes(s));
 
 interface MoveOpts {
 	reason?: string | null;
@@ -255,8 +259,8 @@ export default defineService<Methods>({
 		list: {
 			rest: "GET /api/orders",
 			params: Joi.object({
-				page: Joi.number().integer().min(1).default(1),
-				pageSize: Joi.number().integer().min(1).max(100).default(20),
+				page,
+				pageSize,
 				status: Joi.alternatives(statusSchema, Joi.array().items(statusSchema).min(1).max(ORDER_STATUSES.length)),
 				customerId: uuid
 			}),
@@ -275,6 +279,18 @@ export default defineService<Methods>({
 					.limit(pageSize)
 					.offset((page - 1) * pageSize);
 				return { rows: await this.views(rows), total: Number(n), page, pageSize };
+			}
+		},
+
+		/** Internal (customers' erasure): how many of a customer's orders are still under way. A customer may ask only about themselves. */
+		countOpen: {
+			params: Joi.object({ customerId: uuid.required() }),
+			async handler(ctx) {
+				const { customerId } = ctx.params;
+				const user = ctx.meta.user;
+				if (user && user.role !== "admin" && user.id !== customerId) throw notFound("Customer", customerId);
+				const [{ n }] = await this.table("orders").where({ customer_id: customerId }).whereIn("status", OPEN_STATUSES).count<{ n: string }[]>("* as n");
+				return { customerId, count: Number(n), statuses: OPEN_STATUSES };
 			}
 		}
 	},
