@@ -1,4 +1,9 @@
-/** Stock rules that need no broker: can an order be reserved, and which alerts a change raises. */
+/**
+ * Stock rules that need no broker: can an order be reserved, may on-hand change to a value,
+ * and which alerts a change raises. The database enforces the same invariants with a CHECK
+ * constraint (on_hand ≥ 0, reserved ≥ 0, reserved ≤ on_hand); these rules refuse a change
+ * with a clear reason before it ever reaches the constraint.
+ */
 
 export interface StockRow {
 	sku: string;
@@ -15,16 +20,16 @@ export interface Line {
 
 export type Plan = { ok: true } | { ok: false; sku: string; requested: number; available: number };
 
+export type Alert = "low_stock" | "out_of_stock";
+
 export function available(row: Pick<StockRow, "on_hand" | "reserved">): number {
 	return row.on_hand - row.reserved;
 }
 
-/** All lines or none: the first line that cannot be covered refuses the whole order. */
+/** All lines or none: the first line (in SKU order) that cannot be covered refuses the whole order. */
 export function planReservation(rows: StockRow[], lines: Line[]): Plan {
 	const bySku = new Map(rows.map(r => [r.sku, r]));
-	const wanted = new Map<string, number>();
-	for (const l of lines) wanted.set(l.sku, (wanted.get(l.sku) ?? 0) + l.quantity);
-	for (const [sku, requested] of wanted) {
+	for (const { sku, quantity: requested } of normalizeLines(lines)) {
 		const row = bySku.get(sku);
 		const free = row ? available(row) : 0;
 		if (requested > free) return { ok: false, sku, requested, available: free };
@@ -39,12 +44,24 @@ export function normalizeLines(lines: Line[]): Line[] {
 	return [...merged.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([sku, quantity]) => ({ sku, quantity }));
 }
 
-/** The alerts a change of available stock raises: crossing down to the threshold, and hitting zero. */
-export function alertsFor(before: number, after: number, threshold: number): Array<"low_stock" | "out_of_stock"> {
-	const alerts: Array<"low_stock" | "out_of_stock"> = [];
-	if (after <= 0 && before > 0) alerts.push("out_of_stock");
-	else if (after <= threshold && before > threshold) alerts.push("low_stock");
-	return alerts;
+/**
+ * Why on-hand may not become `onHand`, or null when it may: never negative, and never below
+ * what is reserved for orders (those units are promised).
+ */
+export function onHandRefusal(row: Pick<StockRow, "on_hand" | "reserved">, onHand: number): string | null {
+	if (onHand < 0) return `on hand would be ${onHand}; stock never goes below zero`;
+	if (onHand < row.reserved) return `on hand would be ${onHand} but ${row.reserved} units are reserved for orders; it cannot go below that`;
+	return null;
+}
+
+/**
+ * The alerts a change of available stock raises: reaching zero (out of stock), or crossing
+ * down to the threshold (low stock). Each fires once per crossing, not on every change below.
+ */
+export function alertsFor(before: number, after: number, threshold: number): Alert[] {
+	if (after <= 0 && before > 0) return ["out_of_stock"];
+	if (after <= threshold && before > threshold) return ["low_stock"];
+	return [];
 }
 
 export function view(row: StockRow) {
