@@ -135,6 +135,9 @@ export default defineService<object, Vars>({
 			trustedProxies: process.env.TRUSTED_PROXIES ?? ""
 		},
 		log4XXResponses: false,
+		// Request bodies carry passwords and card numbers: never logged, at any level.
+		logRequestParams: null,
+		logResponseData: null,
 		logRequest: "debug",
 		logResponse: "debug"
 	},
