@@ -1,21 +1,39 @@
 /**
- * customers — accounts, credentials and email verification.
+ * customers — accounts, credentials, email verification, shipping addresses and GDPR erasure.
  *
  * Registration stores a bcrypt hash of the password (never the password) and a verification
  * token of which only the sha256 is kept; the token itself travels once, in
  * `customer.verification_requested`, to notifications, which emails it. Login answers a JWT
  * the gateway verifies. The first admin is created at start-up from ADMIN_EMAIL /
  * ADMIN_PASSWORD. The rules live in `customers/rules.ts`, hashing and tokens in
- * `customers/credentials.ts`.
+ * `customers/credentials.ts`, addresses and erasure in `customers/addresses.ts` with the
+ * postal code formats in `customers/postal-codes.ts`.
+ *
+ * Erasure asks orders whether the customer has an order still under way (`orders.countOpen`),
+ * then, in one transaction, deletes the addresses, overwrites the personal data (the id stays:
+ * orders keep pointing at it), spends the tokens, strips the personal fields from the events
+ * already published, and records `customer.erased {customerId}`; orders anonymizes its copies
+ * on that event.
  */
 import Joi from "joi";
 import { createHash, randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { conflict, forbidden, notFound, unauthorized } from "../contracts/errors";
+import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { settings } from "../mixins/settings";
+import {
+	AddressRow,
+	assertPostalAddress,
+	erasedProfile,
+	FINISHED_ORDER_STATUSES,
+	MAX_ADDRESSES,
+	PERSONAL_PAYLOAD_FIELDS,
+	toAddress,
+	tooManyAddresses
+} from "./customers/addresses";
 import { hashPassword, signAccessToken, verifyPassword } from "./customers/credentials";
 import {
 	assertPassword,
@@ -38,12 +56,20 @@ const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 const personName = Joi.string().trim().min(1).max(100);
 const email = Joi.string().trim().lowercase().max(320).email({ tlds: false });
+const text = (max: number) => Joi.string().trim().min(1).max(max);
+
+interface User {
+	id: string;
+	role: string;
+}
 
 interface Methods {
 	keyOf(ctx: Ctx, action: string, scope: string): string | undefined;
 	byId(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow | undefined>;
 	byEmail(email: string, trx?: Knex.Transaction): Promise<CustomerRow | undefined>;
 	requestVerification(ctx: Ctx, trx: Knex.Transaction, row: CustomerRow): Promise<void>;
+	currentUser(ctx: Ctx): User;
+	liveCustomer(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow>;
 	bootstrapAdmin(): Promise<void>;
 }
 
@@ -207,6 +233,132 @@ export default defineService<Methods>({
 				});
 				return { ok: true };
 			}
+		},
+
+		/** A new shipping address of the logged-in customer; the postal code must fit the country. */
+		addAddress: {
+			rest: "POST /api/me/addresses",
+			params: Joi.object({
+				recipientName: text(200).required(),
+				street: text(200).required(),
+				city: text(100).required(),
+				state: Joi.string().trim().max(100).allow("", null),
+				postalCode: text(20).required(),
+				country: text(60).required(),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				const user = this.currentUser(ctx);
+				const p = ctx.params;
+				const { country, postalCode } = assertPostalAddress(p.country, p.postalCode);
+				return this.idempotent(this.keyOf(ctx, "customers.addAddress", user.id), "customers.addAddress", async trx => {
+					await this.liveCustomer(user.id, trx, true); // one add at a time per customer: the limit holds
+					const [{ n }] = await this.table("addresses", trx).where({ customer_id: user.id }).count<{ n: string }[]>("* as n");
+					if (Number(n) >= MAX_ADDRESSES) throw tooManyAddresses();
+					const [row]: AddressRow[] = await this.table("addresses", trx)
+						.insert({
+							id: randomUUID(), customer_id: user.id, recipient_name: p.recipientName, street: p.street, city: p.city,
+							state: p.state || null, postal_code: postalCode, country
+						})
+						.returning("*");
+					// No name, street or city in the event: events are kept and relayed, the address is nobody else's business.
+					await this.record(trx, "customer.address_added", user.id, { customerId: user.id, addressId: row!.id, country }, ctx);
+					return toAddress(row!);
+				});
+			}
+		},
+
+		/** The logged-in customer's addresses, oldest first (an admin or an internal caller may name the customer). */
+		listAddresses: {
+			rest: "GET /api/me/addresses",
+			params: Joi.object({
+				customerId: uuid,
+				page,
+				pageSize
+			}),
+			async handler(ctx) {
+				const { page, pageSize } = ctx.params;
+				const user = ctx.meta.user;
+				const customerId: string | undefined = user && user.role !== "admin" ? user.id : (ctx.params.customerId ?? user?.id);
+				if (!customerId) throw unauthorized();
+				await this.liveCustomer(customerId);
+				const mine = () => this.table("addresses").where({ customer_id: customerId });
+				const [{ n }] = await mine().count<{ n: string }[]>("* as n");
+				const rows: AddressRow[] = await mine()
+					.orderBy([{ column: "created_at" }, { column: "id" }])
+					.limit(pageSize)
+					.offset((page - 1) * pageSize);
+				return { rows: rows.map(toAddress), total: Number(n), page, pageSize };
+			}
+		},
+
+		/** One address (checkout reads the chosen one): a customer's own only, another's answers 404; admins and internal callers any. */
+		getAddress: {
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				const user = ctx.meta.user;
+				const q = this.table("addresses").where({ id: ctx.params.id });
+				if (user && user.role !== "admin") q.where({ customer_id: user.id });
+				const row: AddressRow | undefined = await q.first();
+				if (!row) throw notFound("Address", ctx.params.id);
+				return toAddress(row);
+			}
+		},
+
+		/** Deletes one of the logged-in customer's addresses; another customer's answers 404. */
+		deleteAddress: {
+			rest: "DELETE /api/me/addresses/:id",
+			params: Joi.object({ id: uuid.required() }),
+			async handler(ctx) {
+				const user = this.currentUser(ctx);
+				const deleted = await this.table("addresses").where({ id: ctx.params.id, customer_id: user.id }).delete();
+				if (deleted === 0) throw notFound("Address", ctx.params.id);
+				return { id: ctx.params.id, deleted: true };
+			}
+		},
+
+		/**
+		 * GDPR erasure of the logged-in customer (`confirmation` must be exactly true). Refused with
+		 * 409 PENDING_ORDERS while one of their orders is still under way; afterwards the login, the
+		 * profile and the addresses are gone, and `customer.erased` carries only the (kept) id.
+		 * A repeat answers 404: there is nobody left to erase.
+		 */
+		erase: {
+			rest: "DELETE /api/me",
+			params: Joi.object({
+				confirmation: Joi.boolean().strict().valid(true).required().messages({ "any.only": "confirmation must be true to erase the account" })
+			}),
+			async handler(ctx) {
+				const user = this.currentUser(ctx);
+				if (user.role === "admin") throw forbidden("An admin account is not erased through this action");
+				await this.liveCustomer(user.id);
+				// Asked before the transaction: no remote call while it holds a connection.
+				const { count } = await ctx.call<{ count: number }, { customerId: string }>("orders.countOpen", { customerId: user.id });
+				if (count > 0) {
+					throw conflict("PENDING_ORDERS", "This account has orders still under way; it can be erased once they are shipped, delivered or cancelled", {
+						openOrders: count,
+						finishedStatuses: FINISHED_ORDER_STATUSES
+					});
+				}
+				return this.transaction(async trx => {
+					const row = await this.liveCustomer(user.id, trx, true);
+					await this.table("addresses", trx).where({ customer_id: row.id }).delete();
+					const [erased]: CustomerRow[] = await this.table("customers", trx)
+						.where({ id: row.id })
+						.update({ ...erasedProfile(row.id), erased_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
+						.returning("*");
+					await this.table("email_verification_tokens", trx).where({ customer_id: row.id }).whereNull("used_at").update({ used_at: this.knex.fn.now() });
+					// The events already published keep no personal data here (those not yet sent still go out as they are).
+					await this.table("outbox", trx)
+						.where({ aggregate_id: row.id })
+						.whereNotNull("sent_at")
+						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload}', (envelope->'payload') - ?::text[])`, [[...PERSONAL_PAYLOAD_FIELDS]]) });
+					// The stored answers of earlier requests (register, updateMe, addAddress…) repeat personal data too.
+					await this.table("idempotency_keys", trx).whereRaw(`result->>'id' = ? OR result->>'customerId' = ?`, [row.id, row.id]).delete();
+					await this.record(trx, "customer.erased", row.id, { customerId: row.id }, ctx);
+					return { customerId: row.id, erasedAt: new Date(erased!.erased_at!).toISOString() };
+				});
+			}
 		}
 	},
 
@@ -223,6 +375,20 @@ export default defineService<Methods>({
 			const q = this.table("customers", trx).where({ id });
 			if (forUpdate && trx) q.forUpdate();
 			return q.first();
+		},
+
+		/** The logged-in user (401 without one). */
+		currentUser(ctx: Ctx): User {
+			const user = ctx.meta.user;
+			if (!user) throw unauthorized();
+			return user;
+		},
+
+		/** A customer who is not erased, else 404 (an erased customer's still valid JWT reaches nothing). */
+		async liveCustomer(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+			const row = await this.byId(id, trx, forUpdate);
+			if (!row || row.erased_at) throw notFound("Customer", id);
+			return row;
 		},
 
 		async byEmail(this: This, address: string, trx?: Knex.Transaction) {
