@@ -26,6 +26,11 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/auth/login", action: "customers.login", access: "public", authLimit: true, summary: "Log in; answers a bearer token" },
 	{ method: "GET", path: "/me", action: "customers.me", access: "user", summary: "The logged-in customer's profile" },
 	{ method: "PATCH", path: "/me", action: "customers.updateMe", access: "user", summary: "Update the profile" },
+	{ method: "DELETE", path: "/me", action: "customers.erase", access: "user", summary: "GDPR erasure: personal data deleted, orders anonymized (409 PENDING_ORDERS while an order is open)" },
+	{ method: "GET", path: "/me/addresses", action: "customers.listAddresses", access: "user", summary: "The customer's shipping addresses" },
+	{ method: "POST", path: "/me/addresses", action: "customers.addAddress", access: "user", status: 201, summary: "Add a shipping address (postal code checked per country)" },
+	{ method: "DELETE", path: "/me/addresses/:id", action: "customers.deleteAddress", access: "user", summary: "Delete a shipping address" },
+	{ method: "POST", path: "/auth/resend-verification", action: "customers.resendVerification", access: "public", authLimit: true, summary: "Send the verification email again" },
 
 	// Catalog and stock
 	{ method: "GET", path: "/categories", action: "catalog.listCategories", access: "public", summary: "The category tree" },

@@ -222,6 +222,34 @@ describe("the gateway", function () {
 		});
 	});
 
+	describe("customer data through the gateway", () => {
+		it("addresses are checked per country; erasure waits for open orders, then the login is gone", async () => {
+			const c = await verifiedCustomer(http, admin);
+			const added = expectStatus(await http.post("/api/me/addresses", { recipientName: "Ada L", street: "Marszałkowska 1", city: "Warszawa", postalCode: "00-001", country: "pl" }, c.token), 201);
+			expect(added.country).to.equal("PL");
+			const bad = await http.post("/api/me/addresses", { recipientName: "Ada L", street: "x", city: "y", postalCode: "0001", country: "PL" }, c.token);
+			expect(bad.status).to.equal(422);
+			expect(bad.body.data.map((d: any) => d.field)).to.include("postalCode");
+			const unsupported = await http.post("/api/me/addresses", { recipientName: "Ada L", street: "x", city: "y", postalCode: "12345", country: "ZZ" }, c.token);
+			expect(unsupported.body.data.map((d: any) => d.field)).to.include("country");
+			expect(expectStatus(await http.get("/api/me/addresses", c.token), 200).rows).to.have.length(1);
+
+			const p = await productInStock(http, admin, { stock: 1 });
+			expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
+			await finishedSaga(http, admin, placed.checkout.sagaId);
+			expect((await http.delete("/api/me", c.token, { confirmation: false })).status).to.equal(422);
+			const pending = await http.delete("/api/me", c.token, { confirmation: true });
+			expect(pending.status).to.equal(409);
+			expect(pending.body.type).to.equal("PENDING_ORDERS");
+
+			expectStatus(await http.post(`/api/orders/${placed.orderId}/ship`, { trackingNumber: "TRK1", carrier: "DHL" }, admin), 200);
+			expectStatus(await http.delete("/api/me", c.token, { confirmation: true }), 200);
+			expect((await http.post("/api/auth/login", { email: c.email, password: c.password })).status).to.equal(401);
+			await eventually(async () => (await http.get(`/api/orders/${placed.orderId}`, admin)).body.customerEmail === null, 10_000, "the order to be anonymized");
+		});
+	});
+
 	describe("bad input", () => {
 		/** Row counts of every table of this run's schemas (outbox and inbox included). */
 		async function snapshot(): Promise<Record<string, number>> {
