@@ -7,7 +7,7 @@ import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { POSTAL_RULES, SUPPORTED_COUNTRIES } from "../../services/customers/postal-codes";
-import { Cluster, EventRecorder, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, recordEvents, startCluster, refusal } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const PASSWORD = "Passw0rd-long";
@@ -28,15 +28,6 @@ const BAD_CODES: Array<[string, string]> = [
 	["CZ", "110-00"],
 	["NL", "AB 1012"]
 ];
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
-}
 
 describe("customer shipping addresses (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);

@@ -6,7 +6,7 @@
 import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const ORDERS = `${process.env.SCHEMA_PREFIX}orders`;
@@ -14,15 +14,6 @@ const PASSWORD = "Passw0rd-long";
 
 const asCustomer = (id: string, email: string) => ({ user: { id, role: "customer", email } });
 const ADDRESS = { recipientName: "Grace Hopper", street: "Hopperstraße 7", city: "Berlin", postalCode: "10115", country: "DE" };
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
-}
 
 describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);

@@ -8,7 +8,7 @@ import jwt from "jsonwebtoken";
 import knexFactory, { Knex } from "knex";
 import { createHash, randomUUID } from "node:crypto";
 import type { EventEnvelope } from "../../contracts/events";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const LOG_SCHEMA = `${process.env.SCHEMA_PREFIX}notifications`;
@@ -19,15 +19,6 @@ const newEmail = () => `c-${randomUUID().slice(0, 8)}@example.com`;
 const asCustomer = (id: string, email = "someone@example.com") => ({ user: { id, role: "customer", email } });
 const asAdmin = () => ({ user: { id: randomUUID(), role: "admin", email: "admin@test.local" } });
 const settle = () => new Promise(r => setTimeout(r, 800)); // a duplicate would have arrived by now
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
-}
 
 describe("customers service (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);

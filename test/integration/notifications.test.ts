@@ -6,20 +6,11 @@
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { envelope, EventEnvelope, EventName } from "../../contracts/events";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
 
 const EVENTS = ["notification.sent", "notification.failed"];
 const settle = () => new Promise(r => setTimeout(r, 800)); // a duplicate would have been handled by now
 const newEmail = () => `n-${randomUUID().slice(0, 8)}@example.com`;
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
-}
 
 function verificationRequested(over: Record<string, unknown> = {}) {
 	const customerId = randomUUID();

@@ -6,7 +6,7 @@ import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { envelope } from "../../contracts/events";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
 
 const EVENTS = ["order.placed", "order.confirmed", "order.status_changed", "order.cancelled", "order.shipped", "order.delivered"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}orders`;
@@ -27,15 +27,6 @@ function orderParams(overrides: Record<string, unknown> = {}) {
 		],
 		...overrides
 	};
-}
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
 }
 
 const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event would have arrived by now

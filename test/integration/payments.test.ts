@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
-import { Cluster, EventRecorder, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, EventRecorder, recordEvents, startCluster, refusal } from "../support/cluster";
 import { CardProvider, SimulatedCardProvider } from "../../services/payments/provider";
 
 const EVENTS = ["payment.initiated", "payment.authorized", "payment.failed", "payment.voided", "payment.captured", "payment.refunded"];
@@ -13,15 +13,6 @@ const SCHEMA = `${process.env.SCHEMA_PREFIX}payments`;
 const CARD = (cardNumber: string, expYear = 2030) => ({ cardNumber, expMonth: 12, expYear, cvc: "123" });
 const NUMBERS = { ok: "4242424242424242", declined: "4000000000000002", insufficient: "4000000000009995", gatewayError: "4000000000000119", other: "5555555555554444" };
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
-
-async function refusal(p: Promise<unknown>): Promise<any> {
-	try {
-		await p;
-	} catch (err) {
-		return err;
-	}
-	throw new Error("expected a refusal, got an answer");
-}
 
 const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event would have arrived by now
 

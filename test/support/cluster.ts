@@ -73,3 +73,13 @@ export async function eventually<T>(probe: () => T | Promise<T>, timeoutMs = 15_
 		await new Promise(r => setTimeout(r, 50));
 	}
 }
+
+/** The error a call was refused with; fails the test when the call answered instead. */
+export async function refusal(p: Promise<unknown>): Promise<any> {
+	try {
+		await p;
+	} catch (err) {
+		return err;
+	}
+	throw new Error("expected a refusal, got an answer");
+}
