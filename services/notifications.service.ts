@@ -124,6 +124,26 @@ export default defineService<Methods, Vars>({
 	},
 
 	channels: {
+		/** GDPR erasure: the customer's deliveries keep no address, text or token, nor do their published events. */
+		"customer.erased": {
+			async handler(env) {
+				const customerId = env?.payload?.customerId;
+				if (typeof customerId !== "string") return;
+				await this.handleOnce(env, "notifications.customer.erased", async trx => {
+					const rows = await this.table("notifications", trx)
+						.whereRaw("data->>'customerId' = ?", [customerId])
+						.update({ to: "erased", subject: "(erased)", text: "(erased)", data: JSON.stringify({ customerId, erased: true }) })
+						.returning("id");
+					const ids = rows.map((r: { id: string }) => String(r.id));
+					if (ids.length === 0) return;
+					await this.table("outbox", trx)
+						.whereIn("event_name", ["notification.sent", "notification.failed"])
+						.whereRaw("envelope->'payload'->>'notificationId' = ANY(?)", [ids])
+						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload,to}', '"erased"')`) });
+				});
+			}
+		},
+
 		/** The verification email; `data.token` is kept so an operator (and the tests) can find it. */
 		"customer.verification_requested": {
 			async handler(env) {

@@ -247,6 +247,7 @@ describe("the gateway", function () {
 			expectStatus(await http.delete("/api/me", c.token, { confirmation: true }), 200);
 			expect((await http.post("/api/auth/login", { email: c.email, password: c.password })).status).to.equal(401);
 			await eventually(async () => (await http.get(`/api/orders/${placed.orderId}`, admin)).body.customerEmail === null, 10_000, "the order to be anonymized");
+			await eventually(async () => (await http.get(`/api/admin/notifications?to=${encodeURIComponent(c.email)}`, admin)).body.total === 0, 10_000, "the delivery log to forget the address");
 		});
 	});
 
