@@ -6,6 +6,7 @@
 import type { BrokerOptions } from "moleculer";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
+import { CorrelationLogging } from "./mixins/correlation.middleware";
 import { JoiValidator } from "./mixins/joi-validator";
 import { settings, Settings } from "./mixins/settings";
 
@@ -54,7 +55,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		logLevel: s.logLevel as any,
 		validator: new JoiValidator({}) as any,
 		errorRegenerator: undefined,
-		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) })],
+		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 		metrics: { enabled: false },
 		tracing: { enabled: false }
