@@ -4,22 +4,31 @@
  * record from which any replica can go on: a step recorded as started is sent again with the
  * same idempotency key (`<sagaId>:<step>`), and the participant answers as it did the first time.
  *
- * Forward steps retry with backoff within their budget, then the saga compensates. A refusal
- * (4xx) compensates at once. Compensations run in reverse for every step that was sent, retry
- * until they succeed, and after too many failures park the saga for an operator.
+ * Forward steps retry with backoff within their budget, then the saga compensates; a refusal
+ * compensates at once. Compensations run in reverse for every step that was sent, retry until
+ * they succeed, and after too many failures (or a refusal) park the saga for an operator.
  */
 import { EventEmitter } from "node:events";
 import { randomUUID } from "node:crypto";
-import { Errors } from "moleculer";
-import { compensationState, Failure, forwardState, SagaDefinition, StepDefinition } from "./definition";
-import { SagaRecord, SagaStore, TERMINAL } from "./store";
+import { setTimeout as sleep } from "node:timers/promises";
+import { compensationState, Failure, forwardState, INITIAL_STATE, SagaDefinition } from "./definition";
+import { isUnfinished, SagaRecord, SagaStore, TERMINAL } from "./store";
 
 export type Invoke = (action: string, params: Record<string, unknown>, opts: { meta: { correlationId?: string; sagaId: string; step: string }; timeout?: number }) => Promise<any>;
 
-interface Logger {
+export interface SagaLogger {
 	info(...args: unknown[]): void;
 	warn(...args: unknown[]): void;
 	error(...args: unknown[]): void;
+}
+
+export interface EngineDefaults {
+	/** Attempts and first backoff of a step that fails for a reason worth retrying (backoff doubles per attempt). */
+	retry: { attempts: number; backoffMs: number };
+	/** First backoff of a failed compensation (doubles per attempt, at most 30 s). */
+	compensationBackoffMs: number;
+	/** Failures of one compensation after which the saga is parked for an operator. */
+	parkAfterCompensationAttempts: number;
 }
 
 export interface EngineOptions {
@@ -29,59 +38,63 @@ export interface EngineOptions {
 	/** Who this replica is; leases carry it. */
 	owner: string;
 	leaseMs?: number;
-	logger?: Logger;
-	retry?: { attempts: number; backoffMs: number };
-	compensationBackoffMs?: number;
-	parkAfterCompensationAttempts?: number;
+	logger?: SagaLogger;
+	defaults?: Partial<EngineDefaults>;
 	/** A pause before each step (demos, crash tests). */
 	stepDelayMs?: number;
-	/** Retries due sooner than this wait in-process; later ones become deadlines in the store. */
+	/** Retries due sooner than this wait in the driving process; later ones are left to the deadline in the store. */
 	maxInProcessWaitMs?: number;
-	/** Called once a saga is completed or compensated (again after a crash: make it idempotent). */
+	/** Called once a saga is completed or compensated — again after a crash before it was recorded: handle duplicates. */
 	onFinished?: (rec: SagaRecord) => Promise<void>;
+}
+
+/** What an operator asked for does not fit the saga (code and type as the gateway maps them). */
+export class SagaOperatorError extends Error {
+	constructor(message: string, readonly code: number, readonly type: string) {
+		super(message);
+		this.name = "SagaOperatorError";
+	}
 }
 
 /** A refusal is an answer: retrying it would only get the same answer. */
 export function isRefusal(err: any): boolean {
 	if (err?.retryable === true) return false;
+	if (err?.retryable === false) return true;
 	return typeof err?.code === "number" && err.code >= 400 && err.code < 500;
 }
 
-const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
 export class SagaEngine {
 	private definitions = new Map<string, SagaDefinition<any>>();
-	private opts: Required<Omit<EngineOptions, "onFinished">> & Pick<EngineOptions, "onFinished">;
+	private store: SagaStore;
+	private logger: SagaLogger;
+	private defaults: EngineDefaults;
 	private changes = new EventEmitter();
+	private abort = new AbortController();
 	private recoveryTimer: NodeJS.Timeout | null = null;
 	private running = new Set<Promise<unknown>>();
-	/** Sagas this replica is driving right now: recovery leaves them alone. */
+	/** Sagas this engine is driving right now: recovery leaves them alone. */
 	private driving = new Set<string>();
-	private stopped = false;
 
-	constructor(options: EngineOptions) {
-		this.opts = {
-			leaseMs: 15_000,
-			logger: console,
-			retry: { attempts: 3, backoffMs: 200 },
-			compensationBackoffMs: 200,
-			parkAfterCompensationAttempts: 20,
-			stepDelayMs: 0,
-			maxInProcessWaitMs: 5000,
-			...options
-		};
-		for (const d of options.definitions) this.definitions.set(d.name, d);
+	constructor(private opts: EngineOptions) {
+		this.store = opts.store;
+		this.logger = opts.logger ?? console;
+		this.defaults = { retry: { attempts: 3, backoffMs: 200 }, compensationBackoffMs: 200, parkAfterCompensationAttempts: 20, ...opts.defaults };
+		for (const d of opts.definitions) this.definitions.set(d.name, d);
 		this.changes.setMaxListeners(0);
 	}
 
-	/** Creates the saga and starts driving it in the background. */
+	private get leaseMs() {
+		return this.opts.leaseMs ?? 15_000;
+	}
+
+	/** Creates the saga (state `started`) and drives it in the background. */
 	async start<D>(type: string, data: D, opts: { sagaId?: string; correlationId?: string } = {}): Promise<SagaRecord<D>> {
 		const def = this.definition(type);
 		const now = new Date().toISOString();
 		const rec: SagaRecord<D> = {
 			id: opts.sagaId ?? randomUUID(),
 			type,
-			state: "started",
+			state: INITIAL_STATE,
 			status: "running",
 			step: 0,
 			stepStatus: "pending",
@@ -92,47 +105,36 @@ export class SagaEngine {
 			completedSteps: [],
 			compensatedSteps: [],
 			announced: false,
-			history: [{ at: now, state: "started", event: "started", detail: { steps: def.steps.map(s => s.name) } }],
+			history: [{ at: now, state: INITIAL_STATE, event: "started", detail: { steps: def.steps.map(s => s.name) } }],
 			createdAt: now,
 			updatedAt: now
 		};
-		if (!(await this.opts.store.create(rec))) throw new Error(`Saga ${rec.id} exists already`);
+		await this.store.create(rec);
 		this.log("info", rec, "started");
 		this.background(rec.id);
 		return rec;
 	}
 
-	/** Drives the saga as far as it can go now; another replica's lease means hands off. */
+	/**
+	 * Drives the saga until it is terminal or must wait for a later retry, holding its lease.
+	 * When another replica holds the lease it answers the record without touching it.
+	 */
 	async run(id: string): Promise<SagaRecord | null> {
-		const { store, owner, leaseMs } = this.opts;
-		if (this.driving.has(id) || !(await store.acquireLease(id, owner, leaseMs))) return store.get(id);
+		const { owner } = this.opts;
+		if (this.driving.has(id)) return this.store.get(id);
 		this.driving.add(id);
-		const renew = setInterval(() => void store.acquireLease(id, owner, leaseMs).catch(() => undefined), Math.max(200, leaseMs / 3));
 		try {
-			await store.clearDeadline(id);
-			let rec = await store.get(id);
-			while (rec && !this.stopped) {
-				if (TERMINAL.has(rec.status)) {
-					if (!rec.announced && rec.status !== "parked") rec = await this.announce(rec);
-					break;
-				}
-				if (rec.nextAttemptAt && rec.nextAttemptAt > Date.now()) {
-					const wait = rec.nextAttemptAt - Date.now();
-					if (wait > this.opts.maxInProcessWaitMs) {
-						await store.scheduleDeadline(id, rec.nextAttemptAt);
-						break;
-					}
-					await sleep(wait);
-				}
-				const next = rec.status === "running" ? await this.forward(rec) : await this.compensateNext(rec);
-				if (!next) break; // the version moved: another replica has it
-				rec = next;
+			if (!(await this.store.acquireLease(id, owner, this.leaseMs))) return await this.store.get(id);
+			// Renewed while a step is in flight too: a slow call must not let another replica in.
+			const renew = setInterval(() => void this.store.renewLease(id, owner, this.leaseMs).catch(() => undefined), Math.max(50, this.leaseMs / 3));
+			try {
+				return await this.drive(id);
+			} finally {
+				clearInterval(renew);
+				await this.store.releaseLease(id, owner).catch(() => undefined);
 			}
-			return rec;
 		} finally {
-			clearInterval(renew);
 			this.driving.delete(id);
-			await store.releaseLease(id, owner).catch(() => undefined);
 		}
 	}
 
@@ -140,29 +142,34 @@ export class SagaEngine {
 	async waitFor(id: string, opts: { timeoutMs: number }): Promise<SagaRecord | null> {
 		const until = Date.now() + opts.timeoutMs;
 		for (;;) {
-			const rec = await this.opts.store.get(id);
+			const rec = await this.store.get(id);
 			if (!rec || TERMINAL.has(rec.status) || Date.now() >= until) return rec;
 			await new Promise<void>(resolve => {
-				const t = setTimeout(done, Math.min(100, Math.max(0, until - Date.now())));
-				function done() {
-					clearTimeout(t);
+				const done = () => {
+					clearTimeout(timer);
+					this.changes.off(id, done);
 					resolve();
-				}
-				this.changes.once(id, done);
+				};
+				const timer = setTimeout(done, Math.min(100, Math.max(0, until - Date.now())));
+				this.changes.on(id, done);
 			});
 		}
 	}
 
-	/** Resumes every saga whose driver is gone and fires due deadlines. Answers how many it took up. */
+	/** Takes up every unfinished saga whose lease is free (its driver died) and every due deadline. Answers how many. */
 	async recover(): Promise<number> {
-		const { store } = this.opts;
-		const ids = new Set([...(await store.dueDeadlines(Date.now(), 500)), ...(await store.listUnfinished())]);
+		const ids = new Set([...(await this.store.dueDeadlines(Date.now(), 500)), ...(await this.store.listUnfinished())]);
 		let resumed = 0;
 		for (const id of ids) {
-			if (this.driving.has(id)) continue;
-			const rec = await store.get(id);
-			if (!rec || (rec.nextAttemptAt && rec.nextAttemptAt > Date.now() + this.opts.maxInProcessWaitMs)) continue;
-			if (await store.acquireLease(id, this.opts.owner, this.opts.leaseMs)) {
+			if (this.driving.has(id) || this.abort.signal.aborted) continue;
+			const rec = await this.store.get(id);
+			if (!rec || !isUnfinished(rec)) {
+				await this.store.clearDeadline(id);
+				continue;
+			}
+			if (!this.definitions.has(rec.type)) continue; // another engine's saga
+			if (rec.nextAttemptAt && rec.nextAttemptAt > Date.now() + this.maxInProcessWaitMs) continue; // its deadline wakes it
+			if (await this.store.acquireLease(id, this.opts.owner, this.leaseMs)) {
 				resumed++;
 				this.background(id);
 			}
@@ -174,17 +181,18 @@ export class SagaEngine {
 		const tick = async () => {
 			try {
 				const n = await this.recover();
-				if (n > 0) this.opts.logger.info(`Resumed ${n} saga(s) left by another replica or waiting for a retry`);
+				if (n > 0) this.logger.info(`Resumed ${n} saga(s) left by another replica or due for a retry`);
 			} catch (err) {
-				this.opts.logger.warn("Saga recovery failed", err);
+				this.logger.warn("Saga recovery failed", err);
 			}
-			if (!this.stopped) this.recoveryTimer = setTimeout(tick, intervalMs);
+			if (!this.abort.signal.aborted) this.recoveryTimer = setTimeout(tick, intervalMs);
 		};
 		this.recoveryTimer = setTimeout(tick, 0);
 	}
 
+	/** Stops driving: sagas in flight stop after their current call; their leases are released. */
 	async stop(): Promise<void> {
-		this.stopped = true;
+		this.abort.abort();
 		if (this.recoveryTimer) clearTimeout(this.recoveryTimer);
 		await Promise.allSettled([...this.running]);
 	}
@@ -192,32 +200,49 @@ export class SagaEngine {
 	/** Operator: resume a parked saga where it stopped. */
 	async retry(id: string): Promise<SagaRecord> {
 		const rec = await this.mustGet(id);
-		if (rec.status !== "parked") throw new Errors.MoleculerClientError(`Saga is ${rec.status}, not parked`, 409, "INVALID_TRANSITION");
+		if (rec.status !== "parked") throw new SagaOperatorError(`Saga is ${rec.status}, not parked`, 409, "INVALID_TRANSITION");
 		const status = rec.failure ? "compensating" : "running";
-		const next = await this.transition(rec, { status, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined }, "retried by an operator");
-		if (!next) throw new Errors.MoleculerClientError("The saga changed meanwhile; try again", 409, "INVALID_TRANSITION");
-		return (await this.run(id)) ?? next;
+		return this.operatorTransition(rec, { status, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined }, "retried by an operator");
 	}
 
-	/** Operator: give up on a saga and undo what it did. */
+	/** Operator: give up on a saga that is not finished and undo what it did. */
 	async compensate(id: string): Promise<SagaRecord> {
 		const rec = await this.mustGet(id);
-		if (rec.status === "completed" || rec.status === "compensated") throw new Errors.MoleculerClientError(`Saga is ${rec.status}`, 409, "INVALID_TRANSITION");
+		if (rec.status === "completed" || rec.status === "compensated") throw new SagaOperatorError(`Saga is ${rec.status}`, 409, "INVALID_TRANSITION");
 		const failure: Failure = rec.failure ?? { step: this.definition(rec.type).steps[rec.step]?.name ?? "operator", message: "Compensation requested by an operator", type: "OPERATOR_REQUEST" };
-		const next = await this.transition(rec, { status: "compensating", failure, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined }, "compensation requested by an operator");
-		if (!next) throw new Errors.MoleculerClientError("The saga changed meanwhile; try again", 409, "INVALID_TRANSITION");
-		return (await this.run(id)) ?? next;
+		return this.operatorTransition(rec, { status: "compensating", failure, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined }, "compensation requested by an operator");
 	}
 
-	// --- Forward ---------------------------------------------------------------------------
+	// --- Driving ---------------------------------------------------------------------------
+
+	private async drive(id: string): Promise<SagaRecord | null> {
+		let rec = await this.store.get(id);
+		while (rec && !this.abort.signal.aborted) {
+			if (TERMINAL.has(rec.status)) {
+				if (isUnfinished(rec)) rec = (await this.announce(rec)) ?? (await this.store.get(id));
+				return rec;
+			}
+			const wait = (rec.nextAttemptAt ?? 0) - Date.now();
+			if (wait > this.maxInProcessWaitMs) return rec; // the deadline in the store wakes a replica then
+			if (wait > 0 && !(await this.pause(wait))) return rec;
+			if (!(await this.store.renewLease(id, this.opts.owner, this.leaseMs))) {
+				this.log("warn", rec, "lost the lease; leaving the saga to whoever holds it");
+				return rec;
+			}
+			const next = rec.status === "running" ? await this.forward(rec) : await this.compensateNext(rec);
+			if (!next) return this.store.get(id); // the version moved: another replica has it
+			rec = next;
+		}
+		return rec;
+	}
 
 	private async forward(rec: SagaRecord): Promise<SagaRecord | null> {
-		const def = this.definition(rec.type);
-		const step = def.steps[rec.step];
-		if (!step) return this.transition(rec, { status: "completed", state: "completed", stepStatus: "pending" }, "completed");
-		if (step.when && !step.when(rec.data)) return this.transition(rec, { step: rec.step + 1, stepStatus: "pending", attempts: 0 }, `skipped ${step.name}`);
+		const step = this.definition(rec.type).steps[rec.step];
+		if (!step) return this.transition(rec, { status: "completed", state: "completed", attempts: 0 }, "completed");
+		const fresh = rec.stepStatus !== "started";
+		if (fresh && step.when && !step.when(rec.data)) return this.transition(rec, { step: rec.step + 1, stepStatus: "pending", attempts: 0 }, `skipped ${step.name}`);
+		if (fresh && this.opts.stepDelayMs && !(await this.pause(this.opts.stepDelayMs))) return null;
 
-		if (rec.stepStatus === "pending" && this.opts.stepDelayMs > 0) await sleep(this.opts.stepDelayMs);
 		const sending = await this.transition(
 			rec,
 			{
@@ -227,28 +252,27 @@ export class SagaEngine {
 				nextAttemptAt: undefined,
 				completedSteps: rec.completedSteps.includes(step.name) ? rec.completedSteps : [...rec.completedSteps, step.name]
 			},
-			rec.stepStatus === "started" ? `re-sent ${step.name}` : `sent ${step.name}`
+			fresh ? `sent ${step.name}` : `re-sent ${step.name}`
 		);
 		if (!sending) return null;
+		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 
 		try {
-			const reply = await this.opts.invoke(step.invoke, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step));
+			const reply = await this.opts.invoke(step.invoke, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
 			const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
-			return this.transition(sending, { data, step: sending.step + 1, stepStatus: "pending", attempts: 0 }, `${step.name} done`);
+			return this.transition(sending, { data, step: sending.step + 1, stepStatus: "done", attempts: 0 }, `${step.name} done`);
 		} catch (err: any) {
-			const failure: Failure = { step: step.name, message: err?.message ?? String(err), type: err?.type, code: err?.code };
-			const budget = step.retry ?? this.opts.retry;
+			const failure: Failure = { step: step.name, message: err?.message ?? String(err), type: typeof err?.type === "string" ? err.type : undefined, code: typeof err?.code === "number" ? err.code : undefined };
+			const budget = step.retry ?? this.defaults.retry;
 			if (!isRefusal(err) && sending.attempts < budget.attempts) {
 				const delay = budget.backoffMs * 2 ** (sending.attempts - 1);
-				this.log("warn", sending, `${step.name} failed (${failure.message}); retry in ${delay} ms`);
-				return this.transition(sending, { nextAttemptAt: Date.now() + delay }, `${step.name} failed, retry scheduled`, failure);
+				this.log("warn", sending, `${step.name} failed (${failure.message}); attempt ${sending.attempts + 1} of ${budget.attempts} in ${delay} ms`);
+				return this.retryLater(sending, delay, `${step.name} failed, retry scheduled`, failure);
 			}
 			this.log(isRefusal(err) ? "info" : "warn", sending, `${step.name} failed: ${failure.message}; compensating`);
 			return this.transition(sending, { status: "compensating", failure, attempts: 0, nextAttemptAt: undefined }, `${step.name} failed`, failure);
 		}
 	}
-
-	// --- Compensation ------------------------------------------------------------------------
 
 	private async compensateNext(rec: SagaRecord): Promise<SagaRecord | null> {
 		const def = this.definition(rec.type);
@@ -258,45 +282,51 @@ export class SagaEngine {
 
 		const sending = await this.transition(rec, { state: compensationState(step.name), attempts: rec.attempts + 1, nextAttemptAt: undefined }, `compensating ${step.name}`);
 		if (!sending) return null;
+		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 		const failure = sending.failure ?? { step: step.name, message: "unknown" };
 		try {
 			const params = step.compensateParams ? step.compensateParams(sending.data, failure) : step.params(sending.data);
-			await this.opts.invoke(step.compensate!, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step));
+			await this.opts.invoke(step.compensate!, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step.name, step.timeoutMs));
 			return this.transition(sending, { compensatedSteps: [...sending.compensatedSteps, step.name], attempts: 0 }, `${step.name} compensated`);
 		} catch (err: any) {
 			const reason = `${step.compensate} failed: ${err?.message ?? err}`;
-			// A refused compensation will be refused again; an operator has to look.
-			if (isRefusal(err) || sending.attempts >= this.opts.parkAfterCompensationAttempts) {
-				this.log("error", sending, `parked: ${reason}`);
+			// A refused compensation will be refused again: an operator has to look.
+			if (isRefusal(err) || sending.attempts >= this.defaults.parkAfterCompensationAttempts) {
+				this.log("error", sending, `parked after ${sending.attempts} attempt(s): ${reason}`);
 				return this.transition(sending, { status: "parked", state: "parked", parkedReason: reason }, "parked", { reason });
 			}
-			const delay = Math.min(30_000, this.opts.compensationBackoffMs * 2 ** (sending.attempts - 1));
+			const delay = Math.min(30_000, this.defaults.compensationBackoffMs * 2 ** (sending.attempts - 1));
 			this.log("warn", sending, `${reason}; retry in ${delay} ms`);
-			return this.transition(sending, { nextAttemptAt: Date.now() + delay }, `${step.name} compensation failed, retry scheduled`, { reason });
+			return this.retryLater(sending, delay, `${step.name} compensation failed, retry scheduled`, { reason });
 		}
 	}
 
 	// --- Plumbing ----------------------------------------------------------------------------
 
+	/** Records when the next attempt is due, and a deadline in the store so any replica fires it if this one dies. */
+	private async retryLater(rec: SagaRecord, delayMs: number, event: string, detail: object): Promise<SagaRecord | null> {
+		const at = Date.now() + delayMs;
+		const next = await this.transition(rec, { nextAttemptAt: at }, event, { ...detail, retryInMs: delayMs });
+		if (next) await this.store.scheduleDeadline(rec.id, at);
+		return next;
+	}
+
 	private async announce(rec: SagaRecord): Promise<SagaRecord | null> {
-		if (this.opts.onFinished) {
-			try {
-				await this.opts.onFinished(rec);
-			} catch (err) {
-				// Left unannounced: recovery tries again.
-				this.log("warn", rec, `announcing the outcome failed: ${(err as Error).message}`);
-				return rec;
-			}
+		try {
+			await this.opts.onFinished?.(rec);
+		} catch (err) {
+			this.log("warn", rec, `announcing the outcome failed (recovery tries again): ${(err as Error)?.message}`);
+			return rec;
 		}
 		return this.transition(rec, { announced: true }, "announced");
 	}
 
-	/** One compare-and-set: the record with `changes`, one more version and a history entry. */
+	/** One compare-and-set: the record with `changes`, the next version and a history entry; null when the version moved. */
 	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown): Promise<SagaRecord | null> {
 		const at = new Date().toISOString();
 		const next: SagaRecord = { ...rec, ...changes, version: rec.version + 1, updatedAt: at };
 		next.history = [...rec.history, { at, state: next.state, event, ...(detail === undefined ? {} : { detail }) }];
-		if (!(await this.opts.store.compareAndSet(next, rec.version))) {
+		if (!(await this.store.compareAndSet(next, rec.version))) {
 			this.log("warn", rec, `version ${rec.version} moved on; leaving the saga to whoever moved it`);
 			return null;
 		}
@@ -305,13 +335,32 @@ export class SagaEngine {
 		return next;
 	}
 
-	private callOptions(rec: SagaRecord, step: StepDefinition<any>) {
-		return { meta: { correlationId: rec.correlationId, sagaId: rec.id, step: step.name }, timeout: step.timeoutMs };
+	private async operatorTransition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string): Promise<SagaRecord> {
+		const next = await this.transition(rec, changes, event);
+		if (!next) throw new SagaOperatorError("The saga changed meanwhile; try again", 409, "INVALID_TRANSITION");
+		await this.store.clearDeadline(rec.id);
+		return (await this.run(rec.id)) ?? next;
+	}
+
+	private callOptions(rec: SagaRecord, step: string, timeout: number | undefined) {
+		return { meta: { correlationId: rec.correlationId, sagaId: rec.id, step }, timeout };
+	}
+
+	/** Waits, unless the engine stops meanwhile (then false). */
+	private pause(ms: number): Promise<boolean> {
+		return sleep(ms, undefined, { signal: this.abort.signal }).then(
+			() => true,
+			() => false
+		);
+	}
+
+	private get maxInProcessWaitMs() {
+		return this.opts.maxInProcessWaitMs ?? 5000;
 	}
 
 	private background(id: string) {
 		const p = this.run(id)
-			.catch(err => this.opts.logger.error(`Saga ${id} could not be driven`, err))
+			.catch(err => this.logger.error(`[saga ${id}] could not be driven`, err))
 			.finally(() => this.running.delete(p));
 		this.running.add(p);
 	}
@@ -323,12 +372,12 @@ export class SagaEngine {
 	}
 
 	private async mustGet(id: string): Promise<SagaRecord> {
-		const rec = await this.opts.store.get(id);
-		if (!rec) throw new Errors.MoleculerClientError("Saga not found", 404, "NOT_FOUND", { id });
+		const rec = await this.store.get(id);
+		if (!rec) throw new SagaOperatorError(`Saga ${id} not found`, 404, "NOT_FOUND");
 		return rec;
 	}
 
-	private log(level: "info" | "warn" | "error", rec: SagaRecord, message: string) {
-		this.opts.logger[level](`[saga ${rec.type} ${rec.id}] ${rec.state}: ${message}`, rec.correlationId ? `(correlation ${rec.correlationId})` : "");
+	private log(level: keyof SagaLogger, rec: SagaRecord, message: string) {
+		this.logger[level](`[saga ${rec.type} ${rec.id}] ${rec.state}: ${message}`, { sagaId: rec.id, state: rec.state, correlationId: rec.correlationId });
 	}
 }

@@ -3,6 +3,13 @@
  * lease naming the replica that drives it, and deadlines (retry times) that any replica can
  * fire. `RedisSagaStore` is the real one; `MemorySagaStore` has the same semantics in-process
  * for the embedded mode.
+ *
+ * Redis keys (all under the prefix):
+ *   saga:<id>          hash { v: version, json: record }
+ *   saga:<id>:lease    the owner driving it, with a TTL
+ *   sagas:all          zset of ids by creation time (listing, newest first)
+ *   sagas:unfinished   set of ids that still need a driver, kept by the create/CAS scripts
+ *   sagas:deadlines    zset of ids by the time their next attempt is due
  */
 import type Redis from "ioredis";
 import type { Failure } from "./definition";
@@ -11,26 +18,33 @@ export type SagaStatus = "running" | "compensating" | "completed" | "compensated
 
 export interface SagaRecord<D = any> {
 	id: string;
+	/** The definition's name. */
 	type: string;
-	/** Derived from the step names: `reserving_stock`, `compensating_reserve_stock`, `completed` … */
+	/** Derived from the step names: `started`, `reserving_stock`, `compensating_reserve_stock`, `completed` … */
 	state: string;
 	status: SagaStatus;
-	/** Index of the current step of the definition. */
+	/** Index of the step to run (or running) in the definition. */
 	step: number;
-	stepStatus: "pending" | "started";
+	/**
+	 * pending: `step` was not sent yet · started: `step` was sent and its answer is not recorded
+	 * (after a crash it is sent again with the same key) · done: the step named by `state`
+	 * answered and `step` moved on to the next one, not sent yet.
+	 */
+	stepStatus: "pending" | "started" | "done";
 	data: D;
 	version: number;
 	/** Attempts of the current step or compensation. */
 	attempts: number;
 	/** When the next attempt is due (epoch ms). */
 	nextAttemptAt?: number;
+	/** Why the saga compensates. */
 	failure?: Failure;
 	parkedReason?: string;
 	correlationId?: string;
 	/** Steps whose action was sent at least once: what compensation must undo. */
 	completedSteps: string[];
 	compensatedSteps: string[];
-	/** The outcome was handed to onFinished (checkout announces it once). */
+	/** The outcome was handed to onFinished (a crash before that hands it again). */
 	announced: boolean;
 	history: Array<{ at: string; state: string; event: string; detail?: unknown }>;
 	createdAt: string;
@@ -39,7 +53,7 @@ export interface SagaRecord<D = any> {
 
 export const TERMINAL: ReadonlySet<SagaStatus> = new Set(["completed", "compensated", "parked"]);
 
-/** A saga is someone's work until it is terminal and its outcome announced. */
+/** A saga needs a driver until it is terminal and its outcome announced (a parked one waits for an operator). */
 export function isUnfinished(rec: SagaRecord): boolean {
 	return !TERMINAL.has(rec.status) || (!rec.announced && rec.status !== "parked");
 }
@@ -52,21 +66,33 @@ export interface SagaFilter {
 	offset?: number;
 }
 
+export class SagaExistsError extends Error {
+	readonly code = 409;
+	readonly type = "SAGA_EXISTS";
+	constructor(id: string) {
+		super(`Saga ${id} exists already`);
+		this.name = "SagaExistsError";
+	}
+}
+
 export interface SagaStore {
-	/** Stores a new record; false when the id exists. */
-	create(rec: SagaRecord): Promise<boolean>;
+	/** Stores a new record; rejects with SagaExistsError when the id exists. */
+	create(rec: SagaRecord): Promise<void>;
 	get(id: string): Promise<SagaRecord | null>;
-	/** Writes `rec` only if the stored version is `expectedVersion`; the stored version becomes rec.version. */
+	/** Writes `rec` with version expectedVersion + 1, only if the stored version is `expectedVersion`. */
 	compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean>;
-	/** Takes or extends the lease for `owner`; false when another owner holds it. */
+	/** Takes the lease for `owner`, or extends it when `owner` holds it; false when another owner holds it. */
 	acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean>;
+	/** Extends the lease only if `owner` still holds it. */
+	renewLease(id: string, owner: string, ttlMs: number): Promise<boolean>;
+	/** Frees the lease if `owner` holds it. */
 	releaseLease(id: string, owner: string): Promise<void>;
 	/** Ids of sagas that still need a driver. */
 	listUnfinished(): Promise<string[]>;
-	/** Newest first. */
+	/** Newest first. A filtered listing looks at the newest 5000 sagas. */
 	list(filter: SagaFilter): Promise<{ rows: SagaRecord[]; total: number }>;
 	scheduleDeadline(id: string, at: number): Promise<void>;
-	/** Ids whose deadline has passed. */
+	/** Ids whose deadline has passed, earliest first. */
 	dueDeadlines(now: number, limit: number): Promise<string[]>;
 	clearDeadline(id: string): Promise<void>;
 	close(): Promise<void>;
@@ -90,8 +116,8 @@ return 1`;
 const CAS = `
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'v', ARGV[2], 'json', ARGV[3])
-if ARGV[4] == '1' then redis.call('SADD', KEYS[2], ARGV[5]) else redis.call('SREM', KEYS[2], ARGV[5]) end
+redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'json', ARGV[2])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[4]) else redis.call('SREM', KEYS[2], ARGV[4]) end
 return 1`;
 
 const ACQUIRE = `
@@ -102,14 +128,19 @@ if holder == false or holder == ARGV[1] then
 end
 return 0`;
 
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
 interface SagaCommands {
 	sagaCreate(record: string, all: string, unfinished: string, version: number, json: string, score: number, id: string): Promise<number>;
-	sagaCas(record: string, unfinished: string, expected: number, version: number, json: string, unfinishedFlag: string, id: string): Promise<number>;
+	sagaCas(record: string, unfinished: string, expected: number, json: string, unfinishedFlag: string, id: string): Promise<number>;
 	sagaAcquire(lease: string, owner: string, ttl: number): Promise<number>;
+	sagaRenew(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRelease(lease: string, owner: string): Promise<number>;
 }
 
@@ -117,17 +148,22 @@ export class RedisSagaStore implements SagaStore {
 	private redis: Redis & SagaCommands;
 	private prefix: string;
 
+	/** The connection stays the caller's: close() leaves it open. */
 	constructor(redis: Redis, opts: { prefix: string }) {
 		this.prefix = opts.prefix;
 		redis.defineCommand("sagaCreate", { numberOfKeys: 3, lua: CREATE });
 		redis.defineCommand("sagaCas", { numberOfKeys: 2, lua: CAS });
 		redis.defineCommand("sagaAcquire", { numberOfKeys: 1, lua: ACQUIRE });
+		redis.defineCommand("sagaRenew", { numberOfKeys: 1, lua: RENEW });
 		redis.defineCommand("sagaRelease", { numberOfKeys: 1, lua: RELEASE });
 		this.redis = redis as Redis & SagaCommands;
 	}
 
 	private key(id: string) {
 		return `${this.prefix}saga:${id}`;
+	}
+	private lease(id: string) {
+		return `${this.prefix}saga:${id}:lease`;
 	}
 	private get allKey() {
 		return `${this.prefix}sagas:all`;
@@ -139,9 +175,9 @@ export class RedisSagaStore implements SagaStore {
 		return `${this.prefix}sagas:deadlines`;
 	}
 
-	async create(rec: SagaRecord): Promise<boolean> {
+	async create(rec: SagaRecord): Promise<void> {
 		const ok = await this.redis.sagaCreate(this.key(rec.id), this.allKey, this.unfinishedKey, rec.version, JSON.stringify(rec), Date.parse(rec.createdAt), rec.id);
-		return ok === 1;
+		if (ok !== 1) throw new SagaExistsError(rec.id);
 	}
 
 	async get(id: string): Promise<SagaRecord | null> {
@@ -150,16 +186,21 @@ export class RedisSagaStore implements SagaStore {
 	}
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean> {
-		const ok = await this.redis.sagaCas(this.key(rec.id), this.unfinishedKey, expectedVersion, rec.version, JSON.stringify(rec), isUnfinished(rec) ? "1" : "0", rec.id);
+		const next = { ...rec, version: expectedVersion + 1 };
+		const ok = await this.redis.sagaCas(this.key(rec.id), this.unfinishedKey, expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id);
 		return ok === 1;
 	}
 
 	async acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
-		return (await this.redis.sagaAcquire(`${this.key(id)}:lease`, owner, ttlMs)) === 1;
+		return (await this.redis.sagaAcquire(this.lease(id), owner, ttlMs)) === 1;
+	}
+
+	async renewLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
+		return (await this.redis.sagaRenew(this.lease(id), owner, ttlMs)) === 1;
 	}
 
 	async releaseLease(id: string, owner: string): Promise<void> {
-		await this.redis.sagaRelease(`${this.key(id)}:lease`, owner);
+		await this.redis.sagaRelease(this.lease(id), owner);
 	}
 
 	async listUnfinished(): Promise<string[]> {
@@ -169,21 +210,24 @@ export class RedisSagaStore implements SagaStore {
 	async list(filter: SagaFilter): Promise<{ rows: SagaRecord[]; total: number }> {
 		const limit = filter.limit ?? 20;
 		const offset = filter.offset ?? 0;
-		const ids = await this.redis.zrevrange(this.allKey, 0, LIST_SCAN_LIMIT - 1);
+		if (!filter.state && !filter.type && !filter.status) {
+			const [ids, total] = await Promise.all([this.redis.zrevrange(this.allKey, offset, offset + limit - 1), this.redis.zcard(this.allKey)]);
+			return { rows: await this.getMany(ids), total };
+		}
 		const matching: SagaRecord[] = [];
+		const ids = await this.redis.zrevrange(this.allKey, 0, LIST_SCAN_LIMIT - 1);
 		for (let i = 0; i < ids.length; i += 200) {
-			const batch = ids.slice(i, i + 200);
-			const pipeline = this.redis.pipeline();
-			for (const id of batch) pipeline.hget(this.key(id), "json");
-			const results = (await pipeline.exec()) ?? [];
-			for (const [, json] of results) {
-				if (typeof json === "string") {
-					const rec = JSON.parse(json) as SagaRecord;
-					if (matches(rec, filter)) matching.push(rec);
-				}
-			}
+			for (const rec of await this.getMany(ids.slice(i, i + 200))) if (matches(rec, filter)) matching.push(rec);
 		}
 		return { rows: matching.slice(offset, offset + limit), total: matching.length };
+	}
+
+	private async getMany(ids: string[]): Promise<SagaRecord[]> {
+		if (ids.length === 0) return [];
+		const pipeline = this.redis.pipeline();
+		for (const id of ids) pipeline.hget(this.key(id), "json");
+		const results = (await pipeline.exec()) ?? [];
+		return results.flatMap(([, json]) => (typeof json === "string" ? [JSON.parse(json) as SagaRecord] : []));
 	}
 
 	async scheduleDeadline(id: string, at: number): Promise<void> {
@@ -205,42 +249,53 @@ export class RedisSagaStore implements SagaStore {
 
 // --- In-process ----------------------------------------------------------------------------
 
+/** The same semantics in one process: records are kept as JSON so no caller shares an object with the store. */
 export class MemorySagaStore implements SagaStore {
-	private records = new Map<string, string>();
+	private records = new Map<string, { version: number; json: string }>();
 	private leases = new Map<string, { owner: string; until: number }>();
 	private deadlines = new Map<string, number>();
 	private unfinished = new Set<string>();
 
-	async create(rec: SagaRecord): Promise<boolean> {
-		if (this.records.has(rec.id)) return false;
-		this.records.set(rec.id, JSON.stringify(rec));
+	async create(rec: SagaRecord): Promise<void> {
+		if (this.records.has(rec.id)) throw new SagaExistsError(rec.id);
+		this.records.set(rec.id, { version: rec.version, json: JSON.stringify(rec) });
 		this.unfinished.add(rec.id);
-		return true;
 	}
 
 	async get(id: string): Promise<SagaRecord | null> {
-		const json = this.records.get(id);
-		return json ? (JSON.parse(json) as SagaRecord) : null;
+		const stored = this.records.get(id);
+		return stored ? (JSON.parse(stored.json) as SagaRecord) : null;
 	}
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean> {
-		const current = await this.get(rec.id);
-		if (!current || current.version !== expectedVersion) return false;
-		this.records.set(rec.id, JSON.stringify(rec));
-		if (isUnfinished(rec)) this.unfinished.add(rec.id);
+		if (this.records.get(rec.id)?.version !== expectedVersion) return false;
+		const next = { ...rec, version: expectedVersion + 1 };
+		this.records.set(rec.id, { version: next.version, json: JSON.stringify(next) });
+		if (isUnfinished(next)) this.unfinished.add(rec.id);
 		else this.unfinished.delete(rec.id);
 		return true;
 	}
 
-	async acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
+	private holder(id: string): string | undefined {
 		const lease = this.leases.get(id);
-		if (lease && lease.owner !== owner && lease.until > Date.now()) return false;
+		return lease && lease.until > Date.now() ? lease.owner : undefined;
+	}
+
+	async acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
+		const holder = this.holder(id);
+		if (holder !== undefined && holder !== owner) return false;
+		this.leases.set(id, { owner, until: Date.now() + ttlMs });
+		return true;
+	}
+
+	async renewLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
+		if (this.holder(id) !== owner) return false;
 		this.leases.set(id, { owner, until: Date.now() + ttlMs });
 		return true;
 	}
 
 	async releaseLease(id: string, owner: string): Promise<void> {
-		if (this.leases.get(id)?.owner === owner) this.leases.delete(id);
+		if (this.holder(id) === owner) this.leases.delete(id);
 	}
 
 	async listUnfinished(): Promise<string[]> {
@@ -248,8 +303,8 @@ export class MemorySagaStore implements SagaStore {
 	}
 
 	async list(filter: SagaFilter): Promise<{ rows: SagaRecord[]; total: number }> {
-		const all = [...this.records.values()].map(j => JSON.parse(j) as SagaRecord).filter(r => matches(r, filter));
-		all.sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+		const all = [...this.records.values()].map(r => JSON.parse(r.json) as SagaRecord).filter(r => matches(r, filter));
+		all.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
 		const offset = filter.offset ?? 0;
 		return { rows: all.slice(offset, offset + (filter.limit ?? 20)), total: all.length };
 	}
@@ -259,7 +314,11 @@ export class MemorySagaStore implements SagaStore {
 	}
 
 	async dueDeadlines(now: number, limit: number): Promise<string[]> {
-		return [...this.deadlines.entries()].filter(([, at]) => at <= now).slice(0, limit).map(([id]) => id);
+		return [...this.deadlines.entries()]
+			.filter(([, at]) => at <= now)
+			.sort((a, b) => a[1] - b[1])
+			.slice(0, limit)
+			.map(([id]) => id);
 	}
 
 	async clearDeadline(id: string): Promise<void> {

@@ -5,7 +5,7 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { Errors } from "moleculer";
-import { compensationState, forwardState, MemorySagaStore, RedisSagaStore, saga, SagaEngine, SagaRecord, SagaStore } from "../../sagas";
+import { compensationState, EngineOptions, forwardState, MemorySagaStore, RedisSagaStore, saga, SagaEngine, SagaExistsError, SagaRecord, SagaStore } from "../../sagas";
 
 interface Data {
 	n: number;
@@ -15,30 +15,37 @@ interface Data {
 
 const refusal = (type = "OUT_OF_STOCK") => new Errors.MoleculerClientError("refused", 409, type);
 const outage = () => new Errors.MoleculerRetryableError("broker hiccup", 503, "TEMPORARY");
+const quiet = { info() {}, warn() {}, error() {} };
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 const def = saga<Data>("test-flow")
 	.step("createThing", { invoke: "svc.a", params: d => ({ n: d.n }), onReply: (d, r) => ({ ...d, trail: [...(d.trail ?? []), r] }), compensate: "svc.undoA", compensateParams: (d, f) => ({ n: d.n, why: f.message }) })
 	.step("reserveStuff", { invoke: "svc.b", params: d => ({ n: d.n }), when: d => !d.skipB, compensate: "svc.undoB" })
-	.step("chargeMoney", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 3, backoffMs: 5 }, compensate: "svc.undoC" })
+	.step("chargeMoney", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 3, backoffMs: 20 }, compensate: "svc.undoC" })
 	.step("finish", { invoke: "svc.d", params: d => ({ n: d.n }) });
 
-type Behaviour = Record<string, (call: number) => any>;
+type Behaviour = Record<string, (call: number) => unknown>;
 
-/** A participant: records each call, answers per action with `behaviour`. */
+/** A participant: records each call, answers per action with `behaviour` (an Error is thrown). */
 function participant(behaviour: Behaviour = {}) {
-	const calls: Array<{ action: string; params: any; meta: any }> = [];
+	const calls: Array<{ action: string; params: any; meta: any; at: number }> = [];
 	const count = new Map<string, number>();
 	const invoke = async (action: string, params: any, opts: any) => {
-		calls.push({ action, params, meta: opts.meta });
+		calls.push({ action, params, meta: opts.meta, at: Date.now() });
 		const n = (count.get(action) ?? 0) + 1;
 		count.set(action, n);
 		const b = behaviour[action];
-		if (!b) return action;
-		const out = b(n);
+		const out = b ? await b(n) : action;
 		if (out instanceof Error) throw out;
 		return out;
 	};
-	return { calls, invoke, actions: () => calls.map(c => c.action) };
+	return { calls, invoke, actions: () => calls.map(c => c.action), callsOf: (a: string) => calls.filter(c => c.action === a) };
+}
+
+/** A record as a replica that died would have left it. */
+function leftBehind(id: string, fields: Partial<SagaRecord<Data>>): SagaRecord<Data> {
+	const now = new Date().toISOString();
+	return { id, type: def.name, state: "started", status: "running", step: 0, stepStatus: "pending", data: { n: 0 }, version: 1, attempts: 0, completedSteps: [], compensatedSteps: [], announced: false, history: [], createdAt: now, updatedAt: now, ...fields };
 }
 
 const stores: Array<{ name: string; make: () => Promise<{ store: SagaStore; done: () => Promise<void> }> }> = [
@@ -61,18 +68,40 @@ const stores: Array<{ name: string; make: () => Promise<{ store: SagaStore; done
 ];
 
 describe("saga state names", () => {
-	it("are derived from the step names", () => {
+	it("are the step's verb as a gerund, then the rest of its name", () => {
 		expect(forwardState("reserveStock")).to.equal("reserving_stock");
 		expect(forwardState("createOrder")).to.equal("creating_order");
 		expect(forwardState("authorizePayment")).to.equal("authorizing_payment");
 		expect(forwardState("lockCart")).to.equal("locking_cart");
 		expect(forwardState("confirmOrder")).to.equal("confirming_order");
 		expect(forwardState("clearCart")).to.equal("clearing_cart");
-		expect(compensationState("reserveStock")).to.equal("compensating_reserve_stock");
+		expect(forwardState("checkOutCart")).to.equal("checking_out_cart");
+		expect(forwardState("issueInvoice")).to.equal("issuing_invoice");
+		expect(forwardState("freeSeat")).to.equal("freeing_seat");
+		expect(forwardState("finish")).to.equal("finishing");
 	});
 
-	it("a definition refuses two steps with one name", () => {
-		expect(() => saga("x").step("a", { invoke: "s.a", params: () => ({}) }).step("a", { invoke: "s.b", params: () => ({}) })).to.throw(/already has a step/);
+	it("while undoing a step, are compensating_ and the step's name", () => {
+		expect(compensationState("reserveStock")).to.equal("compensating_reserve_stock");
+		expect(compensationState("authorizePayment")).to.equal("compensating_authorize_payment");
+	});
+});
+
+describe("saga definitions", () => {
+	const noop = { invoke: "s.a", params: () => ({}) };
+	it("keep their steps in order and each addition makes a new definition", () => {
+		const one = saga("x").step("doThis", noop);
+		const two = one.step("doThat", noop);
+		expect(one.steps.map(s => s.name)).to.deep.equal(["doThis"]);
+		expect(two.steps.map(s => s.name)).to.deep.equal(["doThis", "doThat"]);
+		expect(two.stepNamed("doThat")!.invoke).to.equal("s.a");
+	});
+
+	it("refuse two steps with one name, a name that is not camelCase, and compensation params without a compensation", () => {
+		expect(() => saga("x").step("doThis", noop).step("doThis", noop)).to.throw(/already has a step/);
+		expect(() => saga("x").step("do_this", noop)).to.throw(/camelCase/);
+		expect(() => saga("x").step("doThis", { ...noop, compensateParams: () => ({}) })).to.throw(/without a compensate/);
+		expect(() => saga("x").step("doThis", { ...noop, retry: { attempts: 0, backoffMs: 1 } })).to.throw(/attempts/);
 	});
 });
 
@@ -83,15 +112,36 @@ for (const { name, make } of stores) {
 		const finished: SagaRecord[] = [];
 		const engines: SagaEngine[] = [];
 
-		function engine(invoke: any, extra: Partial<ConstructorParameters<typeof SagaEngine>[0]> = {}) {
-			const e = new SagaEngine({ store, invoke, definitions: [def], owner: `owner-${engines.length}`, leaseMs: 1000, logger: { info() {}, warn() {}, error() {} }, compensationBackoffMs: 5, parkAfterCompensationAttempts: 4, onFinished: async rec => void finished.push(rec), ...extra });
+		function engine(invoke: EngineOptions["invoke"], extra: Partial<EngineOptions> = {}) {
+			const e = new SagaEngine({
+				store,
+				invoke,
+				definitions: [def],
+				owner: `owner-${engines.length}`,
+				leaseMs: 1000,
+				logger: quiet,
+				defaults: { compensationBackoffMs: 5, parkAfterCompensationAttempts: 4 },
+				onFinished: async rec => void finished.push(rec),
+				...extra
+			});
 			engines.push(e);
 			return e;
 		}
 
+		/** Starts a saga and answers its record once it is terminal and its outcome announced (or it is parked). */
 		async function runToEnd(e: SagaEngine, data: Data) {
-			const rec = await e.start(def.name, data);
-			return (await e.waitFor(rec.id, { timeoutMs: 5000 }))!;
+			const { id } = await e.start(def.name, data);
+			await e.waitFor(id, { timeoutMs: 5000 });
+			return settled(id);
+		}
+
+		async function settled(id: string, timeoutMs = 2000) {
+			const until = Date.now() + timeoutMs;
+			for (;;) {
+				const rec = (await store.get(id))!;
+				if (rec.announced || rec.status === "parked" || Date.now() > until) return rec;
+				await sleep(5);
+			}
 		}
 
 		beforeEach(async () => {
@@ -103,20 +153,49 @@ for (const { name, make } of stores) {
 			await done();
 		});
 
-		it("runs every step in order to completed, passing replies into the data and one key per step", async () => {
+		it("runs every step in order to completed, passing replies into the data, one idempotency key per step", async () => {
 			const p = participant({ "svc.a": () => "made" });
 			const rec = await runToEnd(engine(p.invoke), { n: 7 });
 			expect(rec.status).to.equal("completed");
 			expect(rec.state).to.equal("completed");
 			expect(p.actions()).to.deep.equal(["svc.a", "svc.b", "svc.c", "svc.d"]);
 			expect(p.calls.map(c => c.params.idempotencyKey)).to.deep.equal(["createThing", "reserveStuff", "chargeMoney", "finish"].map(s => `${rec.id}:${s}`));
+			expect(p.calls[0]!.params).to.include({ n: 7 });
 			expect(p.calls[0]!.meta).to.include({ sagaId: rec.id, step: "createThing" });
 			expect(rec.data.trail).to.deep.equal(["made"]);
-			expect(rec.history.map(h => h.state)).to.include.members(["creating_thing", "reserving_stuff", "charging_money", "finishing"]);
-			await new Promise(r => setTimeout(r, 50));
+			expect(rec.completedSteps).to.deep.equal(["createThing", "reserveStuff", "chargeMoney", "finish"]);
+			expect(rec.history.map(h => h.event)).to.deep.equal([
+				"started",
+				"sent createThing", "createThing done",
+				"sent reserveStuff", "reserveStuff done",
+				"sent chargeMoney", "chargeMoney done",
+				"sent finish", "finish done",
+				"completed", "announced"
+			]);
+			expect(rec.history.map(h => h.state)).to.include.members(["started", "creating_thing", "reserving_stuff", "charging_money", "finishing"]);
 			expect(finished.map(f => f.id)).to.deep.equal([rec.id]);
-			expect((await store.get(rec.id))!.announced).to.equal(true);
+			expect(rec.announced).to.equal(true);
 			expect(await store.listUnfinished()).to.not.include(rec.id);
+		});
+
+		it("records each step as started before it is sent and as done after its answer", async () => {
+			const seen: SagaRecord[] = [];
+			let id = "";
+			const peek = async () => void seen.push((await store.get(id))!);
+			const p = participant({
+				"svc.b": async () => {
+					await peek(); // while the call is in flight
+					setTimeout(peek, 30); // during the pause before the next step
+					return "ok";
+				}
+			});
+			const e = engine(p.invoke, { stepDelayMs: 80 });
+			id = (await e.start(def.name, { n: 1 })).id;
+			await e.waitFor(id, { timeoutMs: 5000 });
+			expect(seen).to.have.length(2);
+			expect(seen[0]).to.include({ state: "reserving_stuff", status: "running", stepStatus: "started", step: 1, attempts: 1 });
+			expect(seen[0]!.completedSteps).to.deep.equal(["createThing", "reserveStuff"]);
+			expect(seen[1]).to.include({ state: "reserving_stuff", stepStatus: "done", step: 2, attempts: 0, version: seen[0]!.version + 1 });
 		});
 
 		it("skips a step whose condition does not hold", async () => {
@@ -124,6 +203,8 @@ for (const { name, make } of stores) {
 			const rec = await runToEnd(engine(p.invoke), { n: 1, skipB: true });
 			expect(rec.status).to.equal("completed");
 			expect(p.actions()).to.deep.equal(["svc.a", "svc.c", "svc.d"]);
+			expect(rec.completedSteps).to.not.include("reserveStuff");
+			expect(rec.history.map(h => h.event)).to.include("skipped reserveStuff");
 		});
 
 		for (const [failing, undone] of [
@@ -136,38 +217,78 @@ for (const { name, make } of stores) {
 				const p = participant({ [failing]: () => refusal() });
 				const rec = await runToEnd(engine(p.invoke), { n: 2 });
 				expect(rec.status).to.equal("compensated");
-				expect(rec.failure).to.include({ type: "OUT_OF_STOCK", code: 409, message: "refused" });
-				const compensations = p.actions().filter(a => a.includes("undo"));
-				expect(compensations).to.deep.equal(undone);
-				const undoA = p.calls.find(c => c.action === "svc.undoA")!;
-				expect(undoA.params).to.deep.include({ n: 2, why: "refused", idempotencyKey: `${rec.id}:createThing:compensate` });
+				expect(rec.state).to.equal("compensated");
+				expect(rec.failure).to.deep.equal({ step: def.steps.find(s => s.invoke === failing)!.name, message: "refused", type: "OUT_OF_STOCK", code: 409 });
+				expect(p.actions().filter(a => a.includes("undo"))).to.deep.equal(undone);
 				expect(p.actions().filter(a => a === failing)).to.have.length(1);
+				const undoA = p.callsOf("svc.undoA")[0]!;
+				expect(undoA.params).to.deep.equal({ n: 2, why: "refused", idempotencyKey: `${rec.id}:createThing:compensate` });
+				expect(rec.history.map(h => h.state)).to.include("compensating_create_thing");
+				expect(finished.map(f => f.status)).to.deep.equal(["compensated"]);
 			});
 		}
 
-		it("a temporary failure is retried with backoff and the saga goes on", async () => {
-			const p = participant({ "svc.c": n => (n < 3 ? outage() : "ok") });
-			const rec = await runToEnd(engine(p.invoke), { n: 3 });
-			expect(rec.status).to.equal("completed");
-			expect(p.actions().filter(a => a === "svc.c")).to.have.length(3);
-			expect(new Set(p.calls.filter(c => c.action === "svc.c").map(c => c.params.idempotencyKey)).size).to.equal(1);
-			expect(rec.history.filter(h => h.event === "chargeMoney failed, retry scheduled")).to.have.length(2);
+		it("an error marked not retryable is a refusal even with a 5xx code; an error with no code is retried", async () => {
+			const bug = Object.assign(new Error("constraint violated"), { code: 500, retryable: false });
+			const p = participant({ "svc.b": () => bug });
+			const rec = await runToEnd(engine(p.invoke), { n: 2 });
+			expect(rec.status).to.equal("compensated");
+			expect(p.callsOf("svc.b")).to.have.length(1);
+
+			const p2 = participant({ "svc.c": n => (n === 1 ? new Error("socket hang up") : "ok") });
+			const rec2 = await runToEnd(engine(p2.invoke), { n: 2 });
+			expect(rec2.status).to.equal("completed");
+			expect(p2.callsOf("svc.c")).to.have.length(2);
 		});
 
-		it("a step that keeps failing past its budget compensates with the last error", async () => {
+		it("a temporary failure is retried with exponential backoff, the same key, and a deadline in the store, and the saga goes on", async () => {
+			const scheduled: number[] = [];
+			const p = participant({ "svc.c": n => (n < 3 ? outage() : "ok") });
+			const e = engine(p.invoke);
+			const schedule = store.scheduleDeadline.bind(store);
+			store.scheduleDeadline = async (id, at) => {
+				scheduled.push(at);
+				return schedule(id, at);
+			};
+			const rec = await runToEnd(e, { n: 3 });
+			expect(rec.status).to.equal("completed");
+			const sends = p.callsOf("svc.c");
+			expect(sends).to.have.length(3);
+			expect(new Set(sends.map(c => c.params.idempotencyKey))).to.deep.equal(new Set([`${rec.id}:chargeMoney`]));
+			const retries = rec.history.filter(h => h.event === "chargeMoney failed, retry scheduled");
+			expect(retries.map(h => (h.detail as any).retryInMs)).to.deep.equal([20, 40]);
+			expect(sends[1]!.at - sends[0]!.at).to.be.at.least(19);
+			expect(sends[2]!.at - sends[1]!.at).to.be.at.least(39);
+			expect(scheduled).to.have.length(2);
+			expect(rec.history.filter(h => h.event === "re-sent chargeMoney")).to.have.length(2);
+			expect(await store.dueDeadlines(Date.now() + 60_000, 10)).to.not.include(rec.id);
+		});
+
+		it("a step that keeps failing past its budget compensates with the last error, itself included", async () => {
 			const p = participant({ "svc.c": () => outage() });
 			const rec = await runToEnd(engine(p.invoke), { n: 4 });
 			expect(rec.status).to.equal("compensated");
-			expect(rec.failure).to.include({ step: "chargeMoney", message: "broker hiccup" });
-			expect(p.actions().filter(a => a === "svc.c")).to.have.length(3);
+			expect(rec.failure).to.include({ step: "chargeMoney", message: "broker hiccup", code: 503 });
+			expect(p.callsOf("svc.c")).to.have.length(3);
+			// A call that failed may have taken effect on the other side: it is undone too.
+			expect(p.actions().filter(a => a.includes("undo"))).to.deep.equal(["svc.undoC", "svc.undoB", "svc.undoA"]);
 		});
 
-		it("a compensation that fails for a while is retried until it succeeds", async () => {
+		it("the engine's default budget applies to a step without its own", async () => {
+			const p = participant({ "svc.b": () => outage() });
+			const rec = await runToEnd(engine(p.invoke, { defaults: { retry: { attempts: 2, backoffMs: 1 } } }), { n: 4 });
+			expect(rec.status).to.equal("compensated");
+			expect(p.callsOf("svc.b")).to.have.length(2);
+		});
+
+		it("a compensation that fails for a while is retried with the same key until it succeeds", async () => {
 			const p = participant({ "svc.c": () => refusal("PAYMENT_DECLINED"), "svc.undoB": n => (n < 3 ? outage() : "ok") });
 			const rec = await runToEnd(engine(p.invoke), { n: 5 });
 			expect(rec.status).to.equal("compensated");
-			expect(p.actions().filter(a => a === "svc.undoB")).to.have.length(3);
+			expect(p.callsOf("svc.undoB")).to.have.length(3);
+			expect(new Set(p.callsOf("svc.undoB").map(c => c.params.idempotencyKey))).to.deep.equal(new Set([`${rec.id}:reserveStuff:compensate`]));
 			expect(rec.compensatedSteps).to.deep.equal(["chargeMoney", "reserveStuff", "createThing"]);
+			expect(rec.failure).to.include({ type: "PAYMENT_DECLINED" });
 		});
 
 		it("a compensation that keeps failing parks the saga, and an operator's retry finishes it", async () => {
@@ -176,106 +297,171 @@ for (const { name, make } of stores) {
 			const e = engine(p.invoke);
 			const rec = await runToEnd(e, { n: 6 });
 			expect(rec.status).to.equal("parked");
+			expect(rec.state).to.equal("parked");
 			expect(rec.parkedReason).to.match(/svc.undoB failed: broker hiccup/);
-			expect(p.actions().filter(a => a === "svc.undoB")).to.have.length(4);
+			expect(p.callsOf("svc.undoB")).to.have.length(4);
 			expect(p.actions()).to.not.include("svc.undoA");
 			expect(finished).to.have.length(0);
+			expect(await store.listUnfinished()).to.not.include(rec.id);
 
 			healthy = true;
 			const resumed = await e.retry(rec.id);
 			expect(resumed.status).to.equal("compensated");
-			expect(p.actions().filter(a => a === "svc.undoA")).to.have.length(1);
+			expect(resumed.parkedReason).to.equal(undefined);
+			expect(p.callsOf("svc.undoA")).to.have.length(1);
+			expect(finished.map(f => f.id)).to.deep.equal([rec.id]);
 		});
 
 		it("a refused compensation parks the saga at once", async () => {
 			const p = participant({ "svc.c": () => refusal("PAYMENT_DECLINED"), "svc.undoB": () => refusal("INVALID_TRANSITION") });
 			const rec = await runToEnd(engine(p.invoke), { n: 8 });
 			expect(rec.status).to.equal("parked");
-			expect(p.actions().filter(a => a === "svc.undoB")).to.have.length(1);
+			expect(p.callsOf("svc.undoB")).to.have.length(1);
 		});
 
-		it("an operator can make a parked or running saga compensate, never a completed one", async () => {
+		it("an operator can make a parked saga compensate, and is refused for a finished one or a retry of a running one", async () => {
 			let healthy = false;
-			const p = participant({ "svc.b": () => (healthy ? "ok" : outage()) });
-			const e = engine(p.invoke, { retry: { attempts: 1, backoffMs: 1 }, parkAfterCompensationAttempts: 1 });
-			const p2 = participant({ "svc.b": () => outage(), "svc.undoA": () => outage() });
-			const parked = await runToEnd(engine(p2.invoke, { parkAfterCompensationAttempts: 1, retry: { attempts: 1, backoffMs: 1 } }), { n: 9 });
+			const p = participant({ "svc.b": () => outage(), "svc.undoA": () => (healthy ? "ok" : outage()) });
+			const e = engine(p.invoke, { defaults: { retry: { attempts: 1, backoffMs: 1 }, parkAfterCompensationAttempts: 1 } });
+			const parked = await runToEnd(e, { n: 9 });
 			expect(parked.status).to.equal("parked");
 			healthy = true;
 			const compensated = await e.compensate(parked.id);
 			expect(compensated.status).to.equal("compensated");
-			const done = await runToEnd(e, { n: 10 });
-			expect(done.status).to.equal("completed");
-			const err = await e.compensate(done.id).catch(x => x);
-			expect(err.type).to.equal("INVALID_TRANSITION");
+			expect(compensated.history.map(h => h.event)).to.include("compensation requested by an operator");
+
+			const err = await e.compensate(compensated.id).catch(x => x);
+			expect(err).to.include({ code: 409, type: "INVALID_TRANSITION" });
+			await store.create(leftBehind("00000000-0000-4000-8000-000000000009", { status: "running" }));
+			const notParked = await e.retry("00000000-0000-4000-8000-000000000009").catch(x => x);
+			expect(notParked).to.include({ code: 409, type: "INVALID_TRANSITION" });
+			const missing = await e.retry("00000000-0000-4000-8000-00000000dead").catch(x => x);
+			expect(missing).to.include({ code: 404 });
+		});
+
+		it("an operator can make a running saga compensate: its driver stops and what it sent is undone", async () => {
+			let release!: () => void;
+			const p = participant({ "svc.b": () => new Promise(r => (release = () => r("late"))) });
+			const e = engine(p.invoke);
+			const rec = await e.start(def.name, { n: 10 });
+			while (p.callsOf("svc.b").length === 0) await sleep(5);
+			const operator = engine(p.invoke);
+			const requested = await operator.compensate(rec.id);
+			expect(requested.status).to.equal("compensating"); // the first driver still holds the lease
+			release();
+			operator.startRecoveryLoop(20); // the first driver lets go once its write fails; recovery takes over
+			const end = (await e.waitFor(rec.id, { timeoutMs: 5000 }))!;
+			expect(end.status).to.equal("compensated");
+			expect(end.failure).to.include({ type: "OPERATOR_REQUEST", step: "reserveStuff" });
+			expect(p.actions()).to.not.include("svc.c");
+			expect(p.actions().filter(a => a.includes("undo"))).to.deep.equal(["svc.undoB", "svc.undoA"]);
 		});
 
 		it("after a crash mid-step, recovery re-sends the step with the same key and finishes", async () => {
-			// The replica that crashed: it recorded 'reserveStuff' as started, then died holding no lease.
+			const id = "00000000-0000-4000-8000-000000000011";
+			await store.create(leftBehind(id, { state: "reserving_stuff", step: 1, stepStatus: "started", attempts: 1, completedSteps: ["createThing", "reserveStuff"], data: { n: 11 }, version: 5 }));
 			const p = participant();
-			const crashed = engine(p.invoke);
-			const rec = await crashed.start(def.name, { n: 11 });
-			await crashed.waitFor(rec.id, { timeoutMs: 2000 });
-			const now = new Date().toISOString();
-			const midStep: SagaRecord = {
-				...rec,
-				id: "00000000-0000-4000-8000-000000000011",
-				status: "running",
-				state: "reserving_stuff",
-				step: 1,
-				stepStatus: "started",
-				attempts: 1,
-				completedSteps: ["createThing", "reserveStuff"],
-				compensatedSteps: [],
-				announced: false,
-				version: 5,
-				history: [],
-				createdAt: now,
-				updatedAt: now
-			};
-			await store.create(midStep);
-
-			const p2 = participant();
-			const fresh = engine(p2.invoke);
-			expect(await fresh.recover()).to.be.greaterThan(0);
-			const end = (await fresh.waitFor(midStep.id, { timeoutMs: 5000 }))!;
+			const fresh = engine(p.invoke);
+			expect(await fresh.recover()).to.equal(1);
+			const end = (await fresh.waitFor(id, { timeoutMs: 5000 }))!;
 			expect(end.status).to.equal("completed");
-			const resent = p2.calls.filter(c => c.params.idempotencyKey?.startsWith(midStep.id));
-			expect(resent.map(c => c.action)).to.deep.equal(["svc.b", "svc.c", "svc.d"]);
-			expect(resent[0]!.params.idempotencyKey).to.equal(`${midStep.id}:reserveStuff`);
+			expect(p.actions()).to.deep.equal(["svc.b", "svc.c", "svc.d"]);
+			expect(p.calls[0]!.params.idempotencyKey).to.equal(`${id}:reserveStuff`);
+			expect(end.history[0]).to.include({ event: "re-sent reserveStuff" });
+			expect(end.history[0]!.state).to.equal("reserving_stuff");
+			expect(finished.map(f => f.id)).to.deep.equal([id]);
+		});
+
+		it("after a crash mid-compensation, recovery undoes only what is left, with the same keys", async () => {
+			const id = "00000000-0000-4000-8000-000000000021";
+			const failure = { step: "chargeMoney", message: "declined", type: "PAYMENT_DECLINED", code: 402 };
+			await store.create(leftBehind(id, { status: "compensating", state: "compensating_reserve_stuff", step: 2, stepStatus: "started", attempts: 1, failure, completedSteps: ["createThing", "reserveStuff", "chargeMoney"], compensatedSteps: ["chargeMoney"], data: { n: 21 } }));
+			const p = participant();
+			expect(await engine(p.invoke).recover()).to.equal(1);
+			const end = (await engines[0]!.waitFor(id, { timeoutMs: 5000 }))!;
+			expect(end.status).to.equal("compensated");
+			expect(p.actions()).to.deep.equal(["svc.undoB", "svc.undoA"]);
+			expect(p.calls.map(c => c.params.idempotencyKey)).to.deep.equal([`${id}:reserveStuff:compensate`, `${id}:createThing:compensate`]);
+			expect(p.calls[1]!.params.why).to.equal("declined");
 		});
 
 		it("a saga whose lease another replica holds is left alone until the lease expires", async () => {
 			const p = participant();
 			const e = engine(p.invoke, { leaseMs: 300 });
-			const now = new Date().toISOString();
-			const rec: SagaRecord<Data> = { id: "00000000-0000-4000-8000-000000000012", type: def.name, state: "started", status: "running", step: 0, stepStatus: "pending", data: { n: 12 }, version: 1, attempts: 0, completedSteps: [], compensatedSteps: [], announced: false, history: [], createdAt: now, updatedAt: now };
+			const rec = leftBehind("00000000-0000-4000-8000-000000000012", { data: { n: 12 } });
 			await store.create(rec);
 			expect(await store.acquireLease(rec.id, "someone-else", 300)).to.equal(true);
 			expect(await e.recover()).to.equal(0);
+			const untouched = (await e.run(rec.id))!;
+			expect(untouched.version).to.equal(1);
 			expect(p.calls).to.have.length(0);
-			await new Promise(r => setTimeout(r, 350));
+			await sleep(350);
 			expect(await e.recover()).to.equal(1);
 			expect((await e.waitFor(rec.id, { timeoutMs: 3000 }))!.status).to.equal("completed");
 		});
 
 		it("two replicas driving one saga at once send each step once", async () => {
-			const p = participant({ "svc.b": async () => new Promise(r => setTimeout(() => r("slow"), 50)) } as any);
+			const p = participant({ "svc.b": () => sleep(50).then(() => "slow") });
 			const a = engine(p.invoke);
 			const b = engine(p.invoke);
 			const rec = await a.start(def.name, { n: 13 });
-			await Promise.all([a.run(rec.id), b.run(rec.id), b.recover()]);
+			await Promise.all([a.run(rec.id), b.run(rec.id), b.recover(), a.recover()]);
 			const end = (await a.waitFor(rec.id, { timeoutMs: 3000 }))!;
 			expect(end.status).to.equal("completed");
 			expect(p.actions()).to.deep.equal(["svc.a", "svc.b", "svc.c", "svc.d"]);
+			expect(finished).to.have.length(1);
 		});
 
-		it("a write with a stale version is refused", async () => {
+		it("an engine whose saga's version moved under it stops driving that saga", async () => {
+			let id = "";
+			const p = participant({
+				"svc.b": async () => {
+					// Another replica moves the saga on while this call is in flight.
+					const current = (await store.get(id))!;
+					expect(await store.compareAndSet({ ...current, state: "moved elsewhere" }, current.version)).to.equal(true);
+					return "ok";
+				}
+			});
+			const e = engine(p.invoke);
+			id = (await e.start(def.name, { n: 14 })).id;
+			await sleep(200);
+			const rec = (await store.get(id))!;
+			expect(rec.state).to.equal("moved elsewhere");
+			expect(rec.step).to.equal(1);
+			expect(p.actions()).to.deep.equal(["svc.a", "svc.b"]);
+		});
+
+		it("an engine that lost its lease stops before the next step", async () => {
+			let id = "";
+			const p = participant({
+				"svc.b": async () => {
+					// The lease is lost while the call is in flight (say the process stalled) and another replica takes it.
+					await store.releaseLease(id, "owner-0");
+					expect(await store.acquireLease(id, "intruder", 5000)).to.equal(true);
+					return "ok";
+				}
+			});
+			const e = engine(p.invoke);
+			id = (await e.start(def.name, { n: 22 })).id;
+			await sleep(200);
+			expect(p.actions()).to.deep.equal(["svc.a", "svc.b"]);
+			expect((await store.get(id))!).to.include({ status: "running", step: 2, stepStatus: "done" });
+		});
+
+		it("a write with a stale version is refused and leaves the record as it was", async () => {
 			const p = participant();
 			const rec = await runToEnd(engine(p.invoke), { n: 14 });
-			const stale = { ...rec, version: rec.version + 1, state: "tampered" };
-			expect(await store.compareAndSet(stale, rec.version - 1)).to.equal(false);
+			expect(await store.compareAndSet({ ...rec, state: "tampered" }, rec.version - 1)).to.equal(false);
 			expect((await store.get(rec.id))!.state).to.equal("completed");
+			expect((await store.get(rec.id))!.version).to.equal(rec.version);
+		});
+
+		it("starting a saga with an id that exists is refused", async () => {
+			const p = participant();
+			const e = engine(p.invoke);
+			const rec = await e.start(def.name, { n: 19 });
+			const err = await e.start(def.name, { n: 19 }, { sagaId: rec.id }).catch(x => x);
+			expect(err).to.be.instanceOf(SagaExistsError);
 		});
 
 		it("a retry due later than the in-process limit becomes a deadline that another replica fires", async () => {
@@ -284,14 +470,28 @@ for (const { name, make } of stores) {
 			const slowRetry = saga<Data>("test-flow").step("chargeMoney", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 300 } });
 			const a = engine(p.invoke, { definitions: [slowRetry], maxInProcessWaitMs: 50 });
 			const rec = await a.start("test-flow", { n: 15 });
-			await new Promise(r => setTimeout(r, 100));
+			await sleep(100);
 			expect(await store.dueDeadlines(Date.now(), 10)).to.not.include(rec.id);
 			expect(await store.dueDeadlines(Date.now() + 400, 10)).to.include(rec.id);
-			up = true;
 			const b = engine(p.invoke, { definitions: [slowRetry], maxInProcessWaitMs: 50 });
-			await new Promise(r => setTimeout(r, 300));
-			await b.recover();
+			expect(await b.recover()).to.equal(0);
+			up = true;
+			await sleep(300);
+			expect(await b.recover()).to.equal(1);
 			expect((await b.waitFor(rec.id, { timeoutMs: 3000 }))!.status).to.equal("completed");
+			expect(await store.dueDeadlines(Date.now() + 60_000, 10)).to.not.include(rec.id);
+		});
+
+		it("stopping an engine interrupts its wait for a retry and frees the saga for another replica", async () => {
+			const p = participant({ "svc.a": n => (n === 1 ? outage() : "ok") });
+			const e = engine(p.invoke, { defaults: { retry: { attempts: 2, backoffMs: 2000 } } });
+			const rec = await e.start(def.name, { n: 20 });
+			while (!(await store.get(rec.id))!.nextAttemptAt) await sleep(5);
+			const t0 = Date.now();
+			await e.stop();
+			expect(Date.now() - t0).to.be.below(500);
+			expect(await store.acquireLease(rec.id, "another-replica", 1000)).to.equal(true);
+			expect(p.callsOf("svc.a")).to.have.length(1);
 		});
 
 		it("an outcome that could not be announced is announced by recovery", async () => {
@@ -304,26 +504,34 @@ for (const { name, make } of stores) {
 					announced.push(r.id);
 				}
 			});
-			const rec = await runToEnd(e, { n: 16 });
+			const { id } = await e.start(def.name, { n: 16 });
+			await e.waitFor(id, { timeoutMs: 5000 });
+			await sleep(50); // the first driver tries to announce and lets go of the lease
+			const rec = (await store.get(id))!;
 			expect(rec.status).to.equal("completed");
+			expect(rec.announced).to.equal(false);
 			expect(await store.listUnfinished()).to.include(rec.id);
 			fail = false;
-			await e.recover();
-			await new Promise(r => setTimeout(r, 100));
+			expect(await e.recover()).to.equal(1);
+			await sleep(100);
 			expect(announced).to.deep.equal([rec.id]);
 			expect(await store.listUnfinished()).to.not.include(rec.id);
+			expect(p.calls).to.have.length(4);
 		});
 
-		it("lists sagas newest first, by state", async () => {
+		it("lists sagas newest first, by state and type, a page at a time", async () => {
 			const p = participant({ "svc.b": () => refusal() });
 			const e = engine(p.invoke);
 			const first = await runToEnd(e, { n: 17 });
-			await new Promise(r => setTimeout(r, 5));
+			await sleep(5);
 			const second = await runToEnd(e, { n: 18 });
 			const all = await store.list({ type: def.name });
-			expect(all.rows.map(r => r.id).slice(0, 2)).to.deep.equal([second.id, first.id]);
-			const compensated = await store.list({ state: "compensated" });
-			expect(compensated.total).to.equal(2);
+			expect(all.rows.map(r => r.id)).to.deep.equal([second.id, first.id]);
+			expect((await store.list({ state: "compensated" })).total).to.equal(2);
+			expect((await store.list({ state: "completed" })).total).to.equal(0);
+			const page2 = await store.list({ limit: 1, offset: 1 });
+			expect(page2).to.deep.include({ total: 2 });
+			expect(page2.rows.map(r => r.id)).to.deep.equal([first.id]);
 		});
 	});
 }
