@@ -4,10 +4,9 @@
  * logged-in customer in meta; events are observed on their channel.
  */
 import { expect } from "chai";
-import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { POSTAL_RULES, SUPPORTED_COUNTRIES } from "../../services/customers/postal-codes";
-import { Cluster, EventRecorder, recordEvents, startCluster, refusal } from "../support/cluster";
+import { refusal, useShop } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const PASSWORD = "Passw0rd-long";
@@ -31,20 +30,8 @@ const BAD_CODES: Array<[string, string]> = [
 
 describe("customer shipping addresses (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	let cluster: Cluster;
-	let events: EventRecorder;
-	let db: Knex;
-	const call = <T = any>(action: string, params?: any, meta?: any) => cluster.call<T>(action, params, meta);
-
-	before(async () => {
-		cluster = await startCluster([[], ["customers", "notifications"]], { waitFor: ["customers", "notifications"] });
-		events = await recordEvents(cluster.broker, ["customer.address_added"]);
-		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
-	});
-	after(async () => {
-		await cluster?.stop();
-		await db?.destroy();
-	});
+	const shop = useShop([[], ["customers", "notifications"]], ["customer.address_added"]);
+	const call = shop.call;
 
 	/** A registered customer and the meta the gateway would send for them. */
 	async function customer() {
@@ -55,8 +42,8 @@ describe("customer shipping addresses (real RabbitMQ and Postgres)", function ()
 
 	/** Everything an address request may touch: what a refusal must leave as it was. */
 	const stateOf = async (customerId: string) => ({
-		addresses: await db.withSchema(SCHEMA).table("addresses").where({ customer_id: customerId }).orderBy("id"),
-		events: Number((await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId, event_name: "customer.address_added" }).count("* as n"))[0]!.n)
+		addresses: await shop.db.withSchema(SCHEMA).table("addresses").where({ customer_id: customerId }).orderBy("id"),
+		events: Number((await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId, event_name: "customer.address_added" }).count("* as n"))[0]!.n)
 	});
 
 	describe("addAddress", () => {
@@ -69,7 +56,7 @@ describe("customer shipping addresses (real RabbitMQ and Postgres)", function ()
 			const gb = await call("customers.addAddress", { recipientName: "Ada", street: "10 Downing St", city: "London", postalCode: "sw1a2aa", country: "gb" }, a.me);
 			expect(gb).to.include({ postalCode: "SW1A 2AA", country: "GB", state: null });
 
-			const ev = await events.waitFor("customer.address_added", e => e.payload.addressId === added.id);
+			const ev = await shop.events.waitFor("customer.address_added", e => e.payload.addressId === added.id);
 			expect(ev.aggregate_id).to.equal(a.id);
 			expect(ev.payload).to.deep.equal({ customerId: a.id, addressId: added.id, country: "PL" });
 			expect(JSON.stringify(ev)).to.not.include("Marszałkowska");
@@ -131,10 +118,10 @@ describe("customer shipping addresses (real RabbitMQ and Postgres)", function ()
 		});
 
 		it("without a logged-in user it is 401 and nothing is stored", async () => {
-			const before = Number((await db.withSchema(SCHEMA).table("addresses").count("* as n"))[0]!.n);
+			const before = Number((await shop.db.withSchema(SCHEMA).table("addresses").count("* as n"))[0]!.n);
 			const err = await refusal(call("customers.addAddress", WARSAW));
 			expect(err.code).to.equal(401);
-			expect(Number((await db.withSchema(SCHEMA).table("addresses").count("* as n"))[0]!.n)).to.equal(before);
+			expect(Number((await shop.db.withSchema(SCHEMA).table("addresses").count("* as n"))[0]!.n)).to.equal(before);
 		});
 
 		it("a customer keeps at most 20 addresses: the 21st is refused with 409 and not stored", async () => {

@@ -4,9 +4,8 @@
  * node calling as the gateway would with the logged-in customer in meta.
  */
 import { expect } from "chai";
-import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
+import { eventually, refusal, useShop } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const ORDERS = `${process.env.SCHEMA_PREFIX}orders`;
@@ -17,20 +16,8 @@ const ADDRESS = { recipientName: "Grace Hopper", street: "Hopperstraße 7", city
 
 describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	let cluster: Cluster;
-	let events: EventRecorder;
-	let db: Knex;
-	const call = <T = any>(action: string, params?: any, meta?: any) => cluster.call<T>(action, params, meta);
-
-	before(async () => {
-		cluster = await startCluster([[], ["customers", "notifications"], ["orders"]], { waitFor: ["customers", "notifications", "orders"] });
-		events = await recordEvents(cluster.broker, ["customer.registered", "customer.verification_requested", "customer.erased", "order.placed"]);
-		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
-	});
-	after(async () => {
-		await cluster?.stop();
-		await db?.destroy();
-	});
+	const shop = useShop([[], ["customers", "notifications"], ["orders"]], ["customer.registered", "customer.verification_requested", "customer.erased", "order.placed"]);
+	const call = shop.call;
 
 	/** A registered customer with a distinctive name, one address, and the meta the gateway would send. */
 	async function customer() {
@@ -53,10 +40,10 @@ describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 
 	/** Everything customers keeps about one customer: what a refusal must leave as it was. */
 	const stateOf = async (customerId: string) => ({
-		customer: await db.withSchema(SCHEMA).table("customers").where({ id: customerId }).first(),
-		addresses: await db.withSchema(SCHEMA).table("addresses").where({ customer_id: customerId }).orderBy("id"),
-		tokens: await db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: customerId }).orderBy("id"),
-		events: await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId }).select("event_id", "event_name").orderBy("id")
+		customer: await shop.db.withSchema(SCHEMA).table("customers").where({ id: customerId }).first(),
+		addresses: await shop.db.withSchema(SCHEMA).table("addresses").where({ customer_id: customerId }).orderBy("id"),
+		tokens: await shop.db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: customerId }).orderBy("id"),
+		events: await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId }).select("event_id", "event_name").orderBy("id")
 	});
 
 	it("is refused with 409 PENDING_ORDERS while an order is pending, awaiting payment or confirmed, and nothing changes; once they are over it succeeds", async () => {
@@ -90,24 +77,24 @@ describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 		for (const o of [pending, awaiting, confirmed]) {
 			await eventually(async () => (await call("orders.get", { id: o.id })).customerEmail === null, 15_000, `order ${o.id} anonymized`);
 		}
-		const kept = await db.withSchema(ORDERS).table("orders").where({ customer_id: c.id });
+		const kept = await shop.db.withSchema(ORDERS).table("orders").where({ customer_id: c.id });
 		expect(kept.map(o => o.status).sort()).to.deep.equal(["cancelled", "payment_failed", "shipped"]);
-		const orderEvents = await db.withSchema(ORDERS).table("outbox").whereIn("aggregate_id", [pending.id, awaiting.id, confirmed.id]);
+		const orderEvents = await shop.db.withSchema(ORDERS).table("outbox").whereIn("aggregate_id", [pending.id, awaiting.id, confirmed.id]);
 		expect(JSON.stringify(orderEvents.map(r => r.envelope))).to.not.include(c.email);
 	});
 
 	it("after erasure: the login fails, the profile and addresses are gone even for the JWT still held, and customer.erased carries only the id", async () => {
 		const c = await customer();
-		await events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id);
+		await shop.events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id);
 		// Let the relay mark the customer's first events sent, so they are the ones to strip.
 		await eventually(async () => {
-			const unsent = await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id }).whereNull("sent_at");
+			const unsent = await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id }).whereNull("sent_at");
 			return unsent.length === 0;
 		}, 15_000, "the customer's events to be sent");
 
 		await call("customers.erase", { confirmation: true }, c.me);
 
-		const erased = await events.waitFor("customer.erased", e => e.aggregate_id === c.id);
+		const erased = await shop.events.waitFor("customer.erased", e => e.aggregate_id === c.id);
 		expect(erased.payload).to.deep.equal({ customerId: c.id });
 
 		const login = await refusal(call("customers.login", { email: c.email, password: PASSWORD }));
@@ -135,11 +122,11 @@ describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 		expect(s.tokens.every((t: any) => t.used_at !== null)).to.equal(true);
 
 		// Nothing personal is left in the customers schema: neither in the published events nor in stored answers.
-		const outbox = await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id });
+		const outbox = await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id });
 		const kept = JSON.stringify(outbox.map(r => r.envelope));
 		for (const personal of [c.email, c.lastName, "Grace", "Hopperstraße", "Berlin"]) expect(kept, personal).to.not.include(personal);
-		expect(await db.withSchema(SCHEMA).table("idempotency_keys").where({ key: c.addressKey })).to.have.length(0);
-		const answers = JSON.stringify(await db.withSchema(SCHEMA).table("idempotency_keys"));
+		expect(await shop.db.withSchema(SCHEMA).table("idempotency_keys").where({ key: c.addressKey })).to.have.length(0);
+		const answers = JSON.stringify(await shop.db.withSchema(SCHEMA).table("idempotency_keys"));
 		expect(answers).to.not.include(c.email);
 	});
 

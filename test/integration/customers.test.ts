@@ -5,10 +5,9 @@
  */
 import { expect } from "chai";
 import jwt from "jsonwebtoken";
-import knexFactory, { Knex } from "knex";
 import { createHash, randomUUID } from "node:crypto";
 import type { EventEnvelope } from "../../contracts/events";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
+import { eventually, refusal, useShop, startCluster } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
 const LOG_SCHEMA = `${process.env.SCHEMA_PREFIX}notifications`;
@@ -22,20 +21,8 @@ const settle = () => new Promise(r => setTimeout(r, 800)); // a duplicate would 
 
 describe("customers service (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	let cluster: Cluster;
-	let events: EventRecorder;
-	let db: Knex;
-	const call = <T = any>(action: string, params?: any, meta?: any) => cluster.call<T>(action, params, meta);
-
-	before(async () => {
-		cluster = await startCluster([[], ["customers"], ["notifications"]], { waitFor: ["customers", "notifications"] });
-		events = await recordEvents(cluster.broker, EVENTS);
-		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
-	});
-	after(async () => {
-		await cluster?.stop();
-		await db?.destroy();
-	});
+	const shop = useShop([[], ["customers"], ["notifications"]], EVENTS);
+	const call = shop.call;
 
 	const register = (over: Record<string, unknown> = {}) =>
 		call("customers.register", { email: newEmail(), password: PASSWORD, firstName: "Ada", lastName: "Lovelace", ...over });
@@ -48,13 +35,13 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 		}, 15_000, `verification email to ${email}`);
 
 	const customersWith = async (email: string) =>
-		Number((await db.withSchema(SCHEMA).table("customers").whereRaw("lower(email) = ?", [email.trim().toLowerCase()]).count("* as n"))[0]!.n);
+		Number((await shop.db.withSchema(SCHEMA).table("customers").whereRaw("lower(email) = ?", [email.trim().toLowerCase()]).count("* as n"))[0]!.n);
 
 	/** Everything stored about one customer: what a refusal must leave as it was. */
 	const stateOf = async (customerId: string) => ({
-		customer: await db.withSchema(SCHEMA).table("customers").where({ id: customerId }).first(),
-		tokens: await db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: customerId }).orderBy("created_at"),
-		events: (await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId }).count("* as n"))[0]!.n
+		customer: await shop.db.withSchema(SCHEMA).table("customers").where({ id: customerId }).first(),
+		tokens: await shop.db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: customerId }).orderBy("created_at"),
+		events: (await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: customerId }).count("* as n"))[0]!.n
 	});
 
 	describe("register", () => {
@@ -64,10 +51,10 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			expect(c).to.have.all.keys("id", "email", "firstName", "lastName", "role", "emailVerified", "createdAt", "updatedAt");
 			expect(c).to.include({ email, firstName: "Ada", lastName: "Lovelace", role: "customer", emailVerified: false });
 
-			const registered = await events.waitFor("customer.registered", e => e.aggregate_id === c.id);
+			const registered = await shop.events.waitFor("customer.registered", e => e.aggregate_id === c.id);
 			expect(registered.payload).to.include({ customerId: c.id, email, firstName: "Ada", lastName: "Lovelace" });
 			expect(registered.payload).to.not.have.any.keys("token", "password", "passwordHash");
-			const requested = (await events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id)) as EventEnvelope<any>;
+			const requested = (await shop.events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id)) as EventEnvelope<any>;
 			expect(requested.payload).to.include({ customerId: c.id, email, firstName: "Ada" });
 			expect(requested.payload.token).to.match(/^[A-Za-z0-9_-]{43}$/);
 			const ttl = new Date(requested.payload.expiresAt).getTime() - Date.now();
@@ -77,10 +64,10 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			expect(mail).to.include({ channel: "email", to: email, template: "email_verification", status: "sent" });
 			expect(mail.data).to.deep.equal({ customerId: c.id, token: requested.payload.token });
 			expect(mail.text).to.include(requested.payload.token);
-			await events.waitFor("notification.sent", e => e.payload.notificationId === mail.id);
+			await shop.events.waitFor("notification.sent", e => e.payload.notificationId === mail.id);
 
 			// Only the token's hash is stored.
-			const tokens = await db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: c.id });
+			const tokens = await shop.db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: c.id });
 			expect(tokens).to.have.length(1);
 			expect(tokens[0].token_hash).to.equal(createHash("sha256").update(requested.payload.token).digest("hex"));
 			expect(JSON.stringify(tokens)).to.not.include(requested.payload.token);
@@ -169,7 +156,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			const verified = await call("customers.verifyEmail", { token: data.token });
 			expect(verified).to.include({ id: c.id, email, emailVerified: true });
 			expect((await call("customers.get", { id: c.id })).emailVerified).to.equal(true);
-			const ev = await events.waitFor("customer.email_verified", e => e.aggregate_id === c.id);
+			const ev = await shop.events.waitFor("customer.email_verified", e => e.aggregate_id === c.id);
 			expect(ev.payload).to.include({ customerId: c.id, email });
 			expect(ev.payload).to.not.have.property("token");
 
@@ -180,7 +167,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			expect(await stateOf(c.id)).to.deep.equal(before);
 
 			// The outbox keeps no copy of a token once it has served.
-			const kept = await db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id, event_name: "customer.verification_requested" });
+			const kept = await shop.db.withSchema(SCHEMA).table("outbox").where({ aggregate_id: c.id, event_name: "customer.verification_requested" });
 			expect(JSON.stringify(kept)).to.not.include(data.token);
 		});
 
@@ -204,7 +191,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			const c = await register({ email });
 			const { data } = await verificationEmail(email);
 			// A day later.
-			await db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: c.id }).update({ expires_at: new Date(Date.now() - 1000) });
+			await shop.db.withSchema(SCHEMA).table("email_verification_tokens").where({ customer_id: c.id }).update({ expires_at: new Date(Date.now() - 1000) });
 			const before = await stateOf(c.id);
 
 			const err = await refusal(call("customers.verifyEmail", { token: data.token }));
@@ -213,16 +200,16 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			expect(await stateOf(c.id)).to.deep.equal(before);
 			expect((await call("customers.get", { id: c.id })).emailVerified).to.equal(false);
 			await settle();
-			expect(events.of("customer.email_verified", c.id)).to.have.length(0);
+			expect(shop.events.of("customer.email_verified", c.id)).to.have.length(0);
 		});
 
 		it("a verification event delivered twice sends one email", async () => {
 			const email = newEmail();
 			const c = await register({ email });
-			const first = await events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id);
+			const first = await shop.events.waitFor("customer.verification_requested", e => e.aggregate_id === c.id);
 			await verificationEmail(email);
-			for (let i = 0; i < 2; i++) await (cluster.broker as any).sendToChannel(first.event_name, first);
-			await eventually(() => events.of("customer.verification_requested", c.id).length >= 3, 10_000, "the redelivered events");
+			for (let i = 0; i < 2; i++) await (shop.cluster.broker as any).sendToChannel(first.event_name, first);
+			await eventually(() => shop.events.of("customer.verification_requested", c.id).length >= 3, 10_000, "the redelivered events");
 			await settle();
 			expect((await call("notifications.list", { to: email })).total).to.equal(1);
 		});
@@ -287,7 +274,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 		it("an erased customer cannot log in and is not found", async () => {
 			const email = newEmail();
 			const c = await register({ email });
-			await db.withSchema(SCHEMA).table("customers").where({ id: c.id }).update({ erased_at: new Date() });
+			await shop.db.withSchema(SCHEMA).table("customers").where({ id: c.id }).update({ erased_at: new Date() });
 			const err = await refusal(call("customers.login", { email, password: PASSWORD }));
 			expect(err.type).to.equal("INVALID_CREDENTIALS");
 			expect((await refusal(call("customers.get", { id: c.id }))).code).to.equal(404);
@@ -319,7 +306,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			const updated = await call("customers.updateMe", { lastName: "  Byron " }, me);
 			expect(updated).to.include({ id: c.id, firstName: "Ada", lastName: "Byron" });
 			expect(new Date(updated.updatedAt).getTime()).to.be.greaterThan(new Date(c.updatedAt).getTime());
-			const ev = await events.waitFor("customer.updated", e => e.aggregate_id === c.id);
+			const ev = await shop.events.waitFor("customer.updated", e => e.aggregate_id === c.id);
 			expect(ev.payload).to.deep.include({ customerId: c.id, firstName: "Ada", lastName: "Byron", changedFields: ["lastName"] });
 
 			const empty = await refusal(call("customers.updateMe", {}, me));
@@ -332,7 +319,7 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 
 	describe("admin bootstrap", () => {
 		const adminEmail = process.env.ADMIN_EMAIL!.toLowerCase();
-		const admins = () => db.withSchema(SCHEMA).table("customers").whereRaw("lower(email) = ?", [adminEmail]);
+		const admins = () => shop.db.withSchema(SCHEMA).table("customers").whereRaw("lower(email) = ?", [adminEmail]);
 
 		it("the admin from ADMIN_EMAIL / ADMIN_PASSWORD exists once, verified, and logs in with the admin role", async () => {
 			const rows = await admins();
@@ -373,21 +360,21 @@ describe("customers service (real RabbitMQ and Postgres)", function () {
 			await call("customers.login", { email, password });
 			await refusal(call("customers.login", { email, password: password + "x" }));
 			await refusal(register({ email, password }));
-			const hash = (await db.withSchema(SCHEMA).table("customers").where({ id: c.id }).first()).password_hash as string;
+			const hash = (await shop.db.withSchema(SCHEMA).table("customers").where({ id: c.id }).first()).password_hash as string;
 			expect(hash).to.match(/^\$2[aby]\$/);
 
 			for (const schema of [SCHEMA, LOG_SCHEMA]) {
 				const tables: Array<{ table_name: string }> = (
-					await db.raw(`SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE'`, [schema])
+					await shop.db.raw(`SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_type = 'BASE TABLE'`, [schema])
 				).rows;
 				expect(tables.map(t => t.table_name)).to.include.members(["outbox", "inbox", "idempotency_keys"]);
 				for (const { table_name } of tables) {
-					const dump = JSON.stringify(await db.withSchema(schema).table(table_name).select("*"));
+					const dump = JSON.stringify(await shop.db.withSchema(schema).table(table_name).select("*"));
 					expect(dump, `password in ${schema}.${table_name}`).to.not.include(password);
 					if (!(schema === SCHEMA && table_name === "customers")) expect(dump, `hash in ${schema}.${table_name}`).to.not.include(hash);
 				}
 			}
-			expect(JSON.stringify(events.events)).to.not.include(password).and.not.include(hash);
+			expect(JSON.stringify(shop.events.events)).to.not.include(password).and.not.include(hash);
 		});
 	});
 });

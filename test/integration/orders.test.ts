@@ -3,10 +3,9 @@
  * separate client node, the events are observed on their channels.
  */
 import { expect } from "chai";
-import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { envelope } from "../../contracts/events";
-import { Cluster, EventRecorder, eventually, recordEvents, startCluster, refusal } from "../support/cluster";
+import { eventually, refusal, useShop } from "../support/cluster";
 
 const EVENTS = ["order.placed", "order.confirmed", "order.status_changed", "order.cancelled", "order.shipped", "order.delivered"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}orders`;
@@ -33,20 +32,8 @@ const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event 
 
 describe("orders service (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	let cluster: Cluster;
-	let events: EventRecorder;
-	let db: Knex;
-	const call = <T = any>(action: string, params?: any, meta?: any) => cluster.call<T>(action, params, meta);
-
-	before(async () => {
-		cluster = await startCluster([[], ["orders"], ["payments"]], { waitFor: ["orders", "payments"] });
-		events = await recordEvents(cluster.broker, EVENTS);
-		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
-	});
-	after(async () => {
-		await cluster?.stop();
-		await db?.destroy();
-	});
+	const shop = useShop([[], ["orders"], ["payments"]], EVENTS);
+	const call = shop.call;
 
 	async function created(overrides: Record<string, unknown> = {}) {
 		return call("orders.create", orderParams(overrides));
@@ -62,7 +49,7 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			expect(order.total).to.deep.equal({ amount: 5497, currency: "PLN" });
 			expect(order.statusHistory.map((h: any) => h.status)).to.deep.equal(["pending"]);
 
-			const placed = await events.waitFor("order.placed", e => e.aggregate_id === order.id);
+			const placed = await shop.events.waitFor("order.placed", e => e.aggregate_id === order.id);
 			expect(placed.payload).to.deep.include({ orderId: order.id, orderNumber: order.orderNumber, customerId: params.customerId, customerEmail: "ada@example.com", status: "pending" });
 			expect(placed.payload.total).to.deep.equal({ amount: 5497, currency: "PLN" });
 			expect(placed.payload.lines).to.have.length(2);
@@ -82,9 +69,9 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const third = await call("orders.create", params);
 			expect(again).to.deep.equal(first);
 			expect(third.orderNumber).to.equal(first.orderNumber);
-			await events.waitFor("order.placed", e => e.aggregate_id === params.orderId);
+			await shop.events.waitFor("order.placed", e => e.aggregate_id === params.orderId);
 			await settle();
-			expect(events.of("order.placed", params.orderId)).to.have.length(1);
+			expect(shop.events.of("order.placed", params.orderId)).to.have.length(1);
 			expect((await call("orders.list", { customerId: params.customerId })).total).to.equal(1);
 		});
 
@@ -115,9 +102,9 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const confirmed = await call("orders.confirm", { orderId: order.id, paymentId });
 			expect(confirmed).to.include({ status: "confirmed", paymentId });
 			expect(confirmed.statusHistory.map((h: any) => h.status)).to.deep.equal(["pending", "confirmed"]);
-			const ev = await events.waitFor("order.confirmed", e => e.aggregate_id === order.id);
+			const ev = await shop.events.waitFor("order.confirmed", e => e.aggregate_id === order.id);
 			expect(ev.payload).to.include({ orderId: order.id, orderNumber: order.orderNumber, paymentId });
-			const changed = await events.waitFor("order.status_changed", e => e.aggregate_id === order.id);
+			const changed = await shop.events.waitFor("order.status_changed", e => e.aggregate_id === order.id);
 			expect(changed.payload).to.include({ orderId: order.id, from: "pending", to: "confirmed" });
 		});
 
@@ -128,10 +115,10 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const again = await call("orders.confirm", { orderId: order.id });
 			expect(replay).to.deep.equal(first);
 			expect(again.statusHistory).to.have.length(2);
-			await events.waitFor("order.confirmed", e => e.aggregate_id === order.id);
+			await shop.events.waitFor("order.confirmed", e => e.aggregate_id === order.id);
 			await settle();
-			expect(events.of("order.confirmed", order.id)).to.have.length(1);
-			expect(events.of("order.status_changed", order.id)).to.have.length(1);
+			expect(shop.events.of("order.confirmed", order.id)).to.have.length(1);
+			expect(shop.events.of("order.status_changed", order.id)).to.have.length(1);
 		});
 
 		it("an unknown order answers 404", async () => {
@@ -149,7 +136,7 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			expect(err.type).to.equal("INVALID_TRANSITION");
 			expect(await call("orders.get", { id: order.id })).to.deep.equal(before);
 			await settle();
-			expect(events.of("order.confirmed", order.id)).to.have.length(0);
+			expect(shop.events.of("order.confirmed", order.id)).to.have.length(0);
 		});
 
 		it("an order awaiting its payment (BLIK, PayPal) can be confirmed once the payment arrives", async () => {
@@ -168,17 +155,17 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const failed = await call("orders.fail", { orderId: order.id, reason: "The card was declined by its issuer", code: "PAYMENT_DECLINED" });
 			expect(failed.status).to.equal("payment_failed");
 			expect(failed.statusHistory.at(-1)).to.include({ status: "payment_failed", reason: "The card was declined by its issuer" });
-			const changed = await events.waitFor("order.status_changed", e => e.aggregate_id === order.id);
+			const changed = await shop.events.waitFor("order.status_changed", e => e.aggregate_id === order.id);
 			expect(changed.payload).to.include({ from: "pending", to: "payment_failed" });
 			await settle();
-			expect(events.of("order.cancelled", order.id)).to.have.length(0);
+			expect(shop.events.of("order.cancelled", order.id)).to.have.length(0);
 		});
 
 		it("any other failure cancels the order and publishes order.cancelled with the reason", async () => {
 			const order = await created();
 			const failed = await call("orders.fail", { orderId: order.id, reason: "Not enough stock", code: "OUT_OF_STOCK" });
 			expect(failed.status).to.equal("cancelled");
-			const cancelled = await events.waitFor("order.cancelled", e => e.aggregate_id === order.id);
+			const cancelled = await shop.events.waitFor("order.cancelled", e => e.aggregate_id === order.id);
 			expect(cancelled.payload).to.include({ orderId: order.id, reason: "Not enough stock" });
 		});
 
@@ -248,7 +235,7 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const shipped = await call("orders.ship", { orderId: order.id, trackingNumber: "00340434161234567890", carrier: "DHL" }, admin());
 			expect(shipped.status).to.equal("shipped");
 			expect(shipped.shipment).to.include({ trackingNumber: "00340434161234567890", carrier: "DHL" });
-			const ev = await events.waitFor("order.shipped", e => e.aggregate_id === order.id);
+			const ev = await shop.events.waitFor("order.shipped", e => e.aggregate_id === order.id);
 			expect(ev.payload).to.include({ orderId: order.id, orderNumber: order.orderNumber, trackingNumber: "00340434161234567890", carrier: "DHL" });
 			// The same shipment again is answered as it is; another tracking number is refused.
 			expect((await call("orders.ship", { orderId: order.id, trackingNumber: "00340434161234567890", carrier: "DHL" }, admin())).statusHistory).to.have.length(3);
@@ -257,7 +244,7 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const delivered = await call("orders.deliver", { orderId: order.id }, admin());
 			expect(delivered.status).to.equal("delivered");
 			expect(delivered.shipment.deliveredAt).to.be.a("string");
-			await events.waitFor("order.delivered", e => e.aggregate_id === order.id);
+			await shop.events.waitFor("order.delivered", e => e.aggregate_id === order.id);
 			expect(delivered.statusHistory.map((h: any) => h.status)).to.deep.equal(["pending", "confirmed", "shipped", "delivered"]);
 			const cancel = await refusal(call("orders.fail", { orderId: order.id, reason: "too late" }));
 			expect(cancel.type).to.equal("INVALID_TRANSITION");
@@ -306,16 +293,16 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			const o1 = await created({ customerId: erased, customerEmail: "gone@example.com" });
 			const o2 = await created({ customerId: erased, customerEmail: "gone@example.com" });
 			const other = await created({ customerId: kept, customerEmail: "kept@example.com" });
-			await events.waitFor("order.placed", e => e.aggregate_id === o2.id);
+			await shop.events.waitFor("order.placed", e => e.aggregate_id === o2.id);
 
 			const env = envelope("customer.erased", erased, { customerId: erased });
-			await (cluster.broker as any).sendToChannel("customer.erased", env);
+			await (shop.cluster.broker as any).sendToChannel("customer.erased", env);
 			await eventually(async () => (await call("orders.get", { id: o1.id })).customerEmail === null, 10_000, "the orders to be anonymized");
-			const stamped = await db.withSchema(SCHEMA).table("orders").where({ customer_id: erased }).select("id", "anonymized_at");
+			const stamped = await shop.db.withSchema(SCHEMA).table("orders").where({ customer_id: erased }).select("id", "anonymized_at");
 
-			await (cluster.broker as any).sendToChannel("customer.erased", env);
+			await (shop.cluster.broker as any).sendToChannel("customer.erased", env);
 			await eventually(async () => {
-				const r = await db.withSchema(SCHEMA).table("inbox").where({ event_id: env.event_id }).count<{ n: string }[]>("* as n");
+				const r = await shop.db.withSchema(SCHEMA).table("inbox").where({ event_id: env.event_id }).count<{ n: string }[]>("* as n");
 				return Number(r[0]!.n) === 1;
 			});
 			await settle();
@@ -327,11 +314,11 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 				expect(o.lines).to.have.length(2);
 			}
 			expect((await call("orders.get", { id: other.id })).customerEmail).to.equal("kept@example.com");
-			const again = await db.withSchema(SCHEMA).table("orders").where({ customer_id: erased }).select("id", "anonymized_at");
+			const again = await shop.db.withSchema(SCHEMA).table("orders").where({ customer_id: erased }).select("id", "anonymized_at");
 			expect(again).to.deep.equal(stamped);
-			expect((await db.withSchema(SCHEMA).table("inbox").where({ event_id: env.event_id })).length).to.equal(1);
+			expect((await shop.db.withSchema(SCHEMA).table("inbox").where({ event_id: env.event_id })).length).to.equal(1);
 			// The events kept in the outbox no longer carry the email either.
-			const outbox = await db.withSchema(SCHEMA).table("outbox").whereIn("aggregate_id", [o1.id, o2.id]);
+			const outbox = await shop.db.withSchema(SCHEMA).table("outbox").whereIn("aggregate_id", [o1.id, o2.id]);
 			expect(JSON.stringify(outbox.map(r => r.envelope))).to.not.include("gone@example.com");
 		});
 	});

@@ -83,3 +83,30 @@ export async function refusal(p: Promise<unknown>): Promise<any> {
 	}
 	throw new Error("expected a refusal, got an answer");
 }
+
+export interface Shop {
+	cluster: Cluster;
+	events: EventRecorder;
+	/** A plain connection to the test database, for asserting on tables directly. */
+	db: import("knex").Knex;
+	call<T = any>(action: string, params?: any, meta?: any): Promise<T>;
+}
+
+/**
+ * The setup most suites share: the services in `groups` over the real transporter, an event
+ * recorder on `eventNames`, and a database handle — started before the suite, stopped after it.
+ */
+export function useShop(groups: string[][], eventNames: string[]): Shop {
+	const shop = { call: (action: string, params?: any, meta?: any) => shop.cluster.call(action, params, meta) } as Shop;
+	before(async () => {
+		const { default: knexFactory } = await import("knex");
+		shop.cluster = await startCluster(groups, { waitFor: [...new Set(groups.flat())] });
+		shop.events = await recordEvents(shop.cluster.broker, eventNames);
+		shop.db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
+	});
+	after(async () => {
+		await shop.cluster?.stop();
+		await shop.db?.destroy();
+	});
+	return shop;
+}
