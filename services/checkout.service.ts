@@ -5,6 +5,7 @@
  * mode) and any checkout replica resumes sagas whose owner died.
  */
 import Joi from "joi";
+import { Errors } from "moleculer";
 import Redis from "ioredis";
 import { randomUUID } from "node:crypto";
 import { conflict, notFound, unauthorized } from "../contracts/errors";
@@ -13,7 +14,7 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { settings } from "../mixins/settings";
-import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaRecord, SagaStore } from "../sagas";
+import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
 
@@ -31,6 +32,7 @@ interface Vars {
 
 interface Methods {
 	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
+	operate(fn: () => Promise<SagaRecord>): Promise<any>;
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
 }
 
@@ -129,23 +131,31 @@ export default defineService<Methods, Vars>({
 		retrySaga: {
 			rest: "POST /api/admin/sagas/:id/retry",
 			params: Joi.object({ id: uuid.required() }),
-			async handler(ctx) {
-				if (!(await this.store.get(ctx.params.id))) throw notFound("Saga", ctx.params.id);
-				return redact(await this.engine.retry(ctx.params.id));
+			handler(ctx) {
+				return this.operate(() => this.engine.retry(ctx.params.id));
 			}
 		},
 
 		compensateSaga: {
 			rest: "POST /api/admin/sagas/:id/compensate",
 			params: Joi.object({ id: uuid.required() }),
-			async handler(ctx) {
-				if (!(await this.store.get(ctx.params.id))) throw notFound("Saga", ctx.params.id);
-				return redact(await this.engine.compensate(ctx.params.id));
+			handler(ctx) {
+				return this.operate(() => this.engine.compensate(ctx.params.id));
 			}
 		}
 	},
 
 	methods: {
+		/** An operator's command on a saga; the engine's refusals become the API's typed errors. */
+		async operate(fn: () => Promise<SagaRecord>) {
+			try {
+				return redact(await fn());
+			} catch (err) {
+				if (err instanceof SagaOperatorError) throw new Errors.MoleculerClientError(err.message, err.code, err.type);
+				throw err;
+			}
+		},
+
 		async answer(this: This, ctx: Ctx, sagaId: string, waitMs: number) {
 			const rec = (waitMs > 0 ? await this.engine.waitFor(sagaId, { timeoutMs: waitMs }) : await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
 			if (!rec) throw notFound("Checkout", sagaId);

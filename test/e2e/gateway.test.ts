@@ -196,6 +196,17 @@ describe("the gateway", function () {
 			expect((await http.get(`/api/admin/notifications?to=${encodeURIComponent(A.email)}`, B.token)).status).to.equal(403);
 		});
 
+		it("operators get 404 for an unknown saga and 409 INVALID_TRANSITION for a finished one", async () => {
+			for (const command of ["retry", "compensate"]) {
+				const unknown = await http.post(`/api/admin/sagas/${randomUUID()}/${command}`, {}, admin);
+				expect(unknown.status, command).to.equal(404);
+				expect(unknown.body.type).to.equal("NOT_FOUND");
+				const finished = await http.post(`/api/admin/sagas/${sagaOfA}/${command}`, {}, admin);
+				expect(finished.status, command).to.equal(409);
+				expect(finished.body.type).to.equal("INVALID_TRANSITION");
+			}
+		});
+
 		it("an expired, tampered or foreign-signed token is refused with 401", async () => {
 			const jwt = await import("jsonwebtoken");
 			const expired = jwt.default.sign({ sub: A.id, role: "customer", email: A.email }, process.env.JWT_SECRET!, { expiresIn: -10 });
