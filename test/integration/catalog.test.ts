@@ -7,25 +7,13 @@ import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
-import { Cluster, eventually, EventRecorder, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, eventually, EventRecorder, recordEvents, startCluster, countCalls } from "../support/cluster";
 
 const admin = { user: { id: randomUUID(), role: "admin", email: "admin@test.local" } };
 const customer = { user: { id: randomUUID(), role: "customer", email: "c@test.local" } };
 const anonymous = undefined;
 const name = (p: string) => `${p} ${randomUUID().slice(0, 8)}`;
 const price = (amount: number) => ({ amount, currency: "PLN" });
-
-/** Counts the calls a node's local action handles (instrumentation of the test, not of the code). */
-function countCalls(broker: ServiceBroker, action: string) {
-	const endpoint = (broker as any)._getLocalActionEndpoint(action);
-	const original = endpoint.action.handler;
-	const counter = { count: 0, restore: () => void (endpoint.action.handler = original) };
-	endpoint.action.handler = (ctx: unknown) => {
-		counter.count++;
-		return original(ctx);
-	};
-	return counter;
-}
 
 describe("catalog (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);

@@ -7,23 +7,10 @@
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import knexFactory, { Knex } from "knex";
-import type { ServiceBroker } from "moleculer";
-import { Cluster, eventually, EventRecorder, recordEvents, startCluster } from "../support/cluster";
+import { Cluster, eventually, EventRecorder, recordEvents, startCluster, countCalls } from "../support/cluster";
 import { envelope } from "../../contracts/events";
 
 const admin = { user: { id: randomUUID(), role: "admin", email: "admin@test.local" } };
-
-/** Counts the calls a node's local action handles (instrumentation of the test, not of the code). */
-function countCalls(broker: ServiceBroker, action: string) {
-	const endpoint = (broker as any)._getLocalActionEndpoint(action);
-	const original = endpoint.action.handler;
-	const counter = { count: 0, restore: () => void (endpoint.action.handler = original) };
-	endpoint.action.handler = (ctx: unknown) => {
-		counter.count++;
-		return original(ctx);
-	};
-	return counter;
-}
 
 describe("inventory (real RabbitMQ and Postgres, two inventory replicas)", function () {
 	this.timeout(60_000);

@@ -110,3 +110,15 @@ export function useShop(groups: string[][], eventNames: string[]): Shop {
 	});
 	return shop;
 }
+
+/** Counts the calls a node's local action handles (instrumentation of the test, not of the code). */
+export function countCalls(broker: ServiceBroker, action: string) {
+	const endpoint = (broker as any)._getLocalActionEndpoint(action);
+	const original = endpoint.action.handler;
+	const counter = { count: 0, restore: () => void (endpoint.action.handler = original) };
+	endpoint.action.handler = (ctx: unknown) => {
+		counter.count++;
+		return original(ctx);
+	};
+	return counter;
+}
