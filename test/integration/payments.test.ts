@@ -6,7 +6,7 @@ import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { Cluster, EventRecorder, recordEvents, startCluster, refusal } from "../support/cluster";
-import { CardProvider, SimulatedCardProvider } from "../../services/payments/provider";
+import { CountingProvider } from "../support/payments";
 
 const EVENTS = ["payment.initiated", "payment.authorized", "payment.failed", "payment.voided", "payment.captured", "payment.refunded"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}payments`;
@@ -15,34 +15,6 @@ const NUMBERS = { ok: "4242424242424242", declined: "4000000000000002", insuffic
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
 
 const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event would have arrived by now
-
-/** Counts the provider's calls; `failNext` makes the next call of one kind fail as an outage. */
-class CountingProvider implements CardProvider {
-	calls: Record<string, number> = { authorize: 0, void: 0, capture: 0, refund: 0 };
-	failNext: string | null = null;
-	constructor(private inner: CardProvider) {}
-	private outage(kind: string) {
-		if (this.failNext !== kind) return null;
-		this.failNext = null;
-		return { ok: false as const, type: "PROVIDER_UNAVAILABLE" as const, message: "The provider timed out" };
-	}
-	async authorize(...a: Parameters<CardProvider["authorize"]>) {
-		this.calls.authorize!++;
-		return this.outage("authorize") ?? this.inner.authorize(...a);
-	}
-	async void(ref: string) {
-		this.calls.void!++;
-		return this.outage("void") ?? this.inner.void(ref);
-	}
-	async capture(...a: Parameters<CardProvider["capture"]>) {
-		this.calls.capture!++;
-		return this.outage("capture") ?? this.inner.capture(...a);
-	}
-	async refund(...a: Parameters<CardProvider["refund"]>) {
-		this.calls.refund!++;
-		return this.outage("refund") ?? this.inner.refund(...a);
-	}
-}
 
 describe("payments service (real RabbitMQ and Postgres, simulated card provider)", function () {
 	this.timeout(60_000);
@@ -57,7 +29,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 	before(async () => {
 		cluster = await startCluster([[], ["orders"], ["payments"]], { waitFor: ["orders", "payments"] });
 		const svc: any = cluster.brokers[2]!.getLocalService("payments");
-		provider = new CountingProvider(new SimulatedCardProvider());
+		provider = new CountingProvider(svc.provider);
 		svc.provider = provider;
 		events = await recordEvents(cluster.broker, EVENTS);
 		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
