@@ -39,7 +39,7 @@ const named = { id: Joi.string().min(1).max(100).required(), name: Joi.string().
 const snapshotSchema = {
 	shippingAddress: Joi.object().max(30).allow(null),
 	shippingMethod: Joi.object({ ...named, carrier: Joi.string().max(100).allow(null, "") }).unknown(true).allow(null),
-	deliveryDate: Joi.string().isoDate().max(40).allow(null),
+	deliveryDate: Joi.string().pattern(/^\d{4}-\d{2}-\d{2}$/).allow(null).messages({ "string.pattern.base": "'deliveryDate' must be a date, YYYY-MM-DD" }),
 	express: Joi.boolean(),
 	addons: Joi.array().items(Joi.object(named).unknown(true)).max(50),
 	promotions: Joi.array()
