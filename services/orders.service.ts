@@ -309,7 +309,7 @@ export default defineService<Methods>({
 				if (decide(row.status, "cancelled") === "refuse") this.refuse(row, "cancelled");
 				// One cancel-order saga per order, however often it is asked.
 				const cancellation = await ctx.call("checkout.cancelOrder", {
-					orderId, reason, requestedBy: ctx.meta.user?.id ?? null, idempotencyKey: `${orderId}:cancel`
+					orderId, reason, requestedBy: ctx.meta.user?.id ?? "system", idempotencyKey: `${orderId}:cancel`
 				});
 				const order = (await this.withPayments(ctx, [await this.view((await this.load(orderId))!)]))[0]!;
 				return { ...order, cancellationRequest: cancellation ?? null };

@@ -286,13 +286,13 @@ export default defineService<Methods, Vars>({
 						.returning("*");
 					const view = await this.view(updated, trx);
 					await this.record(trx, "payment.refunded", p.id, {
-						paymentId: p.id, orderId, refundId, refundAmount: check.amount, totalRefunded: view.refundedAmount, fullyRefunded: again.status === "refunded",
+						paymentId: p.id, orderId, refundId, amount: check.amount, refundAmount: check.amount, totalRefunded: view.refundedAmount, fullyRefunded: again.status === "refunded",
 						reason: reason || null, refundedAt: new Date().toISOString()
 					}, ctx);
 					await this.recordIntegration(trx, "RefundProcessedNotification", orderId, {
 						orderId, customerId: locked.customer_id, paymentId: p.id, refundAmount: check.amount, refundId
 					}, ctx);
-					return view;
+					return { ...view, refundId };
 				});
 			}
 		},
