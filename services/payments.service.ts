@@ -207,6 +207,8 @@ export default defineService<Methods, Vars>({
 						.where({ id: p.id, status: p.status })
 						.update({ status: "voided", void_reason: reason || null, voided_at: this.knex.fn.now(), updated_at: this.knex.fn.now() })
 						.returning("*");
+					// The buyer's answer landed in between (a webhook): try again, the retry sees it.
+					if (!voided) throw temporary("The payment changed meanwhile; try again", { orderId });
 					const view = await this.view(voided, trx);
 					await this.record(trx, "payment.voided", p.id, {
 						paymentId: p.id, orderId, method: p.method, amount: view.amount, transactionId: p.provider_ref, reason: reason || null,
