@@ -173,6 +173,37 @@ describe("payments: BLIK and PayPal (real gateway, RabbitMQ and Postgres; simula
 			expect((await refusal(call("payments.capture", { orderId }))).code).to.equal(409);
 		});
 
+		it("an approval racing the saga's void never leaves an authorized payment behind", async () => {
+			const voidUntilDone = async (orderId: string) => {
+				for (let i = 0; ; i++) {
+					try {
+						return await call("payments.void", { orderId, reason: "Payment deadline passed", idempotencyKey: `${orderId}:authorizePayment:compensate` });
+					} catch (err: any) {
+						if (err.code !== 503 || i > 20) throw err; // the saga retries a temporary failure
+					}
+				}
+			};
+			const approveUntilTaken = async (transactionId: string) => {
+				const body = webhookBody(transactionId, "approved");
+				for (let i = 0; ; i++) {
+					const res = await postWebhook(http, body); // the provider sends again while the gateway answers 5xx
+					if (res.status === 200 || i > 20) return res;
+				}
+			};
+			const payments = await Promise.all([1, 2, 3, 4, 5, 6, 7, 8].map(() => blik("123456")));
+			await Promise.all(payments.flatMap(p => [voidUntilDone(p.orderId), approveUntilTaken(p.answer.transactionId)]));
+			for (const { orderId } of payments) {
+				expect((await paymentOf(orderId)).status, orderId).to.equal("voided");
+				await eventually(() => forOrder("payment.voided", orderId).length > 0, 10_000, "payment.voided");
+				// Authorized first and then voided, or voided first and the approval released: never authorized at the end.
+				const authorized = forOrder("payment.authorized", orderId).length;
+				const voided = forOrder("payment.voided", orderId);
+				expect(authorized, orderId).to.be.at.most(1);
+				if (authorized === 0) await eventually(() => forOrder("payment.voided", orderId).some(e => e.payload.lateApproval === true), 10_000, "the late approval voided");
+				else expect(voided.every(e => !e.payload.lateApproval)).to.equal(true);
+			}
+		});
+
 		it("a webhook about an unknown transaction is 404, a malformed one 422; neither is recorded", async () => {
 			const unknown = await postWebhook(http, webhookBody("sim_blik_nope", "approved"));
 			expect(unknown.status).to.equal(404);
