@@ -80,7 +80,7 @@ describe("shipping (real RabbitMQ and Postgres, two shipping replicas)", functio
 				["freeOver in another currency", { freeOver: { amount: 100, currency: "EUR" } }, "freeOver.currency"],
 				["express fee in another currency", { expressFee: { amount: 100, currency: "EUR" } }, "expressFee.currency"],
 				["an unknown field", { colour: "red" }, "colour"]
-			] as const) {
+			] as [string, Record<string, unknown>, string][]) {
 				const params2: Record<string, unknown> = { name: `X ${randomUUID().slice(0, 6)}`, carrier: "GLS", price: PLN(100), countries: ["PL"], deliveryDays: { min: 1, max: 2 }, ...params };
 				for (const k of Object.keys(params2)) if (params2[k] === undefined) delete params2[k];
 				const err = await refusal(shop.call("shipping.createMethod", params2, admin));
