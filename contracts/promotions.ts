@@ -101,6 +101,8 @@ export interface ReleaseParams {
 }
 export interface ReleaseReply {
 	orderId: string;
+	/** True when the order held a use and it is given back (now or by an earlier release). */
+	released: boolean;
 	status: "released" | "none";
 	redemptionId: string | null;
 	promotionId: string | null;

@@ -327,7 +327,8 @@ export default defineService<Methods>({
 		},
 
 		releaseReply(row: any) {
-			return { orderId: row.order_id, status: row.promotion_id ? "released" : "none", redemptionId: row.promotion_id ? row.id : null, promotionId: row.promotion_id ?? null };
+			const released = !!row.promotion_id;
+			return { orderId: row.order_id, released, status: released ? "released" : "none", redemptionId: released ? row.id : null, promotionId: row.promotion_id ?? null };
 		}
 	}
 });

@@ -179,9 +179,10 @@ export default defineService<Methods>({
 				const { checkoutId, address } = ctx.params;
 				const methods = (await this.table("methods").where({ active: true }).orderBy("price_amount")).map(methodView).filter((m: ShippingMethod) => m.countries.includes(address.country));
 				if (methods.length === 0) throw validationError(`The shop does not deliver to ${address.country}`, [{ field: "address.country", message: `No shipping method delivers to ${address.country}` }]);
-				await this.transaction(trx =>
-					this.record(trx, "shipping.address_provided", checkoutId, { checkoutId, street: address.street, city: address.city, postalCode: address.postalCode, country: address.country }, ctx)
-				);
+				// Street, city and postal code stay out of the event: events are kept and relayed, and an
+				// address is personal data (erasable at the customer's request). The checkout holds it.
+				const addressId = typeof address.addressId === "string" ? address.addressId : null;
+				await this.transaction(trx => this.record(trx, "shipping.address_provided", checkoutId, { checkoutId, country: address.country, addressId }, ctx));
 				return { checkoutId, country: address.country, methods };
 			}
 		},

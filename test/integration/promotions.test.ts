@@ -197,7 +197,7 @@ describe("promotions (real RabbitMQ and Postgres, two promotions replicas)", fun
 			expect(redeemed.payload).to.deep.equal({ orderId, customerId, promotionId: code.id, code: code.code, redemptionId: first.redemptionId });
 
 			const released = await shop.call("promotions.release", { orderId, reason: "payment failed", idempotencyKey: `saga-${orderId}:redeem:compensate` });
-			expect(released).to.deep.equal({ orderId, status: "released", redemptionId: first.redemptionId, promotionId: code.id });
+			expect(released).to.deep.equal({ orderId, released: true, status: "released", redemptionId: first.redemptionId, promotionId: code.id });
 			expect(await shop.call("promotions.release", { orderId, idempotencyKey: `saga-${orderId}:redeem:compensate` })).to.deep.equal(released);
 			expect(await shop.call("promotions.release", { orderId, idempotencyKey: "cancel-key" })).to.deep.equal(released);
 			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(0);
@@ -216,8 +216,8 @@ describe("promotions (real RabbitMQ and Postgres, two promotions replicas)", fun
 		it("release before any redeem is a no-op that bars a later redeem of that order", async () => {
 			const code = await create({ name: "Early", code: newCode(), kind: "fixed", value: 100 });
 			const orderId = randomUUID();
-			expect(await shop.call("promotions.release", { orderId })).to.deep.equal({ orderId, status: "none", redemptionId: null, promotionId: null });
-			expect(await shop.call("promotions.release", { orderId })).to.deep.equal({ orderId, status: "none", redemptionId: null, promotionId: null });
+			expect(await shop.call("promotions.release", { orderId })).to.deep.equal({ orderId, released: false, status: "none", redemptionId: null, promotionId: null });
+			expect(await shop.call("promotions.release", { orderId })).to.deep.equal({ orderId, released: false, status: "none", redemptionId: null, promotionId: null });
 			const err = await refusal(shop.call("promotions.redeem", { orderId, customerId: randomUUID(), code: code.code }));
 			expect(err).to.include({ code: 409, type: "INVALID_TRANSITION" });
 			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(0);

@@ -160,7 +160,11 @@ describe("shipping (real RabbitMQ and Postgres, two shipping replicas)", functio
 			expect(provided.country).to.equal("PL");
 			expect(provided.methods.map((x: any) => x.id)).to.include.members([m.id]);
 			const e1 = await shop.events.waitFor("shipping.address_provided", e => e.aggregate_id === checkoutId);
-			expect(e1.payload).to.deep.equal({ checkoutId, street: "Długa 1", city: "Kraków", postalCode: "31-001", country: "PL" });
+			// No street, city or postal code in an event: personal data stays with the checkout.
+			expect(e1.payload).to.deep.equal({ checkoutId, country: "PL", addressId: null });
+			const bookId = randomUUID();
+			await shop.call("shipping.provideAddress", { checkoutId, address: { ...address, addressId: bookId } });
+			await shop.events.waitFor("shipping.address_provided", e => e.aggregate_id === checkoutId && (e.payload as any).addressId === bookId);
 
 			const selected = await shop.call("shipping.selectMethod", { checkoutId, methodId: m.id, country: "PL", cartTotal: PLN(60000) });
 			expect(selected.price).to.deep.equal(PLN(0));
