@@ -27,7 +27,7 @@ const isoDate = Joi.string()
 	.messages({ "string.pattern.base": "{{#label}} must be a date YYYY-MM-DD", "any.invalid": "{{#label}} is not a calendar date" });
 const deliveryDays = Joi.object({
 	min: Joi.number().integer().min(0).max(60).required(),
-	max: Joi.number().integer().min(Joi.ref("min")).max(90).required()
+	max: Joi.number().integer().min(0).max(90).required() // and ≥ min: checked by checkMethod
 });
 const methodFields = {
 	name: Joi.string().trim().min(1).max(100),
@@ -50,7 +50,7 @@ const quoteFields = {
 interface Methods {
 	method(id: string): Promise<ShippingMethod | null>;
 	quoteOrRefuse(ctx: Ctx): Promise<ReturnType<typeof quote> & { ok: true }>;
-	checkCurrencies(m: { price: { currency: string }; freeOver?: { currency: string } | null; expressFee?: { currency: string } | null }): void;
+	checkMethod(m: { price: { currency: string }; freeOver?: { currency: string } | null; expressFee?: { currency: string } | null; deliveryDays: { min: number; max: number } }): void;
 	isAdmin(ctx: Ctx): boolean;
 }
 
@@ -93,7 +93,7 @@ export default defineService<Methods>({
 			}),
 			async handler(ctx) {
 				const p = ctx.params;
-				this.checkCurrencies(p);
+				this.checkMethod(p);
 				const [row] = await this.table("methods")
 					.insert({
 						id: randomUUID(), name: p.name, carrier: p.carrier, price_amount: p.price.amount, currency: p.price.currency,
@@ -117,7 +117,7 @@ export default defineService<Methods>({
 					const row = await this.table("methods", trx).where({ id }).forUpdate().first();
 					if (!row) throw notFound("Shipping method", id);
 					const merged = { ...methodView(row), ...changes };
-					this.checkCurrencies(merged);
+					this.checkMethod(merged);
 					const update: Record<string, unknown> = { updated_at: this.knex.fn.now() };
 					if (changes.name !== undefined) update.name = changes.name;
 					if (changes.carrier !== undefined) update.carrier = changes.carrier;
@@ -216,7 +216,11 @@ export default defineService<Methods>({
 			return q;
 		},
 
-		checkCurrencies(m) {
+		/** What joi cannot check field by field: a window that ends before it starts, fees in another currency. */
+		checkMethod(m) {
+			if (m.deliveryDays.max < m.deliveryDays.min) {
+				throw validationError("deliveryDays.max must be at least deliveryDays.min", [{ field: "deliveryDays.max", message: `The window ends (${m.deliveryDays.max}) before it starts (${m.deliveryDays.min})` }]);
+			}
 			for (const field of ["freeOver", "expressFee"] as const) {
 				const v = m[field];
 				if (v && v.currency !== m.price.currency) {
