@@ -293,5 +293,18 @@ describe("promotions (real RabbitMQ and Postgres, two promotions replicas)", fun
 			expect(again.filter(Boolean)).to.have.length(1);
 			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(7);
 		});
+
+		it("one customer placing 10 orders at once with a once-per-customer code gets it once", async () => {
+			const code = await create({ name: "Welcome", code: newCode(), kind: "fixed", value: 1000, perCustomerLimit: 1 });
+			const customerId = randomUUID();
+			const answers = await Promise.all(
+				Array.from({ length: 10 }, () => shop.call("promotions.redeem", { orderId: randomUUID(), customerId, code: code.code }).then(() => "ok", e => e.type))
+			);
+			expect(answers.filter(a => a === "ok")).to.have.length(1);
+			expect(answers.filter(a => a === "PROMO_CODE_USED_UP")).to.have.length(9);
+			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(1);
+			// Another customer still may.
+			await shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code });
+		});
 	});
 });
