@@ -7,6 +7,7 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { Errors } from "moleculer";
+import { action } from "../../contracts/actions";
 import { EngineOptions, RedisSagaStore, saga, SagaEngine, SagaExistsError, SagaRecord } from "../../sagas";
 
 interface Data {
@@ -14,9 +15,9 @@ interface Data {
 }
 
 const def = saga<Data>("redis-flow")
-	.step("createThing", { invoke: "svc.a", params: d => ({ n: d.n }), compensate: "svc.undoA" })
-	.step("reserveStuff", { invoke: "svc.b", params: d => ({ n: d.n }), compensate: "svc.undoB" })
-	.step("finish", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 400 } });
+	.step("createThing", { invoke: action<{ n: number }>("svc.a"), params: d => ({ n: d.n }), compensate: action<{ n: number }>("svc.undoA") })
+	.step("reserveStuff", { invoke: action<{ n: number }>("svc.b"), params: d => ({ n: d.n }), compensate: action<{ n: number }>("svc.undoB") })
+	.step("finish", { invoke: action<{ n: number }>("svc.c"), params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 400 } });
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const runPrefix = `${process.env.REDIS_PREFIX ?? "it:"}saga-store-${Math.random().toString(36).slice(2)}:`;
