@@ -395,14 +395,21 @@ export class SagaEngine {
 		const first = build(sending);
 		const next = await this.transition(sending, first.changes, first.event, first.detail, { quiet: true });
 		if (next) return next;
-		const current = await this.store.get(sending.id);
-		const onlyAnEvent = current && current.status === sending.status && current.step === sending.step && current.stepStatus === "started" && current.attempts === sending.attempts && current.wait?.received && !sending.wait?.received;
-		if (!onlyAnEvent) {
+		const current = await this.rebase(sending);
+		if (current === sending) {
 			this.log("warn", sending, `version ${sending.version} moved on; leaving the saga to whoever moved it`);
 			return null;
 		}
 		const again = build(current);
 		return this.transition(current, again.changes, again.event, again.detail);
+	}
+
+	/** The stored record when it differs from `sending` only by an event delivered meanwhile, else `sending`. */
+	private async rebase(sending: SagaRecord): Promise<SagaRecord> {
+		if (!sending.wait || sending.wait.received) return sending;
+		const current = await this.store.get(sending.id);
+		const onlyAnEvent = current && current.version > sending.version && current.status === sending.status && current.step === sending.step && current.stepStatus === "started" && current.attempts === sending.attempts && !!current.wait?.received;
+		return onlyAnEvent ? current : sending;
 	}
 
 	/** The wait of a waiting step ends with its event, a failing event, or the deadline. */
@@ -428,7 +435,8 @@ export class SagaEngine {
 	}
 
 	/** A step failed: retry within its budget, compensate, or (after the pivot) retry until it succeeds or park. */
-	private async stepFailed(sending: SagaRecord, step: StepDefinition<any>, err: any): Promise<SagaRecord | null> {
+	private async stepFailed(sent: SagaRecord, step: StepDefinition<any>, err: any): Promise<SagaRecord | null> {
+		const sending = await this.rebase(sent);
 		const failure: Failure = { step: step.name, message: err?.message ?? String(err), type: typeof err?.type === "string" ? err.type : undefined, code: typeof err?.code === "number" ? err.code : undefined };
 		const budget = step.retry ?? this.defaults.retry;
 		if (step.retriable) {

@@ -167,6 +167,23 @@ describe("place-order saga (given/expect)", () => {
 			t.expectCommand(Orders.confirm, { paymentId });
 		});
 
+		it("a card's own events, emitted while authorize is in flight, change nothing about its answer", async () => {
+			t = await upToPayment();
+			await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "card", amount: PLN(10000), transactionId: "tx-c" });
+			await t.reply({ paymentId, status: "authorized" });
+			t.expectCommand(Orders.confirm, { paymentId });
+
+			const u = await upToPayment();
+			try {
+				await u.event(PaymentEvents.failed, data.orderId, { paymentId, orderId: data.orderId, method: "card", amount: PLN(10000), reason: "declined", type: "PAYMENT_DECLINED" });
+				await u.fail(refused("PAYMENT_DECLINED", 402));
+				await expectUndoneFromPayment(u, "PAYMENT_DECLINED");
+				expect(u.trail().filter(a => a === "payments.authorize")).to.have.length(1);
+			} finally {
+				await u.stop();
+			}
+		});
+
 		it("a repeated event is answered 'already received' and changes nothing", async () => {
 			t = await upToPayment();
 			const first = await t.event(PaymentEvents.failed, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), reason: "no", type: "PAYMENT_DECLINED" });
