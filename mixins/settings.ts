@@ -25,6 +25,8 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** How long place-order waits for the bank's answer to a BLIK / PayPal payment before it gives up. */
+	paymentDeadlineMs: number;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -46,9 +48,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		logLevel: env.LOG_LEVEL ?? "info",
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
-		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000),
-		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 15000),
-		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0)
+		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 3000),
+		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000)
 	};
 }
 
