@@ -121,7 +121,9 @@ export default defineService<object, Vars>({
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
-						ctx.meta.$location = req.$alias?.path === "/auth/register" ? "/api/me" : `/api${req.$alias?.path}/${data.id}`;
+						// moleculer-web keeps the alias path without its leading slash.
+					const path = String(req.$alias?.path ?? "").replace(/^\/?/, "/");
+					ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
 					}
 					return data;
 				},

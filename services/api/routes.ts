@@ -56,6 +56,17 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
 	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
 
+	// Shipping methods, promotions, add-ons (shipping, promotions, addons services)
+	{ method: "GET", path: "/shipping-methods", action: "shipping.listMethods", access: "public", summary: "Shipping methods on offer (?country= those delivering there); admins also see retired ones" },
+	{ method: "POST", path: "/admin/shipping-methods", action: "shipping.createMethod", access: "admin", status: 201, summary: "Create a shipping method" },
+	{ method: "PATCH", path: "/admin/shipping-methods/:id", action: "shipping.updateMethod", access: "admin", summary: "Change a shipping method (active: false retires it)" },
+	{ method: "GET", path: "/admin/promotions", action: "promotions.list", access: "admin", summary: "Promotions and promo codes, newest first" },
+	{ method: "POST", path: "/admin/promotions", action: "promotions.create", access: "admin", status: 201, summary: "Create a promotion (with a code: a promo code)" },
+	{ method: "PATCH", path: "/admin/promotions/:id", action: "promotions.update", access: "admin", summary: "Change a promotion" },
+	{ method: "GET", path: "/admin/addons", action: "addons.list", access: "admin", summary: "Additional services offered at checkout" },
+	{ method: "POST", path: "/admin/addons", action: "addons.create", access: "admin", status: 201, summary: "Create an additional service for some products or categories (all when none given)" },
+	{ method: "PATCH", path: "/admin/addons/:id", action: "addons.update", access: "admin", summary: "Change an additional service" },
+
 	// Orders
 	{ method: "GET", path: "/orders", action: "orders.list", access: "user", summary: "The customer's orders (all orders for admins)" },
 	{ method: "GET", path: "/orders/:id", action: "orders.get", access: "user", summary: "One order with its lines, totals and status history" },
