@@ -156,7 +156,9 @@ export const Payments = {
 	void: action<{ orderId: string; reason?: string | null }, PaymentView | null>("payments.void"),
 	capture: action<{ orderId: string }, PaymentView>("payments.capture"),
 	/** Never more than captured. */
-	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund")
+	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund"),
+	/** The order's payment (the active one, else the latest attempt); 404 when it never paid. */
+	get: action<{ orderId: string }, PaymentView>("payments.get")
 };
 
 export interface PaymentAuthorized {
