@@ -157,6 +157,8 @@ export const Payments = {
 	capture: action<{ orderId: string }, PaymentView>("payments.capture"),
 	/** Never more than captured. */
 	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund"),
+	/** The checkout's chosen method for a cart; payment.method_selected when it changes. */
+	selectMethod: action<{ cartId: string; customerId?: string | null; method: PaymentMethod }, { cartId: string; method: PaymentMethod; changed: boolean }>("payments.selectMethod"),
 	/** The order's payment (the active one, else the latest attempt); 404 when it never paid. */
 	get: action<{ orderId: string }, PaymentView>("payments.get")
 };

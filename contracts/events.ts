@@ -55,6 +55,7 @@ export const EVENT_NAMES = [
 	"promotion.redeemed", // ours: a code's use taken by an order (place-order saga)
 	"promotion.released", // ours: that use given back (compensation or cancel)
 	"addons.availability_calculated",
+	"payment.method_selected",
 	"payment.initiated",
 	"payment.authorized",
 	"payment.failed",
