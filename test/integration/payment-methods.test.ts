@@ -126,9 +126,14 @@ describe("payments: BLIK and PayPal (real gateway, RabbitMQ and Postgres; simula
 	describe("the provider's webhook at the gateway", () => {
 		it("without a signature: 401, logged, and the payment stays pending", async () => {
 			const { orderId, answer } = await blik("123456");
-			const res = await postWebhook(http, webhookBody(answer.transactionId, "approved"), { signature: null });
+			const api: any = shop.cluster.brokers[0]!.getLocalService("api");
+			const logged: string[] = [];
+			const warn = api.logger.warn;
+			api.logger.warn = (...args: unknown[]) => (logged.push(args.map(String).join(" ")), warn.apply(api.logger, args));
+			const res = await postWebhook(http, webhookBody(answer.transactionId, "approved"), { signature: null }).finally(() => (api.logger.warn = warn));
 			expect(res.status).to.equal(401);
 			expect(res.body).to.include({ type: "INVALID_SIGNATURE" });
+			expect(logged.filter(l => /webhook/i.test(l) && /no signature/.test(l))).to.have.length(1);
 			expect((await paymentOf(orderId)).status).to.equal("pending");
 			expect(await webhookRows(answer.transactionId)).to.have.length(0);
 		});
