@@ -27,6 +27,16 @@ export interface Settings {
 	sagaStepDelayMs: number;
 	/** How long place-order waits for the bank's answer to a BLIK / PayPal payment before it gives up. */
 	paymentDeadlineMs: number;
+	/** HMAC secret of the payment provider's webhooks (X-Signature). */
+	webhookSecret: string;
+	/** Where the (simulated) payment provider sends its webhooks: the gateway's own address. */
+	webhookTargetUrl: string;
+	/** How long the simulated provider takes to approve or reject a BLIK code. */
+	blikAnswerDelayMs: number;
+	/** Where the simulated PayPal sends the buyer to approve (the storefront follows `redirectUrl`). */
+	paypalApproveUrl: string;
+	/** The topic exchange the integration events of outside systems go to. */
+	integrationExchange: string;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -51,7 +61,12 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 3000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
-		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000)
+		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
+		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),
+		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
+		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),
+		paypalApproveUrl: env.PAYPAL_APPROVE_URL ?? "https://www.sandbox.paypal.com/checkoutnow",
+		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration"
 	};
 }
 

@@ -16,6 +16,8 @@ export interface RouteDef {
 	rename?: Record<string, string>;
 	/** Counted against the strict limit for authentication as well as the general one. */
 	authLimit?: boolean;
+	/** A payment provider's webhook: refused (401) unless `X-Signature` is the HMAC of the raw body. */
+	signed?: boolean;
 	summary: string;
 }
 
@@ -71,6 +73,13 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/orders/:id/confirm", action: "orders.confirm", access: "admin", rename: { id: "orderId" }, summary: "Confirm an order" },
 	{ method: "POST", path: "/orders/:id/ship", action: "orders.ship", access: "admin", rename: { id: "orderId" }, summary: "Ship an order" },
 	{ method: "POST", path: "/orders/:id/deliver", action: "orders.deliver", access: "admin", rename: { id: "orderId" }, summary: "Mark an order delivered" },
+
+	// Orders and payments: cancel, refund, the payment provider's webhook and PayPal's redirects
+	{ method: "POST", path: "/orders/:id/cancel", action: "orders.cancel", access: "user", status: 202, rename: { id: "orderId" }, summary: "Cancel an order before shipment (owner or admin): stock released, payment voided or refunded" },
+	{ method: "POST", path: "/orders/:id/refund", action: "orders.refund", access: "admin", rename: { id: "orderId" }, summary: "Refund a captured payment, all of it or part; never more than captured" },
+	{ method: "POST", path: "/payments/webhooks/:provider", action: "payments.webhook", access: "public", signed: true, summary: "The payment provider's signed webhook (X-Signature: sha256=<HMAC of the raw body>)" },
+	{ method: "GET", path: "/payments/paypal/return", action: "payments.paypalReturn", access: "public", summary: "PayPal sends the buyer back after approving; redirects to the storefront's returnUrl" },
+	{ method: "GET", path: "/payments/paypal/cancel", action: "payments.paypalCancel", access: "public", summary: "PayPal sends the buyer back after cancelling; redirects to the storefront's cancelUrl" },
 
 	// Operators
 	{ method: "GET", path: "/admin/sagas", action: "checkout.listSagas", access: "admin", summary: "Sagas by state and type" },
