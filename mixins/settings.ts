@@ -25,6 +25,12 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** Inbox rows (and sent outbox rows) older than this are pruned; a redelivery older than it would run twice. */
+	inboxRetentionDays: number;
+	/** Idempotency keys older than this are pruned; a repeat with an older key would run again. */
+	idempotencyRetentionDays: number;
+	/** How often each service looks for rows to prune (one replica at a time does it). */
+	pruneIntervalMs: number;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -48,7 +54,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000),
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 15000),
-		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0)
+		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		inboxRetentionDays: Number(env.INBOX_RETENTION_DAYS ?? 7),
+		idempotencyRetentionDays: Number(env.IDEMPOTENCY_RETENTION_DAYS ?? env.INBOX_RETENTION_DAYS ?? 7),
+		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000)
 	};
 }
 
