@@ -83,6 +83,15 @@ export default defineService<object, Vars>({
 		await releaseKnex(settings);
 	},
 	mixins: [ApiGateway as any],
+	actions: {
+		/** Readiness calls it through the transporter to prove requests and replies flow. Not routed. */
+		roundTrip: {
+			visibility: "public",
+			handler(this: any) {
+				return { nodeID: this.broker.nodeID };
+			}
+		}
+	},
 	settings: {
 		port: settings.port,
 		ip: process.env.HOST ?? "0.0.0.0",
@@ -125,7 +134,9 @@ export default defineService<object, Vars>({
 				},
 				onError(this: any, req: any, res: any, err: any) {
 					const { status, body } = toHttpError(err);
-					if (status >= 500) this.logger.error(`${req.method} ${req.originalUrl} failed`, err);
+					// A 503 is a dependency's outage, reported once by whoever saw it, not our bug.
+					if (status === 503) this.logger.warn(`${req.method} ${req.originalUrl}: ${body.message} (${err?.data?.cause ?? err?.message})`);
+					else if (status >= 500) this.logger.error(`${req.method} ${req.originalUrl} failed`, err);
 					if (!res.getHeader("X-Correlation-Id") && req.$ctx?.meta?.correlationId) res.setHeader("X-Correlation-Id", req.$ctx.meta.correlationId);
 					sendJson(res, status, body);
 				}
@@ -212,7 +223,9 @@ export default defineService<object, Vars>({
 			};
 			const roundTrip = async () => {
 				if (!this.broker.transit?.connected) throw new Error("not connected");
-				if (!(await this.broker.ping(this.broker.nodeID, 2000))) throw new Error("no pong");
+				// With RabbitMQ balancing, even a call to our own action is a request queued in the
+				// broker and a response consumed from our reply queue.
+				await this.broker.call("api.roundTrip", {}, { timeout: 2000, tracking: false });
 			};
 			const [rabbitmq, postgres, redis] = await Promise.all([
 				settings.transporter ? check(roundTrip) : "embedded",
