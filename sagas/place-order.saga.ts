@@ -8,12 +8,14 @@
  * payment, release the stock, mark the order payment_failed / cancelled, unlock the cart.
  */
 import type { Money } from "../contracts/money";
+import type { AppliedPromotion, ChosenShippingMethod, PaymentMethod, PricedAddon, ShippingAddress, Totals } from "../services/checkout/session";
 import { saga } from "./definition";
 
 export interface OrderLine {
 	productId: string;
 	sku: string;
 	name: string;
+	categoryId?: string | null;
 	quantity: number;
 	unitPrice: Money;
 }
@@ -22,21 +24,39 @@ export interface PlaceOrderData {
 	sagaId: string;
 	orderId: string;
 	cartId: string;
+	checkoutId: string;
 	customerId: string;
 	customerEmail: string;
-	paymentToken: string;
+	// What the customer chose at checkout: the order keeps it as it was.
+	lines: OrderLine[];
+	shippingAddress: ShippingAddress;
+	shippingMethod: ChosenShippingMethod;
+	deliveryDate: string | null;
+	express: boolean;
+	addons: PricedAddon[];
+	promotions: AppliedPromotion[];
+	promoCode: string | null;
+	totals: Totals;
+	// How it is paid.
+	paymentMethod: PaymentMethod;
+	paymentToken?: string;
 	last4?: string;
-	lines?: OrderLine[];
+	blikCode?: string;
+	returnUrl?: string;
+	cancelUrl?: string;
+	// Learnt on the way.
 	total?: Money;
 	orderNumber?: string;
 	paymentId?: string;
+	transactionId?: string;
+	redirectUrl?: string;
 }
 
 export const placeOrder = saga<PlaceOrderData>("place-order")
 	.step("lockCart", {
 		invoke: "carts.lock",
-		params: d => ({ cartId: d.cartId, sagaId: d.sagaId }),
-		onReply: (d, r) => ({ ...d, lines: r.lines, total: r.total }),
+		params: d => ({ cartId: d.cartId, sagaId: d.sagaId, expectedTotal: { amount: d.totals.cartTotal, currency: d.totals.currency } }),
+		onReply: (d, r) => ({ ...d, lines: r.lines }),
 		compensate: "carts.unlock",
 		compensateParams: d => ({ cartId: d.cartId, sagaId: d.sagaId })
 	})
@@ -55,7 +75,7 @@ export const placeOrder = saga<PlaceOrderData>("place-order")
 	})
 	.step("authorizePayment", {
 		invoke: "payments.authorize",
-		params: d => ({ orderId: d.orderId, amount: d.total, paymentToken: d.paymentToken }),
+		params: d => ({ orderId: d.orderId, amount: { amount: d.totals.grandTotal, currency: d.totals.currency }, paymentToken: d.paymentToken }),
 		onReply: (d, r) => ({ ...d, paymentId: r.paymentId }),
 		compensate: "payments.void",
 		compensateParams: (d, failure) => ({ orderId: d.orderId, reason: failure.message })

@@ -17,6 +17,7 @@ import { settings } from "../mixins/settings";
 import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
+import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
 const uuid = Joi.string().guid();
 const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"]);
@@ -30,7 +31,7 @@ interface Vars {
 	redis: Redis | null;
 }
 
-interface Methods {
+interface Methods extends SessionMethods {
 	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
 	operate(fn: () => Promise<SagaRecord>): Promise<any>;
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
@@ -44,16 +45,14 @@ export default defineService<Methods, Vars>({
 	dependencies: ["carts", "orders", "inventory", "payments", "customers"],
 
 	actions: {
+		// The checkout session: address, shipping, delivery date, payment method, promo code, add-ons, totals.
+		...sessionActions,
+
 		place: {
 			rest: "POST /api/checkout/place",
 			params: Joi.object({
-				paymentDetails: Joi.object({
-					// The message must not echo the number back (it would land in logs).
-					cardNumber: Joi.string().trim().pattern(/^[0-9 ]{12,23}$/).required().messages({ "string.pattern.base": "'cardNumber' must be 12 to 19 digits" }),
-					expMonth: Joi.number().integer().min(1).max(12).required(),
-					expYear: Joi.number().integer().min(2000).max(2100).required(),
-					cvc: Joi.string().pattern(/^[0-9]{3,4}$/).required()
-				}).required(),
+				// Checked against the checkout's payment method: card fields, { blikCode } or { returnUrl, cancelUrl }.
+				paymentDetails: Joi.object().required(),
 				idempotencyKey: Joi.string().max(200)
 			}),
 			async handler(ctx) {
@@ -65,13 +64,8 @@ export default defineService<Methods, Vars>({
 					if (earlier) return this.answer(ctx, earlier.saga_id, settings.checkoutWaitMs);
 				}
 
-				const customer = await ctx.call<any, any>("customers.get", { id: user.id });
-				if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
-				const cart = await ctx.call<any, any>("carts.get", {});
-				if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
-				if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
-				const card = { ...ctx.params.paymentDetails, cardNumber: ctx.params.paymentDetails.cardNumber.replace(/ /g, "") };
-				const { paymentToken, last4 } = await ctx.call<any, any>("payments.tokenize", card);
+				const ready = await this.readyToPlace(ctx, ctx.params.paymentDetails);
+				const payment = await paymentOf(ctx, ready);
 
 				const sagaId = randomUUID();
 				const orderId = randomUUID();
@@ -86,7 +80,7 @@ export default defineService<Methods, Vars>({
 						return this.answer(ctx, first.saga_id, settings.checkoutWaitMs);
 					}
 				}
-				const data: PlaceOrderData = { sagaId, orderId, cartId: cart.id, customerId: user.id, customerEmail: customer.email, paymentToken, last4 };
+				const data: PlaceOrderData = { sagaId, orderId, ...orderSnapshot(ready), ...payment };
 				await this.engine.start(placeOrder.name, data, { sagaId, correlationId: ctx.meta.correlationId });
 				return this.answer(ctx, sagaId, settings.checkoutWaitMs);
 			}
@@ -145,7 +139,13 @@ export default defineService<Methods, Vars>({
 		}
 	},
 
+	channels: {
+		...sessionChannels
+	},
+
 	methods: {
+		...sessionMethods,
+
 		/** An operator's command on a saga; the engine's refusals become the API's typed errors. */
 		async operate(fn: () => Promise<SagaRecord>) {
 			try {
@@ -219,6 +219,6 @@ export default defineService<Methods, Vars>({
 
 /** A saga record as operators see it: the payment token stays inside. */
 function redact(rec: SagaRecord<any>) {
-	const { paymentToken: _token, ...data } = rec.data ?? {};
+	const { paymentToken: _token, blikCode: _code, ...data } = rec.data ?? {};
 	return { ...rec, data };
 }
