@@ -153,7 +153,11 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 				address = { addressId: a.id, recipientName: a.recipientName, street: a.street, city: a.city, state: a.state, postalCode: a.postalCode, country: a.country };
 			} else {
 				// Checked exactly as the address book checks it (postal code per country).
-				const a = await ctx.call<any, any>("customers.validateAddress", ctx.params.address);
+				const a = await ctx.call<any, any>("customers.validateAddress", ctx.params.address).catch(err => {
+					// The fields are named as this request names them: `address.postalCode`.
+					if (err?.code === 422 && Array.isArray(err.data)) err.data = err.data.map((f: any) => ({ ...f, field: `address.${f.field}` }));
+					throw err;
+				});
 				address = { addressId: null, ...a };
 			}
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { address }, cause: ctx }));
