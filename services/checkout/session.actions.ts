@@ -68,7 +68,8 @@ export interface Session extends Choices {
 	customerId: string | null;
 	version: number;
 	lines: CheckoutLine[];
-	shippingMethod: (ChosenShippingMethod & { expressFee?: Money | null }) | null;
+	/** The chosen method as quoted for this cart, with the delivery date it quoted. */
+	shippingMethod: (ChosenShippingMethod & { expressFee?: Money | null; deliveryDate?: string }) | null;
 	promotions: AppliedPromotion[];
 	promoCodeStatus: string | null;
 	addons: PricedAddon[];
@@ -81,7 +82,7 @@ type Computed = Omit<Session, "id" | "cartId" | "customerId" | "version" | "upda
 type Call = <T = any>(action: string, params: Record<string, unknown>) => Promise<T>;
 
 /** Which of the customer's choices this request changes: those are checked strictly. */
-type Part = "shipping" | "addons" | "promoCode";
+type Part = "shipping";
 
 interface RefreshOpts {
 	change?: Partial<Choices>;
@@ -144,7 +145,7 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/address",
 		params: Joi.object({ addressId: uuid, address: addressSchema }).xor("addressId", "address"),
 		async handler(ctx) {
-			const { cart } = await this.currentSession(ctx);
+			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
 			let address: ShippingAddress;
 			if (ctx.params.addressId) {
@@ -160,6 +161,8 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 				});
 				address = { addressId: null, ...a };
 			}
+			// shipping records the address (and refuses a country no method delivers to).
+			await ctx.call("shipping.provideAddress", { checkoutId: session.id, address });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { address }, cause: ctx }));
 		}
 	},
@@ -176,12 +179,13 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 
 	setShippingMethod: {
 		rest: "PUT /api/checkout/shipping-method",
-		params: Joi.object({ methodId: Joi.string().trim().min(1).max(100).required() }),
+		params: Joi.object({ methodId: uuid.required() }),
 		async handler(ctx) {
 			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
 			if (!session.address) throw validationError("Set the shipping address first: the methods depend on the country", [{ field: "address", message: "'address' is required", type: "any.required" }]);
 			// Another method has other delivery days: the date is chosen again.
+			await ctx.call("shipping.selectMethod", { checkoutId: session.id, methodId: ctx.params.methodId, country: session.address.country, cartTotal: cart.total });
 			const change: Partial<Choices> = { shippingMethodId: ctx.params.methodId, deliveryDate: null, express: false };
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, strict: ["shipping"], cause: ctx }));
 		}
@@ -194,6 +198,10 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
 			if (!session.shippingMethodId) throw validationError("Choose a shipping method first", [{ field: "shippingMethod", message: "'shippingMethod' is required", type: "any.required" }]);
+			// shipping checks the date against the method's window and records the choice.
+			await ctx.call("shipping.selectDeliveryDate", {
+				checkoutId: session.id, methodId: session.shippingMethodId, country: session.address!.country, cartTotal: cart.total, deliveryDate: ctx.params.date, express: ctx.params.express
+			});
 			const change = { deliveryDate: ctx.params.date, express: ctx.params.express };
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, strict: ["shipping"], cause: ctx }));
 		}
@@ -211,27 +219,17 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 
 	applyPromoCode: {
 		rest: "POST /api/checkout/promo-code",
-		params: Joi.object({ code: Joi.string().trim().min(1).max(100).required() }),
+		params: Joi.object({ code: Joi.string().trim().min(1).max(40).required() }),
 		async handler(ctx) {
-			const { cart } = await this.currentSession(ctx);
+			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
 			const code: string = ctx.params.code;
+			// promotions checks the code for this cart (422 PROMO_CODE_INVALID, 409 PROMO_CODE_USED_UP) and records it.
+			await ctx.call("promotions.applyCode", { checkoutId: session.id, code, ...promotionCart(session.customerId, cartLines(cart), cart.total.currency) });
 			const accept = (s: Computed) => {
-				switch (s.promoCodeStatus) {
-					case "applied":
-						return;
-					case "used_up":
-						throw conflict("PROMO_CODE_USED_UP", `The code '${code}' has no uses left`, { code });
-					default: {
-						const why = s.promoCodeStatus === "expired" ? "has expired" : s.promoCodeStatus === "not_applicable" ? "does not apply to this cart" : "is not a valid code";
-						throw validationError(`The code '${code}' ${why}`, [{ field: "code", message: `'code' ${why}`, type: `promo.${s.promoCodeStatus ?? "unknown"}` }]);
-					}
-				}
+				if (s.promoCodeStatus !== "applied") throw conflict("PROMO_CODE_USED_UP", `The code '${code}' no longer applies`, { code, codeStatus: s.promoCodeStatus });
 			};
-			const session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { promoCode: code }, strict: ["promoCode"], accept, cause: ctx });
-			// promotions records that the code was applied (its own event); the session already holds it.
-			await ctx.call("promotions.applyCode", { checkoutId: session.id, customerId: session.customerId ?? undefined, code }).catch(err => this.logger.warn(`promotions.applyCode failed: ${err.message}`));
-			return this.sessionView(session);
+			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { promoCode: code }, accept, cause: ctx }));
 		}
 	},
 
@@ -239,13 +237,10 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "DELETE /api/checkout/promo-code",
 		params: Joi.object({}),
 		async handler(ctx) {
-			const { cart, session: before } = await this.currentSession(ctx);
+			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
-			const session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { promoCode: null }, cause: ctx });
-			if (before.promoCode) {
-				await ctx.call("promotions.removeCode", { checkoutId: session.id, customerId: session.customerId ?? undefined, code: before.promoCode }).catch(err => this.logger.warn(`promotions.removeCode failed: ${err.message}`));
-			}
-			return this.sessionView(session);
+			if (session.promoCode) await ctx.call("promotions.removeCode", { checkoutId: session.id, ...promotionCart(session.customerId, cartLines(cart), cart.total.currency) });
+			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { promoCode: null }, cause: ctx }));
 		}
 	},
 
@@ -255,7 +250,7 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		async handler(ctx) {
 			const { cart, session } = await this.currentSession(ctx);
 			if (cart.items.length === 0) return [];
-			const available = await ctx.call<any[], any>("addons.available", { lines: cart.items.map(l => ({ productId: l.productId, categoryId: l.categoryId ?? undefined })) });
+			const available = await ctx.call<any[], any>("addons.available", { lines: addonLines(cartLines(cart)), currency: cart.total.currency });
 			return available.map(a => ({ ...a, selected: session.addonIds.includes(a.id) }));
 		}
 	},
@@ -266,7 +261,9 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		async handler(ctx) {
 			const { cart } = await this.currentSession(ctx);
 			this.editableCart(cart);
-			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { addonIds: ctx.params.addonIds }, strict: ["addons"], cause: ctx }));
+			// 422 naming addonIds when one is unknown or not offered for these lines.
+			if (ctx.params.addonIds.length > 0) await ctx.call("addons.price", { addonIds: ctx.params.addonIds, lines: addonLines(cartLines(cart)), currency: cart.total.currency });
+			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { addonIds: ctx.params.addonIds }, cause: ctx }));
 		}
 	}
 };
@@ -287,6 +284,24 @@ export const sessionChannels: Record<string, ChannelDef<This>> = {
 };
 
 class VersionMoved extends Error {}
+
+function cartLines(cart: CartView): CheckoutLine[] {
+	return cart.items.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, categoryId: l.categoryId ?? null, quantity: l.quantity, unitPrice: l.unitPrice, lineTotal: l.lineTotal }));
+}
+
+/** The cart as promotions reads it. */
+function promotionCart(customerId: string | null, lines: CheckoutLine[], currency: string) {
+	return {
+		...(customerId ? { customerId } : {}),
+		lines: lines.map(l => ({ productId: l.productId, categoryId: l.categoryId, quantity: l.quantity, unitPrice: l.unitPrice })),
+		currency
+	};
+}
+
+/** The cart as addons reads it. */
+function addonLines(lines: CheckoutLine[]) {
+	return lines.map(l => ({ productId: l.productId, categoryId: l.categoryId }));
+}
 
 export const sessionMethods: SessionMethods & ThisType<This> = {
 	callFrom(ctx: Ctx): Call {
@@ -382,26 +397,14 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 	async computeSession(this: This, call: Call, base: Session, cart: CartView, strict: Part[]): Promise<Computed> {
 		const c: Choices = { address: base.address, shippingMethodId: base.shippingMethodId, deliveryDate: base.deliveryDate, express: base.express, paymentMethod: base.paymentMethod, promoCode: base.promoCode, addonIds: [...base.addonIds] };
 		const currency = cart.total.currency;
-		const lines: CheckoutLine[] = cart.items.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, categoryId: l.categoryId ?? null, quantity: l.quantity, unitPrice: l.unitPrice, lineTotal: l.lineTotal }));
-		const scope = lines.map(l => ({ productId: l.productId, categoryId: l.categoryId ?? undefined }));
+		const lines = cartLines(cart);
+		const scope = addonLines(lines);
 
-		// Promotions: automatic ones and the code, if any. Pure on the promotions side.
-		let discount = 0;
-		let promotions: AppliedPromotion[] = [];
-		let promoCodeStatus: string | null = null;
-		if (lines.length > 0) {
-			const ev = await call<any>("promotions.evaluate", {
-				...(base.customerId ? { customerId: base.customerId } : {}),
-				...(c.promoCode ? { code: c.promoCode } : {}),
-				lines: lines.map(l => ({ productId: l.productId, ...(l.categoryId ? { categoryId: l.categoryId } : {}), quantity: l.quantity, unitPrice: l.unitPrice })),
-				currency
-			});
-			discount = ev.discount?.amount ?? 0;
-			promotions = ev.promotions ?? [];
-			promoCodeStatus = c.promoCode ? (ev.codeStatus ?? null) : null;
-		} else if (c.promoCode) {
-			promoCodeStatus = "not_applicable";
-		}
+		// Promotions: automatic ones and the code, if any (promotions records what changed for this checkout).
+		const ev = await call<any>("promotions.recalculate", { checkoutId: base.id, ...promotionCart(base.customerId, lines, currency), ...(c.promoCode ? { code: c.promoCode } : {}) });
+		const discount: number = ev.discount?.amount ?? 0;
+		const promotions: AppliedPromotion[] = ev.promotions ?? [];
+		const promoCodeStatus: string | null = c.promoCode ? (ev.codeStatus ?? null) : null;
 
 		// Shipping: the method's price for this country and cart (free over…, express fee).
 		let shippingMethod: Session["shippingMethod"] = null;
@@ -415,8 +418,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 					...(c.deliveryDate ? { deliveryDate: c.deliveryDate, express: c.express } : {})
 				});
 				shipping = q.price.amount;
-				shippingMethod = { id: q.method.id, name: q.method.name, carrier: q.method.carrier, price: q.price, expressFee: q.method.expressFee ?? null };
-				if (q.deliveryDate !== undefined) c.deliveryDate = q.deliveryDate ?? c.deliveryDate;
+				shippingMethod = { id: q.method.id, name: q.method.name, carrier: q.method.carrier, price: q.price, expressFee: q.method.expressFee ?? null, deliveryDate: q.deliveryDate };
 				break;
 			} catch (err) {
 				if (strict.includes("shipping") || !isClientError(err)) throw err;
@@ -435,27 +437,11 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			c.express = false;
 		}
 
-		// Add-on services chosen for these lines.
-		let addons: PricedAddon[] = [];
-		let services = 0;
-		if (c.addonIds.length > 0 && lines.length === 0) {
-			if (strict.includes("addons")) throw conflict("CART_EMPTY", "Add products to the cart before choosing services");
-			c.addonIds = [];
-		}
-		while (c.addonIds.length > 0) {
-			try {
-				const priced = await call<any>("addons.price", { addonIds: c.addonIds, lines: scope });
-				addons = priced.addons;
-				services = priced.total.amount;
-				break;
-			} catch (err) {
-				if (strict.includes("addons") || !isClientError(err)) throw err;
-				const offered = new Set((await call<any[]>("addons.available", { lines: scope })).map(a => a.id));
-				const kept = c.addonIds.filter(id => offered.has(id));
-				this.logger.info(`Checkout ${base.id}: dropped add-ons no longer offered for the cart`);
-				c.addonIds = kept.length === c.addonIds.length ? [] : kept;
-			}
-		}
+		// Add-on services: those chosen that the lines still qualify for (addons records a changed offer).
+		const offer = await call<any>("addons.calculateAvailability", { checkoutId: base.id, lines: scope, selectedAddonIds: c.addonIds, currency });
+		const addons: PricedAddon[] = offer.selected;
+		const services: number = offer.total.amount;
+		c.addonIds = addons.map(a => a.id);
 
 		const totals = computeTotals({ cartTotal: cart.total.amount, discount, shipping, services, currency });
 		return { ...c, lines, shippingMethod, promotions, promoCodeStatus, addons, totals };
@@ -523,7 +509,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 export function orderSnapshot(r: ReadyCheckout) {
 	const s = r.session;
 	const { addressId: _addressId, ...shippingAddress } = s.address!;
-	const { expressFee: _fee, ...shippingMethod } = s.shippingMethod!;
+	const { expressFee: _fee, deliveryDate: quotedDate, ...shippingMethod } = s.shippingMethod!;
 	return {
 		cartId: r.cart.id,
 		checkoutId: s.id,
@@ -532,7 +518,7 @@ export function orderSnapshot(r: ReadyCheckout) {
 		lines: s.lines.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, categoryId: l.categoryId, quantity: l.quantity, unitPrice: l.unitPrice })),
 		shippingAddress: { ...shippingAddress, addressId: _addressId },
 		shippingMethod,
-		deliveryDate: s.deliveryDate,
+		deliveryDate: s.deliveryDate ?? quotedDate ?? null,
 		express: s.express,
 		addons: s.addons,
 		promotions: s.promotions,
