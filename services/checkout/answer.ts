@@ -8,9 +8,9 @@ export function refusalAtLock(rec: SagaRecord<PlaceOrderData>): { type: string; 
 	return { type: rec.failure.type ?? "CART_LOCKED", message: rec.failure.message };
 }
 
-/** True when the saga failed because the payment did (refused, rejected by the bank, never answered). */
+/** True when the saga failed because the payment was refused (a declined card, a BLIK code the bank rejected): the order is payment_failed, as orders.fail decides. */
 export function paymentFailed(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<string>): boolean {
-	return rec.status === "compensated" && (rec.failure?.step === "authorizePayment" || paymentTypes.has(rec.failure?.type ?? ""));
+	return rec.status === "compensated" && paymentTypes.has(rec.failure?.type ?? "");
 }
 
 export function orderStatus(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<string>): string {
