@@ -280,7 +280,24 @@ export const sessionChannels: Record<string, ChannelDef<This>> = {
 	"cart.item_added": onCart,
 	"cart.item_quantity_changed": onCart,
 	"cart.item_removed": onCart,
-	"cart.cleared": onCart
+	"cart.cleared": onCart,
+
+	/** The place-order saga created the order of a checkout: `checkout.order_created`, once. */
+	"order.placed": {
+		group: "checkout",
+		async handler(event) {
+			const p = event.payload as any;
+			if (typeof p?.cartId !== "string") return;
+			const session = await this.loadSession(p.cartId);
+			if (!session) return; // an order placed without a checkout session
+			await this.handleOnce(event, "checkout.onOrderPlaced", trx =>
+				this.record(trx, "checkout.order_created", session.id, {
+					checkoutId: session.id, cartId: p.cartId, orderId: p.orderId, orderNumber: p.orderNumber, customerId: p.customerId,
+					grandTotal: p.totals?.grandTotal ?? p.total?.amount, currency: p.totals?.currency ?? p.total?.currency
+				}, event).then(() => undefined)
+			);
+		}
+	}
 };
 
 class VersionMoved extends Error {}
