@@ -74,7 +74,8 @@ export const placeOrder = saga<PlaceOrderData>("place-order")
 	.step("createOrder", {
 		invoke: Orders.create,
 		params: d => ({
-			orderId: d.orderId, customerId: d.customerId, customerEmail: d.customerEmail, cartId: d.cartId, sagaId: d.sagaId, lines: d.lines,
+			orderId: d.orderId, customerId: d.customerId, customerEmail: d.customerEmail, cartId: d.cartId, sagaId: d.sagaId,
+			lines: d.lines.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, quantity: l.quantity, unitPrice: l.unitPrice })),
 			shippingAddress: d.shippingAddress, shippingMethod: d.shippingMethod, deliveryDate: d.deliveryDate, express: d.express,
 			addons: d.addons, promotions: d.promotions, totals: d.totals, paymentMethod: d.paymentMethod
 		}),
