@@ -29,7 +29,8 @@ import { cancelActions } from "./checkout/cancel.actions";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
 const uuid = Joi.string().guid();
-const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"]);
+/** Failures that leave the order payment_failed (as orders.fail decides): refusals, and a payment that never came. */
+const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD", "DEADLINE_PASSED"]);
 /** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
 const RETRY_ANSWER_WAIT_MS = 1000;
 
@@ -171,7 +172,12 @@ export default defineService<Methods, Vars>({
 		},
 
 		async answer(this: This, ctx: Ctx, sagaId: string, waitMs: number) {
-			const rec = (waitMs > 0 ? await this.engine.waitFor(sagaId, { timeoutMs: waitMs }) : await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
+			// Until the saga ends — or waits for the buyer (BLIK, PayPal): the answer then carries what the buyer needs.
+			const until = Date.now() + waitMs;
+			let rec = (await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
+			while (rec && isUnderWay(rec) && Date.now() < until) {
+				rec = (await this.engine.waitFor(sagaId, { timeoutMs: Math.min(100, until - Date.now()) })) as SagaRecord<PlaceOrderData> | null;
+			}
 			if (!rec) throw notFound("Checkout", sagaId);
 			if (ctx.meta.user?.role === "customer" && rec.data.customerId !== ctx.meta.user.id) throw notFound("Checkout", sagaId);
 			const refusal = refusalAtLock(rec);
@@ -261,6 +267,11 @@ export default defineService<Methods, Vars>({
 		if (this.redis) this.redis.disconnect();
 	}
 });
+
+/** Still running, and not waiting for an outside answer. */
+function isUnderWay(rec: SagaRecord): boolean {
+	return (rec.status === "running" && rec.stepStatus !== "waiting") || rec.status === "compensating";
+}
 
 /** A saga record as operators see it: the payment token stays inside. */
 function redact(rec: SagaRecord<any>) {

@@ -9,7 +9,7 @@ import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { Cluster, EventRecorder, eventually, recordEvents, startCluster } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
-import { gatewayOf } from "../support/payments";
+import { gatewayOf, postWebhook, webhookBody } from "../support/payments";
 import { ADDRESS, adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, stockOf, verifiedCustomer } from "../support/shop";
 
 const EVENTS = [
@@ -183,5 +183,201 @@ describe("checkout flow through the gateway: session, card, BLIK, PayPal, the or
 		const unknownCode = await http.post("/api/checkout/promo-code", { code: "NO-SUCH-CODE" }, c.token);
 		expect(unknownCode.status).to.equal(422);
 		expect(expectStatus(await http.get("/api/orders", c.token), 200).rows ?? []).to.have.length(0);
+	});
+
+	/** A customer with 2 × 100 PLN in the cart, the own method (15 PLN) and the payment method chosen: 215 PLN to pay. */
+	async function readyShopper(method: "card" | "blik" | "paypal", opts: { code?: string; stock?: number } = {}) {
+		const { p, c } = await shopper({ price: 10000, quantity: 2, stock: opts.stock ?? 10 });
+		await readyCheckout(http, c.token, { paymentMethod: method, methodId: ownMethod.id });
+		if (opts.code) expectStatus(await http.post("/api/checkout/promo-code", { code: opts.code }, c.token), 200);
+		return { p, c };
+	}
+
+	async function usesOf(code: string): Promise<number> {
+		const list = expectStatus(await http.get("/api/admin/promotions?pageSize=100", admin), 200);
+		const rows: any[] = Array.isArray(list) ? list : list.rows;
+		return rows.find(r => r.code === code).uses;
+	}
+
+	/** The browser following a redirect back to the shop: the answer, not where it leads. */
+	const browse = (path: string) => fetch(http.baseUrl + path, { redirect: "manual" });
+
+	describe("BLIK", () => {
+		it("777123: the order awaits payment, the bank's webhook arrives and the order is confirmed", async () => {
+			const { p, c } = await readyShopper("blik");
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode: "777123" } }, c.token), 202);
+			expect(placed.status).to.be.oneOf(["awaiting_payment", "confirmed"]);
+			expect(placed.payment).to.include({ method: "blik" });
+			const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
+			expect(saga.status, JSON.stringify(saga.failure)).to.equal("completed");
+			const o = await order(placed.orderId, c.token);
+			expect(o.status).to.equal("confirmed");
+			expect(o.statusHistory.map((h: any) => h.status ?? h.to)).to.include.members(["pending", "awaiting_payment", "confirmed"]);
+			expect(o.payment).to.include({ method: "blik", status: "authorized" });
+			expect(o.payment.amount).to.deep.equal({ amount: 21500, currency: "PLN" });
+			expect(await stockOf(http, admin, p.sku)).to.include({ reserved: 2 });
+		});
+
+		it("777000: the bank rejects — payment_failed, stock and the code's use released, the cart unlocked and intact", async () => {
+			const code = await promoCode({ usageLimit: 10 });
+			const { p, c } = await readyShopper("blik", { code });
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode: "777000" } }, c.token), 202);
+			const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
+			expect(saga.status).to.equal("compensated");
+			expect(saga.failure).to.include({ step: "authorizePayment", type: "PAYMENT_DECLINED" });
+			expect(saga.compensatedSteps).to.include.members(["authorizePayment", "reserveStock", "redeemPromotion", "createOrder", "lockCart"]);
+			const o = await order(placed.orderId, c.token);
+			expect(o.status).to.equal("payment_failed");
+			expect(o.payment.status).to.equal("failed");
+			expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 10, reserved: 0 });
+			expect(await usesOf(code)).to.equal(0);
+			const cart = expectStatus(await http.get("/api/cart", c.token), 200);
+			expect(cart.locked).to.equal(false);
+			expect(cart.items.map((i: any) => i.quantity)).to.deep.equal([2]);
+			const failed = await events.waitFor("checkout.failed", e => e.payload.orderId === placed.orderId);
+			expect(failed.payload.reason).to.be.a("string").and.not.equal("");
+		});
+
+		it("a code the bank never answers: compensated at the deadline, nothing held; a late approval revives nothing", async () => {
+			const { p, c } = await readyShopper("blik");
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode: "123456" } }, c.token), 202);
+			expect(placed.status).to.equal("awaiting_payment");
+			expect((await order(placed.orderId, c.token)).status).to.equal("awaiting_payment");
+			const saga = await finishedSaga(http, admin, placed.checkout.sagaId, 30_000);
+			expect(saga.status).to.equal("compensated");
+			expect(saga.failure).to.include({ step: "authorizePayment", type: "DEADLINE_PASSED" });
+			const o = await order(placed.orderId, c.token);
+			expect(o.status).to.equal("payment_failed");
+			expect(o.payment.status).to.not.equal("authorized");
+			expect(await stockOf(http, admin, p.sku)).to.include({ reserved: 0 });
+			expect(expectStatus(await http.get("/api/cart", c.token), 200).locked).to.equal(false);
+
+			// The bank's approval after the deadline: accepted by the gateway, voided, the order stays as it is.
+			const late = await postWebhook(http, webhookBody(placed.payment.transactionId, "approved"));
+			expect(late.status).to.equal(200);
+			await new Promise(r => setTimeout(r, 1000));
+			const after = await order(placed.orderId, c.token);
+			expect(after.status).to.equal("payment_failed");
+			expect(after.payment.status).to.not.equal("authorized");
+			expect(await stockOf(http, admin, p.sku)).to.include({ reserved: 0 });
+		});
+	});
+
+	describe("PayPal", () => {
+		const urls = { returnUrl: "https://shop.example/paypal/back", cancelUrl: "https://shop.example/paypal/cancelled" };
+
+		it("place answers PayPal's redirect; the buyer's return confirms the order", async () => {
+			const { c } = await readyShopper("paypal");
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: urls }, c.token), 202);
+			expect(placed.status).to.equal("awaiting_payment");
+			expect(placed.payment.redirectUrl).to.be.a("string").and.match(/^https?:\/\//);
+			const token = placed.payment.transactionId;
+			expect(token).to.be.a("string");
+			const back = await browse(`/api/payments/paypal/return?token=${encodeURIComponent(token)}`);
+			expect(back.status).to.equal(302);
+			expect(back.headers.get("location")).to.match(/^https:\/\/shop\.example\/paypal\/back/);
+			const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
+			expect(saga.status, JSON.stringify(saga.failure)).to.equal("completed");
+			expect((await order(placed.orderId, c.token)).payment).to.include({ method: "paypal", status: "authorized" });
+		});
+
+		it("the buyer cancels at PayPal: payment_failed, everything released", async () => {
+			const { p, c } = await readyShopper("paypal");
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: urls }, c.token), 202);
+			const back = await browse(`/api/payments/paypal/cancel?token=${encodeURIComponent(placed.payment.transactionId)}`);
+			expect(back.status).to.equal(302);
+			const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
+			expect(saga.status).to.equal("compensated");
+			expect((await order(placed.orderId, c.token)).status).to.equal("payment_failed");
+			expect(await stockOf(http, admin, p.sku)).to.include({ reserved: 0 });
+		});
+	});
+
+	describe("the order's life after checkout", () => {
+		async function confirmedOrder() {
+			const { p, c } = await readyShopper("card");
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
+			expect((await finishedSaga(http, admin, placed.checkout.sagaId)).status).to.equal("completed");
+			return { p, c, orderId: placed.orderId as string };
+		}
+
+		it("ship deducts the stock and captures the payment; deliver; cancel after shipment is refused (409)", async () => {
+			const { p, c, orderId } = await confirmedOrder();
+			const shipped = expectStatus(await http.post(`/api/orders/${orderId}/ship`, { trackingNumber: "TRK-1", carrier: "Shop van" }, admin), 200);
+			expect(shipped.status).to.equal("shipped");
+			expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 8, reserved: 0 });
+			const o = await order(orderId, c.token);
+			expect(o.payment).to.include({ status: "captured" });
+			expect(o.payment.captured).to.deep.equal({ amount: 21500, currency: "PLN" });
+			const late = await http.post(`/api/orders/${orderId}/cancel`, { reason: "Changed my mind" }, c.token);
+			expect(late.status).to.equal(409);
+			expect(late.body.type).to.equal("INVALID_TRANSITION");
+			expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 8, reserved: 0 });
+			expect(expectStatus(await http.post(`/api/orders/${orderId}/deliver`, {}, admin), 200).status).to.equal("delivered");
+		});
+
+		it("cancel before shipment: stock released, payment voided, the code's use given back, order.cancelled", async () => {
+			const code = await promoCode({ usageLimit: 3 });
+			const { p, c } = await readyShopper("card", { code });
+			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
+			expect((await finishedSaga(http, admin, placed.checkout.sagaId)).status).to.equal("completed");
+			expect(await usesOf(code)).to.equal(1);
+			const cancelled = await http.post(`/api/orders/${placed.orderId}/cancel`, { reason: "Changed my mind" }, c.token);
+			expect(cancelled.status, JSON.stringify(cancelled.body)).to.equal(202);
+			const o = await eventually(async () => {
+				const x = await order(placed.orderId, c.token);
+				return x.status === "cancelled" ? x : null;
+			}, 15_000, "the order cancelled");
+			expect(o.payment.status).to.equal("voided");
+			expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 10, reserved: 0 });
+			expect(await usesOf(code)).to.equal(0);
+			await events.waitFor("order.cancelled", e => e.aggregate_id === placed.orderId);
+			// Asked again: the same cancellation, nothing more.
+			expect((await http.post(`/api/orders/${placed.orderId}/cancel`, { reason: "Changed my mind" }, c.token)).status).to.be.oneOf([202, 409]);
+			expect(events.events.filter(e => e.event_name === "order.cancelled" && e.aggregate_id === placed.orderId)).to.have.length(1);
+		});
+
+		it("a partial refund after shipment; a refund beyond what was captured is refused and changes nothing", async () => {
+			const { orderId } = await confirmedOrder();
+			expectStatus(await http.post(`/api/orders/${orderId}/ship`, { trackingNumber: "TRK-2", carrier: "Shop van" }, admin), 200);
+			const part = expectStatus(await http.post(`/api/orders/${orderId}/refund`, { amount: { amount: 5000, currency: "PLN" }, reason: "one lamp broken" }, admin), 200);
+			expect(part.payment).to.deep.include({ status: "partially_refunded", refunded: { amount: 5000, currency: "PLN" } });
+			const tooMuch = await http.post(`/api/orders/${orderId}/refund`, { amount: { amount: 16501, currency: "PLN" }, reason: "more than is left" }, admin);
+			expect(tooMuch.status).to.equal(409);
+			expect(tooMuch.body.type).to.equal("REFUND_EXCEEDS_CAPTURED");
+			expect((await order(orderId)).payment.refunded).to.deep.equal({ amount: 5000, currency: "PLN" });
+		});
+	});
+
+	it("a code with 5 uses left and 20 checkouts placed at once: exactly 5 discounted orders, the other 15 fail with PROMO_CODE_USED_UP", async function () {
+		this.timeout(300_000);
+		const code = await promoCode({ value: 10, usageLimit: 5 });
+		const p = await productInStock(http, admin, { stock: 100, price: 10000 });
+		const shoppers = [];
+		for (let i = 0; i < 20; i++) {
+			const c = await verifiedCustomer(http, admin);
+			expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+			await readyCheckout(http, c.token, { paymentMethod: "card", methodId: ownMethod.id });
+			const s = expectStatus(await http.post("/api/checkout/promo-code", { code }, c.token), 200);
+			expect(s.totals.promotionDiscount).to.equal(1000);
+			shoppers.push(c);
+		}
+		const answers = await Promise.all(shoppers.map(c => http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token)));
+		expect(answers.map(a => a.status)).to.satisfy((s: number[]) => s.every(x => x === 202), JSON.stringify(answers.filter(a => a.status !== 202).map(a => a.body)));
+		const sagas = await Promise.all(answers.map(a => finishedSaga(http, admin, a.body.checkout.sagaId, 120_000)));
+		const completed = sagas.filter(s => s.status === "completed");
+		const failed = sagas.filter(s => s.status === "compensated");
+		expect(completed).to.have.length(5);
+		expect(failed).to.have.length(15);
+		for (const s of failed) expect(s.failure).to.include({ step: "redeemPromotion", type: "PROMO_CODE_USED_UP" });
+		const orders = await Promise.all(completed.map(s => order(s.data.orderId)));
+		for (const o of orders) {
+			expect(o.status).to.equal("confirmed");
+			expect(o.totals).to.include({ promotionDiscount: 1000, grandTotal: 10500 });
+		}
+		expect(await usesOf(code)).to.equal(5);
+		expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 100, reserved: 5 });
+		const refused = await Promise.all(failed.map(s => order(s.data.orderId)));
+		expect(refused.every(o => o.status === "cancelled")).to.equal(true);
 	});
 });
