@@ -37,6 +37,12 @@ export interface Settings {
 	paypalApproveUrl: string;
 	/** The topic exchange the integration events of outside systems go to. */
 	integrationExchange: string;
+	/** Inbox rows (and sent outbox rows) older than this are pruned; a redelivery older than it would run twice. */
+	inboxRetentionDays: number;
+	/** Idempotency keys older than this are pruned; a repeat with an older key would run again. */
+	idempotencyRetentionDays: number;
+	/** How often each service looks for rows to prune (one replica at a time does it). */
+	pruneIntervalMs: number;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -66,7 +72,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
 		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),
 		paypalApproveUrl: env.PAYPAL_APPROVE_URL ?? "https://www.sandbox.paypal.com/checkoutnow",
-		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration"
+		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration",
+		inboxRetentionDays: Number(env.INBOX_RETENTION_DAYS ?? 7),
+		idempotencyRetentionDays: Number(env.IDEMPOTENCY_RETENTION_DAYS ?? env.INBOX_RETENTION_DAYS ?? 7),
+		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000)
 	};
 }
 
