@@ -54,7 +54,8 @@ export interface CartLine {
 
 export const Carts = {
 	/** Locks the cart for one saga and answers its lines at current prices. */
-	lock: action<{ cartId: string; sagaId: string }, { cartId: string; customerId: string; lines: CartLine[]; total: Money }>("carts.lock"),
+	/** A cart whose total is no longer `expectedTotal` (what the checkout showed) is refused: 409 CART_CHANGED. */
+	lock: action<{ cartId: string; sagaId: string; expectedTotal?: Money }, { cartId: string; customerId: string; lines: CartLine[]; total: Money }>("carts.lock"),
 	unlock: action<{ cartId: string; sagaId: string }, { cartId: string; unlocked: boolean }>("carts.unlock"),
 	/** Empties the cart into the order. */
 	checkout: action<{ cartId: string; sagaId: string; orderId: string }, { cartId: string; orderId: string }>("carts.checkout")
@@ -72,14 +73,15 @@ export interface OrderLineInput {
 
 /** What checkout snapshots into the order besides its lines (all optional: the card-only path has none). */
 export interface OrderSnapshot {
-	shippingAddress?: Record<string, unknown>;
-	shippingMethod?: { id: string; name: string; carrier: string; price: Money };
-	deliveryDate?: string;
+	shippingAddress?: { recipientName: string; street: string; city: string; state: string | null; postalCode: string; country: string; addressId?: string | null } | null;
+	shippingMethod?: { id: string; name: string; carrier: string; price: Money } | null;
+	deliveryDate?: string | null;
 	express?: boolean;
 	addons?: Array<{ id: string; name: string; price: Money }>;
-	promotions?: Array<{ promotionId: string; code?: string; name: string; discount: Money }>;
-	totals?: { cartTotal: Money; promotionDiscount: Money; shippingTotal: Money; servicesTotal: Money; grandTotal: Money; currency: string };
-	paymentMethod?: PaymentMethod;
+	promotions?: Array<{ promotionId: string; code?: string | null; name: string; discount: Money }>;
+	/** Amounts in minor units of `currency`, as the checkout showed them. */
+	totals?: { cartTotal: number; promotionDiscount: number; shippingTotal: number; servicesTotal: number; grandTotal: number; currency: string } | null;
+	paymentMethod?: PaymentMethod | null;
 }
 
 export interface OrderView {

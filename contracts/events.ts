@@ -62,6 +62,7 @@ export const EVENT_NAMES = [
 	"payment.captured",
 	"payment.voided",
 	"payment.refunded",
+	"checkout.totals_updated",
 	"checkout.order_created",
 	"checkout.completed",
 	"checkout.failed",
