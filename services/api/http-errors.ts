@@ -1,4 +1,4 @@
-/** Maps any error to the HTTP answer API.md promises: `{ name, message, code, type, data }`. */
+/** Maps any error to the HTTP answer every client gets: `{ name, message, code, type, data }`. */
 export interface HttpError {
 	status: number;
 	body: { name: string; message: string; code: number; type: string; data?: unknown };
