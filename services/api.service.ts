@@ -23,7 +23,6 @@ import { Access, GATEWAY_ROUTES, ROUTES } from "./api/routes";
 const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
-const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
 
 /** Each route of GATEWAY_ROUTES answered by the gateway itself, by `METHOD path`. */
 function documentHandler(method: "openApi" | "asyncApi") {
@@ -87,7 +86,7 @@ export default defineService<object, Vars>({
 	mixins: [ApiGateway as any],
 	settings: {
 		port: settings.port,
-		ip: process.env.HOST ?? "0.0.0.0",
+		ip: settings.host,
 		routes: [
 			{
 				path: "/api",
@@ -96,7 +95,7 @@ export default defineService<object, Vars>({
 				authorization: true,
 				autoAliases: false,
 				mergeParams: true,
-				bodyParsers: { json: { strict: true, limit: BODY_LIMIT } },
+				bodyParsers: { json: { strict: true, limit: settings.bodyLimit } },
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
 					const sent = req.headers["x-correlation-id"];
@@ -137,11 +136,11 @@ export default defineService<object, Vars>({
 		},
 		/** Counted per client address in a store shared by every gateway replica (Redis). */
 		rateLimits: {
-			windowMs: Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000),
-			max: Number(process.env.RATE_LIMIT_MAX ?? 300),
-			authMax: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20),
+			windowMs: settings.rateLimitWindowMs,
+			max: settings.rateLimitMax,
+			authMax: settings.rateLimitAuthMax,
 			/** Comma-separated addresses whose X-Forwarded-For is believed. */
-			trustedProxies: process.env.TRUSTED_PROXIES ?? ""
+			trustedProxies: settings.trustedProxies
 		},
 		log4XXResponses: false,
 		// Request bodies carry passwords and card numbers: never logged, at any level.
