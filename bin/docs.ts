@@ -256,10 +256,11 @@ export function sagaDefinitions(): SagaDefinition<any>[] {
 	return out;
 }
 
-/** What an optional DSL feature looks like on a step, whatever its exact spelling. */
+/** A step with the DSL's optional features (a pivot, a wait for an outside event), whatever the engine's version. */
 interface StepExtras {
+	name: string;
 	pivot?: boolean;
-	await?: { event?: string; failOn?: string | string[]; deadlineMs?: unknown };
+	await?: { event?: unknown; failOn?: unknown; deadlineMs?: unknown; when?: unknown };
 	when?: unknown;
 	retry?: { attempts: number; backoffMs: number };
 	timeoutMs?: number;
@@ -267,79 +268,104 @@ interface StepExtras {
 	compensate?: unknown;
 }
 
-function actionName(ref: unknown): string {
+/** The name of an action or event: a plain string, or a typed reference `{ name }`. */
+function refName(ref: unknown): string {
 	if (typeof ref === "string") return ref;
 	if (ref && typeof ref === "object" && typeof (ref as any).name === "string") return (ref as any).name;
 	return String(ref);
 }
 
+function stepsOf(def: SagaDefinition<any>): ReadonlyArray<StepExtras> {
+	return def.steps as unknown as ReadonlyArray<StepExtras>;
+}
+
 function pivotIndex(def: SagaDefinition<any>): number {
-	const steps = def.steps as ReadonlyArray<StepExtras & { name: string }>;
-	const flagged = steps.findIndex(s => s.pivot === true);
-	if (flagged >= 0) return flagged;
-	const named = (def as any).pivot ?? (def as any).pivotStep;
-	if (typeof named === "string") return steps.findIndex(s => s.name === named);
-	if (typeof named === "number") return named;
-	return -1;
+	return stepsOf(def).findIndex(s => s.pivot === true);
 }
 
 function failOnList(a: StepExtras["await"]): string[] {
 	if (!a?.failOn) return [];
-	return Array.isArray(a.failOn) ? a.failOn : [a.failOn];
+	return (Array.isArray(a.failOn) ? a.failOn : [a.failOn]).map(refName);
+}
+
+/** `authorizePayment` → `awaiting_authorize_payment`, as the engine names a waiting step's state. */
+function waitingState(step: string): string {
+	return compensationState(step).replace(/^compensating_/, "awaiting_");
 }
 
 export function sagaDiagram(def: SagaDefinition<any>): string {
-	const steps = def.steps as ReadonlyArray<StepExtras & { name: string }>;
+	const steps = stepsOf(def);
 	const pivot = pivotIndex(def);
 	const lines = ["stateDiagram-v2"];
 	const fwd = steps.map(s => forwardState(s.name));
 	const undo = (i: number) => compensationState(steps[i]!.name);
+	/** Where undoing starts when step i failed: the latest step up to i that can be undone. */
 	const firstUndoFrom = (i: number) => {
 		for (let j = i; j >= 0; j--) if (steps[j]!.compensate) return undo(j);
 		return "compensated";
 	};
-	const states = ["[*]", ...fwd, "completed"];
-	for (let i = 0; i + 1 < states.length; i++) {
-		lines.push(`    ${states[i]} --> ${states[i + 1]}`);
-		// A conditional step may be skipped: an edge around it.
-		if (steps[i]?.when) lines.push(`    ${states[i]} --> ${states[i + 2]}: skips ${steps[i]!.name}`);
-	}
+	const canFail = (i: number) => pivot < 0 || i <= pivot;
+
+	// Forward: each step, its wait if it has one, then the next (or around a conditional step).
+	const entry = (i: number) => fwd[i] ?? "completed";
+	lines.push(`    [*] --> ${entry(0)}`);
+	if (steps[0]?.when) lines.push(`    [*] --> ${entry(1)}: skips ${steps[0].name}`);
 	steps.forEach((s, i) => {
-		if (pivot >= 0 && i > pivot) return;
-		const label = s.await ? `refused, ${failOnList(s.await).join(" / ") || "failure event"} or deadline` : "refused or out of retries";
-		// A step that failed may still have taken effect: its own compensation runs first.
-		lines.push(`    ${fwd[i]} --> ${firstUndoFrom(i)}: ${label}`);
+		const next = entry(i + 1);
+		if (s.await) {
+			const waiting = waitingState(s.name);
+			lines.push(`    ${fwd[i]} --> ${waiting}: sent`);
+			lines.push(`    ${waiting} --> ${next}: ${refName(s.await.event)}`);
+			if (s.await.when) lines.push(`    ${fwd[i]} --> ${next}: answered at once`);
+		} else {
+			lines.push(`    ${fwd[i]} --> ${next}`);
+		}
+		if (steps[i + 1]?.when) lines.push(`    ${fwd[i]} --> ${entry(i + 2)}: skips ${steps[i + 1]!.name}`);
+	});
+
+	// Failures: before and at the pivot they turn the saga back; after it they retry, and a refusal parks.
+	steps.forEach((s, i) => {
+		if (canFail(i)) {
+			// A step that failed may still have taken effect: its own compensation runs first.
+			lines.push(`    ${fwd[i]} --> ${firstUndoFrom(i)}: refused or out of retries`);
+			if (s.await) {
+				const why = [...failOnList(s.await), "deadline"].join(" or ");
+				lines.push(`    ${waitingState(s.name)} --> ${firstUndoFrom(i)}: ${why}`);
+			}
+		} else {
+			lines.push(`    ${fwd[i]} --> parked: refused`);
+		}
 	});
 	for (let i = steps.length - 1; i >= 0; i--) {
 		if (!steps[i]!.compensate) continue;
 		lines.push(`    ${undo(i)} --> ${i > 0 ? firstUndoFrom(i - 1) : "compensated"}`);
 		lines.push(`    ${undo(i)} --> parked: cannot be undone`);
 	}
+
 	steps.forEach((s, i) => {
 		const notes: string[] = [];
-		if (i === pivot) notes.push("pivot: from here on the saga only moves forward");
-		if (pivot >= 0 && i > pivot) notes.push("retried until it succeeds");
-		if (s.await) notes.push(`waits for ${s.await.event ?? "the outcome"}${failOnList(s.await).length ? `, fails on ${failOnList(s.await).join(" / ")}` : ""}${s.await.deadlineMs !== undefined ? ", with a deadline" : ""}`);
+		if (i === pivot) notes.push("pivot — from here on the saga only moves forward");
+		if (pivot >= 0 && i > pivot) notes.push("retried until it succeeds, never undone");
 		if (s.when) notes.push("runs only when needed");
 		if (notes.length) lines.push(`    note right of ${fwd[i]}: ${notes.join("; ")}`);
 	});
 	lines.push("    completed --> [*]", "    compensated --> [*]");
-	if (steps.some(s => s.compensate)) lines.push("    parked --> [*]: an operator retries or compensates");
+	if (lines.some(l => l.includes("--> parked"))) lines.push("    parked --> [*]: an operator retries or compensates");
 	return lines.join("\n");
 }
 
 function sagaTable(def: SagaDefinition<any>): string {
-	const steps = def.steps as ReadonlyArray<StepExtras & { name: string }>;
+	const steps = stepsOf(def);
 	const pivot = pivotIndex(def);
 	const rows = steps.map((s, i) => {
 		const notes: string[] = [];
 		if (i === pivot) notes.push("**pivot**");
 		if (pivot >= 0 && i > pivot) notes.push("after the pivot: retried, never undone");
-		if (s.await) notes.push(`waits for \`${s.await.event ?? "?"}\`${failOnList(s.await).length ? `, fails on ${failOnList(s.await).map(e => `\`${e}\``).join(" / ")}` : ""}`);
+		if (s.await) notes.push(`then waits (\`${waitingState(s.name)}\`) for \`${refName(s.await.event)}\`${failOnList(s.await).length ? `; ${failOnList(s.await).map(e => `\`${e}\``).join(" / ")} or its deadline undoes it` : "; its deadline undoes it"}${s.await.when ? "; only when the answer says so" : ""}`);
 		if (s.when) notes.push("conditional");
 		if (s.retry) notes.push(`${s.retry.attempts} attempts from ${s.retry.backoffMs} ms`);
 		if (s.timeoutMs) notes.push(`timeout ${s.timeoutMs} ms`);
-		return `| ${s.name} | \`${forwardState(s.name)}\` | \`${actionName(s.invoke)}\` | ${s.compensate ? `\`${actionName(s.compensate)}\`` : "—"} | ${notes.join("; ")} |`;
+		return `| ${s.name} | \`${forwardState(s.name)}\` | \`${refName(s.invoke)}\` | ${s.compensate ? `\`${refName(s.compensate)}\`` : "—"} | ${notes.join("; ")} |`;
 	});
 	return ["| step | state | invokes | compensation | notes |", "|---|---|---|---|---|", ...rows].join("\n");
 }

@@ -11,6 +11,7 @@ import path from "node:path";
 import { Parser } from "@asyncapi/parser";
 import { consumers, outdated, sagaDefinitions, sagaDiagram } from "../../bin/docs";
 import { EVENTS, INTEGRATION_EVENTS, integrationRoutingKey } from "../../contracts/events";
+import { SagaDefinition } from "../../sagas/definition";
 import { buildAsyncApi } from "../../services/api/asyncapi";
 import { GATEWAY_ROUTES, ROUTES } from "../../services/api/routes";
 
@@ -126,6 +127,44 @@ describe("documents", () => {
 			const placeOrder = sagaDiagram(sagas.find(s => s.name === "place-order")!);
 			expect(placeOrder).to.include("compensating_reserve_stock --> compensating_create_order");
 			expect(placeOrder).to.include("compensating_lock_cart --> compensated");
+		});
+	});
+
+	describe("saga diagrams", () => {
+		const ref = (name: string) => ({ kind: "action", name });
+		const evt = (name: string) => ({ kind: "event", name });
+		// Built from raw steps, as the DSL stores them: a wait for an outside event, a pivot, a conditional step.
+		const demo = new SagaDefinition<any>("demo", [
+			{ name: "reserveStock", invoke: ref("inventory.reserve"), params: () => ({}), compensate: ref("inventory.release"), pivot: false },
+			{ name: "redeemPromotion", invoke: ref("promotions.redeem"), params: () => ({}), compensate: ref("promotions.release"), when: () => true, pivot: false },
+			{
+				name: "authorizePayment", invoke: ref("payments.authorize"), params: () => ({}), compensate: ref("payments.void"), pivot: false,
+				await: { event: evt("payment.authorized"), failOn: [evt("payment.failed")], key: () => "k", deadlineMs: () => 1000, when: () => true }
+			},
+			{ name: "confirmOrder", invoke: ref("orders.confirm"), params: () => ({}), pivot: true },
+			{ name: "checkOutCart", invoke: ref("carts.checkout"), params: () => ({}), pivot: false, retriable: true }
+		] as any);
+		const diagram = sagaDiagram(demo);
+
+		it("draws a waiting step's wait, its success event, and its failure events or deadline leading to the compensations", () => {
+			expect(diagram).to.include("authorizing_payment --> awaiting_authorize_payment: sent");
+			expect(diagram).to.include("awaiting_authorize_payment --> confirming_order: payment.authorized");
+			expect(diagram).to.include("awaiting_authorize_payment --> compensating_authorize_payment: payment.failed or deadline");
+			expect(diagram).to.include("authorizing_payment --> confirming_order: answered at once");
+		});
+
+		it("draws the pivot: steps after it never turn back, a refusal parks", () => {
+			expect(diagram).to.include("note right of confirming_order: pivot");
+			expect(diagram).to.include("confirming_order --> compensating_authorize_payment");
+			expect(diagram).to.not.match(/checking_out_cart --> compensating/);
+			expect(diagram).to.include("checking_out_cart --> parked: refused");
+		});
+
+		it("draws a way around a conditional step, and the compensations in reverse", () => {
+			expect(diagram).to.include("reserving_stock --> authorizing_payment: skips redeemPromotion");
+			expect(diagram).to.include("compensating_authorize_payment --> compensating_redeem_promotion");
+			expect(diagram).to.include("compensating_redeem_promotion --> compensating_reserve_stock");
+			expect(diagram).to.include("compensating_reserve_stock --> compensated");
 		});
 	});
 
