@@ -194,6 +194,12 @@ describe("documents", () => {
 				.join("\n");
 			const missing = [...names].filter(n => !tableRows.includes(`\`${n}\``));
 			expect(missing, "add a row to the README's table").to.deep.equal([]);
+			// And the other way: no row for a variable nothing reads any more.
+			const listed = tableRows
+				.split("\n")
+				.flatMap(row => [...(row.split("|")[1] ?? "").matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map(m => m[1]!));
+			expect(listed.length).to.be.greaterThan(10);
+			expect(listed.filter(n => !names.has(n)), "README rows for variables the settings module does not read").to.deep.equal([]);
 		});
 	});
 
