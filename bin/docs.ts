@@ -211,7 +211,7 @@ function routeReference(r: RouteDef, op: any): string {
 	const url = apiPath.replace(/:([A-Za-z0-9_]+)/g, (_m, n: string) => pathValues[n] ?? `<${n}>`) + (query.length ? `?${query.join("&")}` : "");
 	const curl = [`curl -sS ${r.method === "GET" ? "" : `-X ${r.method} `}'http://localhost:3000${url}'`];
 	if (r.access !== "public") curl.push(`-H "Authorization: Bearer $TOKEN"`);
-	if (body) {
+	if (body && Object.keys(body.properties ?? {}).length) {
 		curl.push(`-H 'Content-Type: application/json'`);
 		if (r.method === "POST" && r.access !== "public") curl.push(`-H "Idempotency-Key: $(uuidgen)"`);
 		curl.push(`-d ${shellQuote(JSON.stringify(example(body)))}`);
