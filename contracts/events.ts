@@ -119,11 +119,24 @@ export type EventName = keyof typeof EVENTS;
 export const EVENT_NAMES = Object.keys(EVENTS) as EventName[];
 
 /**
- * Integration events for systems outside the shop: published to the topic exchange `integration`
- * with the routing key `<name>.v<version>`, persistent JSON in the same envelope. Each one is
- * derived from a domain event (`from`).
+ * Integration events for systems outside the shop: published through the outbox to the topic
+ * exchange `integration` with the routing key `<name>.v<version>`, persistent JSON in an envelope
+ * of their own (camelCase, with the emitting service as `source`). Each one is derived from a
+ * domain event (`from`). Their payloads are a public contract: fields are added, never renamed or
+ * removed, without a new version.
  */
 export const INTEGRATION_EXCHANGE = "integration";
+
+export const integrationEnvelopeSchema = Joi.object({
+	eventId: Joi.string().guid().required().description("Unique id of this message; a consumer drops a repeat"),
+	eventType: Joi.string().required().description("The integration event's name, e.g. OrderPlacedNotification"),
+	version: Joi.number().integer().min(1).required().description("Version of the payload's shape (also in the routing key)"),
+	occurredAt: Joi.string().isoDate().required().description("When it happened, ISO 8601 UTC"),
+	correlationId: Joi.string().allow(null).required().description("The X-Correlation-Id of the request that started the flow"),
+	causationId: Joi.string().allow(null).required().description("The domain event this one comes from"),
+	source: Joi.string().required().description("The service that published it"),
+	payload: Joi.object().unknown(true).required()
+});
 
 export interface IntegrationEventSpec {
 	from: EventName;
@@ -140,11 +153,11 @@ export const INTEGRATION_EVENTS = {
 	OrderPlacedNotification: integration("order.placed", "An order was placed", { orderId: id.required(), orderNumber: text.required(), customerId: id, totalAmount: money, itemCount: count }),
 	OrderShippedNotification: integration("order.shipped", "An order was shipped", { orderId: id.required(), orderNumber: text, customerId: id, trackingNumber: text, carrier: text }),
 	OrderCancelledNotification: integration("order.cancelled", "An order was cancelled", { orderId: id.required(), orderNumber: text, customerId: id, reason: text, refundAmount: money.allow(null) }),
-	LowStockNotification: integration("inventory.low_stock", "A product runs low", { productId: id.required(), productName: text, currentStock: count, threshold: count }),
-	OutOfStockNotification: integration("inventory.out_of_stock", "A product sold out", { productId: id.required(), productName: text }),
+	LowStockNotification: integration("inventory.low_stock", "A product runs low", { productId: id.required(), productName: text.allow(null), sku: text, currentStock: count, threshold: count }),
+	OutOfStockNotification: integration("inventory.out_of_stock", "A product sold out", { productId: id.required(), productName: text.allow(null), sku: text }),
 	CustomerRegisteredNotification: integration("customer.registered", "A customer signed up", { customerId: id.required(), email: text, firstName: text }),
-	PaymentFailedNotification: integration("payment.failed", "A payment was refused", { orderId: id.required(), customerId: id, amount: money, failureReason: text }),
-	RefundProcessedNotification: integration("payment.refunded", "Money was refunded", { orderId: id.required(), customerId: id, refundAmount: money, refundId: text })
+	PaymentFailedNotification: integration("payment.failed", "A payment was refused", { orderId: id.required(), customerId: id.allow(null), paymentId: id, amount: money, failureReason: text }),
+	RefundProcessedNotification: integration("payment.refunded", "Money was refunded", { orderId: id.required(), customerId: id.allow(null), paymentId: id, refundAmount: money, refundId: text })
 } satisfies Record<string, IntegrationEventSpec>;
 
 export type IntegrationEventName = keyof typeof INTEGRATION_EVENTS;

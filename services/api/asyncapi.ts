@@ -5,7 +5,8 @@
  * - every domain event is a fanout exchange named after it, which the emitting service's outbox
  *   relay publishes to, and one durable queue per consuming group, `<group>.<event>`;
  * - messages carry the envelope with the event's payload inside;
- * - integration events go to the topic exchange `integration`, routing key `<Name>.v<version>`;
+ * - integration events go to the topic exchange `integration`, routing key `<Name>.v<version>`,
+ *   in their own envelope;
  * - a message that failed every retry lands in the `DEAD_LETTER` queue.
  *
  * With a NAMESPACE (several shops on one RabbitMQ), exchanges are `<namespace>.<event>` and
@@ -13,7 +14,7 @@
  */
 import parse from "joi-to-json";
 import type { Schema as JoiSchema } from "joi";
-import { EVENTS, EventName, envelopeSchema, INTEGRATION_EVENTS, INTEGRATION_EXCHANGE, IntegrationEventName, integrationRoutingKey } from "../../contracts/events";
+import { EVENTS, EventName, envelopeSchema, INTEGRATION_EVENTS, INTEGRATION_EXCHANGE, integrationEnvelopeSchema, IntegrationEventName, integrationRoutingKey } from "../../contracts/events";
 
 /** One consumer group on one event channel, as a service declares it. */
 export interface ChannelConsumer {
@@ -28,8 +29,8 @@ function jsonSchema(schema: JoiSchema): any {
 }
 
 /** The envelope's schema with one event's payload in it. */
-function messagePayload(payload: JoiSchema): any {
-	const env = jsonSchema(envelopeSchema);
+function messagePayload(payload: JoiSchema, envelope: JoiSchema = envelopeSchema): any {
+	const env = jsonSchema(envelope);
 	env.properties.payload = jsonSchema(payload);
 	return env;
 }
@@ -39,8 +40,9 @@ function key(name: string): string {
 	return name.replace(/[^A-Za-z0-9._-]/g, "_");
 }
 
-export function buildAsyncApi(opts: { version: string; consumers: ChannelConsumer[]; namespace?: string; server?: string }) {
+export function buildAsyncApi(opts: { version: string; consumers: ChannelConsumer[]; namespace?: string; server?: string; integrationExchange?: string }) {
 	const ns = opts.namespace ?? "";
+	const integrationExchange = opts.integrationExchange ?? INTEGRATION_EXCHANGE;
 	const exchangeName = (event: string) => (ns ? `${ns}.${event}` : event);
 	const queueName = (group: string, event: string) => `${group}.${exchangeName(event)}`;
 	const deadLetter = ns ? `${ns}.DEAD_LETTER` : "DEAD_LETTER";
@@ -122,8 +124,8 @@ export function buildAsyncApi(opts: { version: string; consumers: ChannelConsume
 			title: name,
 			summary: `${spec.summary} (from ${spec.from}). Routing key ${routingKey}.`,
 			contentType: "application/json",
-			correlationId: { location: "$message.payload#/correlation_id" },
-			payload: messagePayload(spec.payload),
+			correlationId: { location: "$message.payload#/correlationId" },
+			payload: messagePayload(spec.payload, integrationEnvelopeSchema),
 			bindings: { amqp: { messageType: routingKey, bindingVersion: AMQP_BINDING } }
 		};
 		integrationMessages[key(routingKey)] = { $ref: `#/components/messages/${key(routingKey)}` };
@@ -136,11 +138,11 @@ export function buildAsyncApi(opts: { version: string; consumers: ChannelConsume
 		};
 	}
 	channels.integration = {
-		address: INTEGRATION_EXCHANGE,
+		address: integrationExchange,
 		title: "integration (topic exchange)",
 		description: "Versioned events for systems outside the shop. Bind your own queue with a routing key such as `OrderPlacedNotification.v1` or `*.v1`.",
 		messages: integrationMessages,
-		bindings: { amqp: { is: "routingKey", exchange: { name: INTEGRATION_EXCHANGE, type: "topic", durable: true, autoDelete: false, vhost: "/" }, bindingVersion: AMQP_BINDING } }
+		bindings: { amqp: { is: "routingKey", exchange: { name: integrationExchange, type: "topic", durable: true, autoDelete: false, vhost: "/" }, bindingVersion: AMQP_BINDING } }
 	};
 
 	return {
@@ -158,7 +160,7 @@ export function buildAsyncApi(opts: { version: string; consumers: ChannelConsume
 		channels,
 		operations,
 		components: {
-			schemas: { Envelope: jsonSchema(envelopeSchema) },
+			schemas: { Envelope: jsonSchema(envelopeSchema), IntegrationEnvelope: jsonSchema(integrationEnvelopeSchema) },
 			messages
 		}
 	};

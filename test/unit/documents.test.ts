@@ -249,6 +249,9 @@ describe("documents", () => {
 			for (const file of codeFiles()) {
 				const text = read(file);
 				const owner = /^services\/([a-z-]+)(\.service\.ts|\/)/.exec(file)?.[1];
+				for (const name of recordedEvents(text, "recordIntegration")) {
+					if (!(name in INTEGRATION_EVENTS)) problems.push(`${file} records the integration event '${name}', which INTEGRATION_EVENTS in contracts/events.ts does not list`);
+				}
 				for (const name of recordedEvents(text)) {
 					if (!catalogue[name]) problems.push(`${file} records '${name}', which contracts/events.ts does not list`);
 					else if (owner && catalogue[name].by !== owner) problems.push(`${file} records '${name}', but contracts/events.ts says ${catalogue[name].by} emits it`);
@@ -259,17 +262,27 @@ describe("documents", () => {
 			expect(problems, "add a line to EVENTS in contracts/events.ts").to.deep.equal([]);
 		});
 
+		it("lists the same integration events as the module that publishes them, when there is one", () => {
+			const publisher = path.join(root, "contracts", "integration.ts");
+			if (!fs.existsSync(publisher)) return;
+			// eslint-disable-next-line @typescript-eslint/no-require-imports
+			const names: readonly string[] = require(publisher).INTEGRATION_NAMES ?? [];
+			expect([...names].sort()).to.deep.equal(Object.keys(INTEGRATION_EVENTS).sort());
+		});
+
 		it("the completeness scan finds event names in computed record calls", () => {
 			const sample = `await this.record(trx, alert === "low" ? "inventory.low_stock" : "inventory.out_of_stock", sku, { a: "x.y" }, cause);\nawait this.record(t, "order.placed", id, {});`;
 			expect(recordedEvents(sample).sort()).to.deep.equal(["inventory.low_stock", "inventory.out_of_stock", "order.placed"]);
+			expect(recordedEvents(`await this.recordIntegration(trx, "LowStockNotification", id, {}, cause);`, "recordIntegration")).to.deep.equal(["LowStockNotification"]);
 		});
 	});
 });
 
-/** The event names in the second argument of every `this.record(trx, name, …)` call of a source text. */
-function recordedEvents(text: string): string[] {
+/** The event names in the second argument of every `this.record(trx, name, …)` (or `recordIntegration`) call of a source text. */
+function recordedEvents(text: string, method: "record" | "recordIntegration" = "record"): string[] {
 	const names: string[] = [];
-	for (const m of text.matchAll(/this\.record\(/g)) {
+	const literal = method === "record" ? /["'`]([a-z_]+\.[a-z_]+)["'`]/g : /["'`]([A-Z][A-Za-z0-9]+)["'`]/g;
+	for (const m of text.matchAll(new RegExp(`this\\.${method}\\(`, "g"))) {
 		let depth = 0;
 		let arg = 0;
 		let nameArg = "";
@@ -285,7 +298,7 @@ function recordedEvents(text: string): string[] {
 			}
 			if (arg === 1) nameArg += c;
 		}
-		for (const s of nameArg.matchAll(/["'`]([a-z_]+\.[a-z_]+)["'`]/g)) names.push(s[1]!);
+		for (const s of nameArg.matchAll(literal)) names.push(s[1]!);
 	}
 	return names;
 }
