@@ -228,7 +228,7 @@ export function apiReference(descriptions = paramDescriptions()): string {
 	for (const r of ROUTES) {
 		const op = doc.paths[`/api${r.path.replace(/:([A-Za-z0-9_]+)/g, "{$1}")}`]?.[r.method.toLowerCase()];
 		const title = sections.get(`${r.method} ${r.path}`) ?? "Other routes";
-		bySection.set(title, [...(bySection.get(title) ?? []), routeReference(r, op)]);
+		bySection.set(title, [...(bySection.get(title) ?? []), routeReference(r, op ?? {})]);
 	}
 	const out: string[] = [];
 	out.push("### Index", "", "| method, path | who | does |", "|---|---|---|");
