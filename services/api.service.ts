@@ -10,6 +10,7 @@ import jwt from "jsonwebtoken";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { forbidden, unauthorized } from "../contracts/errors";
+import { SIGNATURE_HEADER, verifyWebhook } from "../contracts/webhook";
 import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
 import { settings } from "../mixins/settings";
@@ -28,7 +29,7 @@ const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
-		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit };
+		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit, signed: r.signed };
 	}
 	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
 	out["GET /openapi.json"] = {
@@ -103,8 +104,18 @@ export default defineService<object, Vars>({
 				authorization: true,
 				autoAliases: false,
 				mergeParams: true,
-				// Size (413), encoding and depth (hostile-input.ts) are checked on the raw bytes, before parsing.
-				bodyParsers: { json: { strict: true, limit: BODY_LIMIT, verify: verifyJsonBody } },
+				// Size (413), encoding and depth (hostile-input.ts) are checked on the raw bytes, before parsing;
+				// a webhook's signature is checked over the exact bytes received.
+				bodyParsers: {
+					json: {
+						strict: true,
+						limit: BODY_LIMIT,
+						verify: (req: any, res: unknown, buf: Buffer, encoding: string | null) => {
+							verifyJsonBody(req, res, buf, encoding);
+							if (typeof req.url === "string" && req.url.includes("/payments/webhooks/")) req.rawBody = buf;
+						}
+					}
+				},
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
 					// A stopping gateway finishes the requests it holds and takes no new one: the client
@@ -119,6 +130,7 @@ export default defineService<object, Vars>({
 					ctx.meta.correlationId = correlationId;
 					res.setHeader("X-Correlation-Id", correlationId);
 					await this.limitRate(req, res, alias);
+					if (alias?.signed) this.checkSignature(req);
 					this.refuseHostileInput(req);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string") ctx.meta.idempotencyKey = key;
@@ -172,6 +184,15 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
+		/** A provider's webhook must carry the HMAC of its raw body; anything else is logged and refused, changing nothing. */
+		checkSignature(this: any, req: any) {
+			if (verifyWebhook(req.rawBody, req.headers[SIGNATURE_HEADER], settings.webhookSecret)) return;
+			const client = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], parseTrustedProxies(this.settings.rateLimits.trustedProxies));
+			const why = req.headers[SIGNATURE_HEADER] ? "a wrong signature" : "no signature";
+			this.logger.warn(`Refused a payment webhook ${req.method} ${req.originalUrl ?? req.url} from ${client}: ${why}`);
+			throw unauthorized("The webhook signature is missing or does not match the body", "INVALID_SIGNATURE");
+		},
+
 		/** NUL characters and text that is not UTF-8, anywhere we read: 422 before any service is called. */
 		refuseHostileInput(req: any) {
 			const badQuery = badlyEncodedQuery(req.url);
