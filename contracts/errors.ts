@@ -1,6 +1,6 @@
 /**
  * Typed errors of saga-commerce. Every error a client can cause is a MoleculerClientError
- * with a stable `type` (API.md): the gateway maps `code` to the HTTP status as it is.
+ * with a stable `type` (docs/api.md lists them): the gateway maps `code` to the HTTP status as it is.
  * A participant's refusal (4xx) is never retried by a saga; anything else may be.
  */
 import { Errors } from "moleculer";
@@ -21,6 +21,8 @@ export type ErrorType =
 	| "INVALID_CREDENTIALS"
 	| "CART_EMPTY"
 	| "CART_LOCKED"
+	| "CART_CHANGED"
+	| "PROMO_CODE_USED_UP"
 	| "INVALID_TRANSITION"
 	| "PENDING_ORDERS"
 	| "NAME_TAKEN"

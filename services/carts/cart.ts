@@ -14,6 +14,7 @@ export interface ProductInfo {
 	name: string;
 	price: Money;
 	status: string;
+	categoryId?: string | null;
 }
 
 export interface PricedLine {
@@ -22,6 +23,8 @@ export interface PricedLine {
 	sku: string;
 	variantId: string | null;
 	name: string;
+	/** For promotions and add-ons scoped to a category. */
+	categoryId: string | null;
 	quantity: number;
 	unitPrice: Money;
 	lineTotal: Money;
@@ -43,6 +46,7 @@ export function priceLines(items: CartItemRow[], products: ProductInfo[]): Price
 			sku: item.sku,
 			variantId: item.variant_id,
 			name: p.name,
+			categoryId: p.categoryId ?? null,
 			quantity: item.quantity,
 			unitPrice: p.price,
 			lineTotal: multiply(p.price, item.quantity),
@@ -62,7 +66,7 @@ export function cartTotal(lines: PricedLine[], fallbackCurrency = "PLN"): Money 
 
 /**
  * How many units an add may put in the cart: what the customer asks for on top of what is
- * already there, capped to the available stock (API.md: "capped to available stock").
+ * already there, capped to the available stock.
  */
 export function cappedQuantity(alreadyInCart: number, requested: number, available: number): number {
 	return Math.min(alreadyInCart + requested, available, MAX_LINE_QUANTITY);
