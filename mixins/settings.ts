@@ -12,6 +12,8 @@ export interface Settings {
 	transporter: string | null; // amqp://… or null for the local transport
 	databaseUrl: string | null; // postgres://… or null for PGlite
 	redisUrl: string | null; // redis://… or null for the in-process saga store
+	/** REDIS_CLUSTER_NODES=host:port,… — the saga store on a Redis Cluster (these are its seed nodes); wins over REDIS_URL for sagas. */
+	redisClusterNodes: Array<{ host: string; port: number }> | null;
 	namespace: string; // Moleculer namespace; also prefixes channel exchanges and queues
 	schemaPrefix: string; // prefix of every service's Postgres schema
 	redisPrefix: string;
@@ -82,12 +84,26 @@ export function msFrom(value: string | undefined, fallback: number): number {
 	return num(value, fallback, n => n >= 0);
 }
 
+/** "host:port,host:port" → nodes; null when unset or empty. */
+function clusterNodes(value: string | undefined): Array<{ host: string; port: number }> | null {
+	const nodes = (value ?? "")
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean)
+		.map(hostPort => {
+			const i = hostPort.lastIndexOf(":");
+			return i > 0 ? { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) } : { host: hostPort, port: 6379 };
+		});
+	return nodes.length ? nodes : null;
+}
+
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
-	const embedded = !env.TRANSPORTER && !env.DATABASE_URL && !env.REDIS_URL;
+	const embedded = !env.TRANSPORTER && !env.DATABASE_URL && !env.REDIS_URL && !env.REDIS_CLUSTER_NODES;
 	return {
 		transporter: env.TRANSPORTER || null,
 		databaseUrl: env.DATABASE_URL || null,
 		redisUrl: env.REDIS_URL || null,
+		redisClusterNodes: clusterNodes(env.REDIS_CLUSTER_NODES),
 		namespace: env.NAMESPACE ?? "",
 		schemaPrefix: env.SCHEMA_PREFIX ?? "",
 		redisPrefix: env.REDIS_PREFIX ?? "saga-commerce:",

@@ -10,7 +10,7 @@
  */
 import Joi from "joi";
 import { Errors } from "moleculer";
-import Redis from "ioredis";
+import Redis, { Cluster } from "ioredis";
 import { randomUUID } from "node:crypto";
 import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
 import type { EventEnvelope } from "../contracts/events";
@@ -40,7 +40,7 @@ let memoryStore: MemorySagaStore | null = null;
 interface Vars {
 	store: SagaStore;
 	engine: SagaEngine;
-	redis: Redis | null;
+	redis: Redis | Cluster | null;
 }
 
 interface Methods extends SessionMethods {
@@ -240,7 +240,11 @@ export default defineService<Methods, Vars>({
 	},
 
 	async started() {
-		if (settings.redisUrl) {
+		if (settings.redisClusterNodes) {
+			// Every script of one saga stays in one slot; the store shards its indexes over the cluster.
+			this.redis = new Cluster(settings.redisClusterNodes, { redisOptions: { maxRetriesPerRequest: 3 } });
+			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
+		} else if (settings.redisUrl) {
 			this.redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 3 });
 			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
 		} else {
