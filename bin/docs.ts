@@ -190,6 +190,7 @@ function routeReference(r: RouteDef, op: any): string {
 	lines.push(`#### \`${r.method} ${apiPath}\``, "");
 	const facts = [`Who: ${WHO[r.access] ?? r.access}`, `answers \`${r.status ?? 200}\``, `action \`${r.action}\``];
 	if (r.authLimit) facts.push("counted against the strict login/register rate limit");
+	if ((r as { signed?: boolean }).signed) facts.push("signed: `X-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with `WEBHOOK_SECRET`, else 401 and nothing changes");
 	lines.push(`${r.summary}. ${facts.join(" · ")}.`, "");
 
 	const rows: string[] = [];
