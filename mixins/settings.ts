@@ -102,7 +102,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
-		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 3000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
 		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
 		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),

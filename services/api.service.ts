@@ -144,6 +144,11 @@ export default defineService<object, Vars>({
 						}
 					}
 					if (alias?.status) ctx.meta.$statusCode = alias.status;
+					// Through the action's shared queue, where RabbitMQ hands the request to a live replica
+					// (and to another one if that dies before answering) — not to the node the registry
+					// picked: a replica killed a moment ago stays listed until its heartbeat times out,
+					// and a request pinned to it would go unanswered (504).
+					if (settings.transporter && typeof alias?.action === "string") req.$endpoint = alias.action;
 				},
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.

@@ -266,6 +266,23 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** An address checked as `addAddress` checks it, not stored (checkout's inline address): answers it in canonical form or 422 naming the field. */
+		validateAddress: {
+			params: Joi.object({
+				recipientName: text(200).required(),
+				street: text(200).required(),
+				city: text(100).required(),
+				state: Joi.string().trim().max(100).allow("", null),
+				postalCode: text(20).required(),
+				country: text(60).required()
+			}),
+			handler(ctx) {
+				const p = ctx.params;
+				const { country, postalCode } = assertPostalAddress(p.country, p.postalCode);
+				return { recipientName: p.recipientName, street: p.street, city: p.city, state: p.state || null, postalCode, country };
+			}
+		},
+
 		/** The logged-in customer's addresses, oldest first (an admin or an internal caller may name the customer). */
 		listAddresses: {
 			rest: "GET /api/me/addresses",

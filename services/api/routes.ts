@@ -65,6 +65,18 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
 	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
 
+	// Checkout session (one per cart): choices and totals before placing the order
+	{ method: "GET", path: "/checkout", action: "checkout.get", access: "user", summary: "The checkout of the current cart: address, shipping, delivery date, payment method, promotions, add-ons, totals" },
+	{ method: "PUT", path: "/checkout/address", action: "checkout.setAddress", access: "user", summary: "Ship to an address-book entry ({addressId}) or an address given here ({address})" },
+	{ method: "GET", path: "/checkout/shipping-methods", action: "checkout.shippingMethods", access: "user", summary: "Shipping methods for the checkout's country" },
+	{ method: "PUT", path: "/checkout/shipping-method", action: "checkout.setShippingMethod", access: "user", summary: "Choose the shipping method" },
+	{ method: "PUT", path: "/checkout/delivery-date", action: "checkout.setDeliveryDate", access: "user", summary: "Choose the delivery date; express adds the method's express fee" },
+	{ method: "PUT", path: "/checkout/payment-method", action: "checkout.setPaymentMethod", access: "user", summary: "Choose card, BLIK or PayPal" },
+	{ method: "POST", path: "/checkout/promo-code", action: "checkout.applyPromoCode", access: "user", summary: "Apply a promo code (422 unknown/expired/not applicable, 409 PROMO_CODE_USED_UP)" },
+	{ method: "DELETE", path: "/checkout/promo-code", action: "checkout.removePromoCode", access: "user", summary: "Remove the promo code" },
+	{ method: "GET", path: "/checkout/addons", action: "checkout.addons", access: "user", summary: "Additional services offered for the cart's products" },
+	{ method: "PUT", path: "/checkout/addons", action: "checkout.setAddons", access: "user", summary: "Choose additional services" },
+
 	// Shipping methods, promotions, add-ons (shipping, promotions, addons services)
 	{ method: "GET", path: "/shipping-methods", action: "shipping.listMethods", access: "public", summary: "Shipping methods on offer (?country= those delivering there); admins also see retired ones" },
 	{ method: "POST", path: "/admin/shipping-methods", action: "shipping.createMethod", access: "admin", status: 201, summary: "Create a shipping method" },

@@ -14,12 +14,13 @@ import type { AddressInfo } from "node:net";
 import fc from "fast-check";
 import jwt from "jsonwebtoken";
 import knexFactory, { Knex } from "knex";
+import { SERVICE_NAMES } from "../../services";
 import { Cluster, startCluster } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
 import { adminLogin, productInStock, verifiedCustomer } from "../support/shop";
 import { snapshotTables } from "../support/tables";
 
-const ALL_BUT_API = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "checkout"];
+const ALL_BUT_API = SERVICE_NAMES.filter(name => name !== "api");
 const RUNS = Number(process.env.FUZZ_RUNS ?? 10_000);
 const SEED = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const CONCURRENCY = Number(process.env.FUZZ_CONCURRENCY ?? 16);
