@@ -99,6 +99,7 @@ const SAMPLES: Record<string, unknown> = {
 	expYear: 2030,
 	cvc: "123",
 	blikCode: "777123",
+	paymentDetails: { cardNumber: "4242424242424242", expMonth: 12, expYear: 2030, cvc: "123" },
 	country: "PL",
 	postalCode: "00-950",
 	city: "Warszawa",
@@ -156,7 +157,7 @@ function typeOf(schema: any): string {
 	if (Array.isArray(schema.enum)) return schema.enum.filter((v: unknown) => v !== null && v !== "").map((v: unknown) => `\`${JSON.stringify(v)}\``).join(" \\| ");
 	const type = Array.isArray(schema.type) ? schema.type.filter((t: string) => t !== "null").join(" or ") : (schema.type ?? "any");
 	if (type === "array") return `array of ${typeOf(schema.items)}`;
-	if (type === "object" && schema.properties) {
+	if (type === "object" && schema.properties && Object.keys(schema.properties).length) {
 		const keys = Object.keys(schema.properties);
 		if (keys.length === 2 && keys.includes("amount") && keys.includes("currency")) return "money `{amount, currency}`";
 		return `object \`{${keys.join(", ")}}\``;
