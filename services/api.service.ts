@@ -126,6 +126,13 @@ export default defineService<object, Vars>({
 				},
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
+					// A stopping gateway finishes the requests it holds and takes no new one: the client
+					// (or the load balancer, which already sees readiness 503) retries on another replica.
+					if (this.broker.stopping && !/\/health\/(live|ready)$/.test(String(req.parsedUrl ?? req.url))) {
+						res.setHeader("Connection", "close");
+						res.setHeader("Retry-After", "1");
+						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
+					}
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -153,9 +160,9 @@ export default defineService<object, Vars>({
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
-						// moleculer-web keeps the alias path without its leading slash.
-					const path = String(req.$alias?.path ?? "").replace(/^\/?/, "/");
-					ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
+						// moleculer-web keeps an alias's path without its leading slash ("auth/register").
+						const path = `/${String(req.$alias?.path ?? "").replace(/^\/+/, "")}`;
+						ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
 					}
 					return data;
 				},
@@ -257,6 +264,7 @@ export default defineService<object, Vars>({
 		 * routed, consumed, answered): a connection that looks open but whose channel is gone fails it.
 		 */
 		async readiness(this: any) {
+			if (this.broker.stopping) return { status: "stopping", checks: {}, down: [] };
 			const check = async (fn: () => Promise<unknown>) => {
 				let timer: NodeJS.Timeout | undefined;
 				try {
