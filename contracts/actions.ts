@@ -9,6 +9,9 @@
  * (`<sagaId>:<step>`, compensations `<sagaId>:<step>:compensate`): params here leave it out.
  */
 import type { Money } from "./money";
+import type * as A from "./addons";
+import type * as P from "./promotions";
+import type * as S from "./shipping";
 
 /** A participant action: its name, and (only for the compiler) the shapes of its params and reply. */
 export interface ActionRef<P, R> {
@@ -158,7 +161,11 @@ export const Payments = {
 	void: action<{ orderId: string; reason?: string | null }, PaymentView | null>("payments.void"),
 	capture: action<{ orderId: string }, PaymentView>("payments.capture"),
 	/** Never more than captured. */
-	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund")
+	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund"),
+	/** The checkout's chosen method for a cart; payment.method_selected when it changes. */
+	selectMethod: action<{ cartId: string; customerId?: string | null; method: PaymentMethod }, { cartId: string; method: PaymentMethod; changed: boolean }>("payments.selectMethod"),
+	/** The order's payment (the active one, else the latest attempt); 404 when it never paid. */
+	get: action<{ orderId: string }, PaymentView>("payments.get")
 };
 
 export interface PaymentAuthorized {
@@ -183,13 +190,37 @@ export const PaymentEvents = {
 	failed: event<PaymentFailed>("payment.failed")
 };
 
-// --- promotions ------------------------------------------------------------------------------
+// --- promotions, shipping, add-ons (shapes in contracts/promotions.ts, shipping.ts, addons.ts) ---
 
 export const Promotions = {
-	/** One use of a code for this order; 409 PROMO_CODE_USED_UP when its limits are reached. */
-	redeem: action<{ orderId: string; customerId: string; code: string }, { redemptionId: string; promotionId: string }>("promotions.redeem"),
-	/** Gives the use back (compensation / cancel). */
-	release: action<{ orderId: string; reason?: string | null }, { released: boolean; [more: string]: unknown }>("promotions.release")
+	/** What the cart's promotions take off; changes nothing. */
+	evaluate: action<P.EvaluateParams, P.EvaluateReply>("promotions.evaluate"),
+	/** The checkout's cart changed: promotion.applied / promotion.removed for what differs. */
+	recalculate: action<P.RecalculateParams, P.CheckoutPromotionsReply>("promotions.recalculate"),
+	/** The customer enters a code: 422 PROMO_CODE_INVALID or 409 PROMO_CODE_USED_UP, else promotion.code_applied. */
+	applyCode: action<P.ApplyCodeParams, P.CheckoutPromotionsReply>("promotions.applyCode"),
+	removeCode: action<P.RemoveCodeParams, P.CheckoutPromotionsReply>("promotions.removeCode"),
+	/** One use of a code for this order; 409 PROMO_CODE_USED_UP when its limits are reached, PROMO_CODE_INVALID when unknown or expired. */
+	redeem: action<Omit<P.RedeemParams, "idempotencyKey">, P.RedeemReply>("promotions.redeem"),
+	/** Gives the use back (compensation / cancel); a no-op (released: false) for an order that never redeemed. */
+	release: action<Omit<P.ReleaseParams, "idempotencyKey">, P.ReleaseReply>("promotions.release")
+};
+
+export const Shipping = {
+	listMethods: action<S.ListMethodsParams, S.ListMethodsReply>("shipping.listMethods"),
+	/** Price and delivery date for a cart; 422 naming the field for an unknown method, a country not served, a date outside the window. */
+	quote: action<S.QuoteParams, S.QuoteReply>("shipping.quote"),
+	selectMethod: action<S.SelectMethodParams, S.SelectMethodReply>("shipping.selectMethod"),
+	provideAddress: action<S.ProvideAddressParams, S.ProvideAddressReply>("shipping.provideAddress"),
+	selectDeliveryDate: action<S.SelectDeliveryDateParams, S.SelectDeliveryDateReply>("shipping.selectDeliveryDate")
+};
+
+export const Addons = {
+	available: action<A.AvailableParams, A.AvailableReply>("addons.available"),
+	/** 422 naming addonIds when one is unknown or not offered for these lines. */
+	price: action<A.PriceParams, A.PriceReply>("addons.price"),
+	/** The checkout's cart changed: addons.availability_calculated when the answer differs. */
+	calculateAvailability: action<A.CalculateAvailabilityParams, A.CalculateAvailabilityReply>("addons.calculateAvailability")
 };
 
 // --- checkout --------------------------------------------------------------------------------

@@ -455,6 +455,8 @@ export default defineService<Methods>({
 							snapshot: this.knex.raw(`CASE WHEN snapshot IS NULL THEN NULL ELSE jsonb_set(snapshot, '{shippingAddress}', 'null'::jsonb) END`),
 							anonymized_at: this.knex.fn.now()
 						});
+					// The stored answers of earlier requests (create, confirm …) repeat the email and the address.
+					await this.table("idempotency_keys", trx).whereRaw(`result->>'customerId' = ?`, [customerId]).delete();
 					// The events kept in the outbox carried the email too.
 					await this.table("outbox", trx)
 						.whereIn("aggregate_id", mine)
