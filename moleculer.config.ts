@@ -31,6 +31,13 @@ export function channelsAdapter(s: Settings) {
 	};
 }
 
+/** Read caches (the catalog's): Redis under the run's key prefix when there is one, else this process's memory. */
+export function cacherOptions(s: Settings) {
+	const ttl = s.catalogCacheTtlS;
+	if (s.redisUrl) return { type: "Redis", options: { prefix: `${s.redisPrefix}cache`, ttl, redis: s.redisUrl } };
+	return { type: "Memory", options: { ttl, clone: true } };
+}
+
 export function brokerOptions(s: Settings = settings): BrokerOptions {
 	return {
 		namespace: s.namespace,
@@ -50,6 +57,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		// acknowledged only after the handler answered, so a request to a replica that dies is redelivered.
 		disableBalancer: !!s.transporter,
 		serializer: "JSON",
+		cacher: cacherOptions(s) as any,
 		requestTimeout: 15_000,
 		retryPolicy: { enabled: false },
 		logger: { type: "Console", options: { level: s.logLevel, formatter: "short", colors: process.stdout.isTTY } },

@@ -43,6 +43,7 @@ const REPLICAS = list(process.env.BENCH_CHECKOUT_REPLICAS, [2]);
 const INVENTORY_REPLICAS = Number(process.env.BENCH_INVENTORY_REPLICAS ?? 2);
 const SATURATION_MAX = Number(process.env.BENCH_SATURATION_MAX ?? 300 * DURATION_S);
 const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
+const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
 const PRODUCTS = 20; // stock spread over several rows, as a real catalog would be
 const CLK_TCK = 100;
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
@@ -161,17 +162,35 @@ async function readyShoppers(shop: Shop, count: number): Promise<Array<{ token: 
 	const out: Array<{ token: string }> = [];
 	let next = 0;
 	await Promise.all(
-		Array.from({ length: 32 }, async () => {
-			while (next < count) out.push(await readyShopper(shop, next++));
+		Array.from({ length: PREPARE_IN_PARALLEL }, async () => {
+			while (next < count) {
+				const n = next++;
+				// A busy machine may time a preparing request out: that shopper is started over.
+				for (let attempt = 1; ; attempt++) {
+					try {
+						out.push(await readyShopper(shop, n));
+						break;
+					} catch (err) {
+						if (attempt >= 5) throw err;
+						await sleep(1000);
+					}
+				}
+			}
 		})
 	);
 	return out;
 }
 
+/** Why checkouts did not complete: "<HTTP status> <status or error type>" → count. */
+const failures: Record<string, number> = {};
+
 /** Places one checkout; true when the saga confirmed it before the answer. */
 async function place(http: Http, token: string): Promise<boolean> {
-	const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, token).catch(() => null);
-	return res?.status === 202 && res.body?.status === "confirmed";
+	const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, token).catch((err: Error) => ({ status: 0, body: { type: err.message } }));
+	if (res.status === 202 && res.body?.status === "confirmed") return true;
+	const why = `${res.status} ${res.body?.status ?? res.body?.type ?? ""}`;
+	failures[why] = (failures[why] ?? 0) + 1;
+	return false;
 }
 
 // --- Load --------------------------------------------------------------------------------------
@@ -334,8 +353,10 @@ async function main() {
 	const result = {
 		date: started.toISOString(), commit, machine: { cpus: (await import("node:os")).cpus().length, loadAverageAtStart: (await import("node:os")).loadavg() },
 		settings: { durationS: DURATION_S, rates: RATES, inFlight: IN_FLIGHT, checkoutReplicas: REPLICAS, inventoryReplicas: INVENTORY_REPLICAS, readConnections: READ_CONNECTIONS },
-		configurations
+		configurations,
+		notCompleted: failures
 	};
+	if (Object.keys(failures).length) console.log("\ncheckouts not completed, by answer:", failures);
 	const dir = path.join(__dirname, "results");
 	mkdirSync(dir, { recursive: true });
 	const file = path.join(dir, `${started.toISOString().slice(0, 19).replace(/[:T]/g, "-")}-${commit}.json`);

@@ -70,6 +70,8 @@ export interface Settings {
 	smtpUrl: string | null;
 	mailFrom: string;
 	mailAttempts: number;
+	/** Longest life of a cached catalog answer (seconds); changes drop the cache before that. */
+	catalogCacheTtlS: number;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -143,7 +145,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		storefrontUrl: (env.STOREFRONT_URL || "http://localhost:3000").replace(/\/+$/, ""),
 		smtpUrl: env.SMTP_URL || null,
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
-		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1)
+		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1)
 	};
 }
 

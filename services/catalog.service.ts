@@ -8,8 +8,10 @@ import { randomUUID } from "node:crypto";
 import { conflict, notFound } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { moneySchema } from "../contracts/money";
+import { CatalogCache, catalogCacheKeys, CatalogCacheMethods } from "../mixins/catalog-cache";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
+import { settings } from "../mixins/settings";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { categoryTree, depthUnder, MAX_CATEGORY_DEPTH, productView } from "./catalog/product";
 
@@ -21,11 +23,11 @@ interface Methods {
 	isAdmin(ctx: Ctx): boolean;
 }
 
-type This = ServiceThis<Methods>;
+type This = ServiceThis<Methods, CatalogCacheMethods>;
 
-export default defineService<Methods>({
+export default defineService<Methods, CatalogCacheMethods>({
 	name: "catalog",
-	mixins: [DbMixin("catalog"), OutboxMixin()],
+	mixins: [DbMixin("catalog"), OutboxMixin(), CatalogCache()],
 
 	actions: {
 		createCategory: {
@@ -101,6 +103,7 @@ export default defineService<Methods>({
 
 		getProduct: {
 			rest: "GET /api/products/:id",
+			cache: { keys: catalogCacheKeys.getProduct, ttl: settings.catalogCacheTtlS },
 			params: Joi.object({ id: uuid.required(), includeInactive: Joi.boolean().default(false) }),
 			async handler(ctx) {
 				const row = await this.table("products").where({ id: ctx.params.id }).whereNot({ status: "deleted" }).first();
@@ -112,6 +115,7 @@ export default defineService<Methods>({
 
 		listProducts: {
 			rest: "GET /api/products",
+			cache: { keys: catalogCacheKeys.listProducts, ttl: settings.catalogCacheTtlS },
 			params: Joi.object({ q: Joi.string().trim().max(200).allow(""), categoryId: uuid, vendorId: uuid, page, pageSize }),
 			async handler(ctx) {
 				const { q, categoryId, vendorId, page, pageSize } = ctx.params;
@@ -133,6 +137,16 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				if (ctx.params.ids.length === 0) return [];
 				return (await this.table("products").whereIn("id", ctx.params.ids)).map((r: any) => productView(r));
+			}
+		}
+	},
+
+	channels: {
+		/** Stock shown in the lists changed: the cached answers go. */
+		"inventory.updated": {
+			group: "catalog-cache",
+			async handler() {
+				await this.cleanCatalogCache();
 			}
 		}
 	},

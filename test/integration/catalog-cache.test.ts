@@ -1,0 +1,67 @@
+/**
+ * The catalog's read cache (mixins/catalog-cache.ts) on the real system: a warm product list
+ * asks neither Postgres-backed inventory nor anything else again, a catalog change is seen by
+ * the very next read, and a stock change reaches the lists through `inventory.updated`
+ * long before the cache's own expiry.
+ */
+import { expect } from "chai";
+import { randomUUID } from "node:crypto";
+import { Cluster, countCalls, eventually, startCluster } from "../support/cluster";
+
+const admin = { user: { id: randomUUID(), role: "admin" } };
+const name = (p: string) => `${p} ${randomUUID().slice(0, 8)}`;
+
+describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
+	this.timeout(60_000);
+	let cluster: Cluster;
+
+	before(async () => {
+		cluster = await startCluster([[], ["catalog"], ["inventory"]]);
+	});
+	after(async () => cluster?.stop());
+
+	async function activeProduct(stock: number) {
+		const categoryId = (await cluster.call("catalog.createCategory", { name: name("Cache") }, admin)).id;
+		const p = await cluster.call("catalog.createProduct", { name: name("Cached lamp"), price: { amount: 4999, currency: "PLN" }, categoryId, initialStock: stock }, admin);
+		await cluster.call("catalog.activateProduct", { id: p.id }, admin);
+		await eventually(async () => (await cluster.call("inventory.get", { sku: p.sku }, admin).catch(() => null))?.available === stock, 15_000, "stock row");
+		return { ...p, categoryId } as { id: string; sku: string; categoryId: string };
+	}
+	const listed = async (categoryId: string) => (await cluster.call("catalog.listProducts", { categoryId, page: 1, pageSize: 20 })).rows as any[];
+
+	it("answers a warm list from the cache, and a catalog change is in the very next list and product read", async () => {
+		const p = await activeProduct(7);
+		expect((await listed(p.categoryId)).map(r => r.id)).to.deep.equal([p.id]);
+		expect((await cluster.call("catalog.getProduct", { id: p.id })).id).to.equal(p.id);
+
+		const stockCalls = countCalls(cluster.brokers[2]!, "inventory.getMany");
+		try {
+			for (let i = 0; i < 3; i++) expect((await listed(p.categoryId)).map(r => r.id)).to.deep.equal([p.id]);
+			await cluster.call("catalog.getProduct", { id: p.id });
+			expect(stockCalls.count, "warm reads do not ask inventory").to.equal(0);
+		} finally {
+			stockCalls.restore();
+		}
+
+		await cluster.call("catalog.deactivateProduct", { id: p.id }, admin);
+		expect(await listed(p.categoryId), "the deactivated product left the cached list at once").to.deep.equal([]);
+		const gone = await cluster.call("catalog.getProduct", { id: p.id }).catch((err: any) => err);
+		expect(gone.code).to.equal(404);
+		// An admin's answer (inactive products too) is cached apart from a shopper's.
+		expect((await cluster.call("catalog.listProducts", { categoryId: p.categoryId, page: 1, pageSize: 20 }, admin)).rows.map((r: any) => r.id)).to.deep.equal([p.id]);
+		expect(await listed(p.categoryId)).to.deep.equal([]);
+	});
+
+	it("a stock change reaches the cached list through inventory.updated, well before the cache expires", async () => {
+		const p = await activeProduct(5);
+		const before = (await listed(p.categoryId))[0];
+		await listed(p.categoryId); // warm
+		await cluster.call("inventory.adjust", { sku: p.sku, adjustment: 10, reason: "delivery", idempotencyKey: randomUUID() }, admin);
+		const after = await eventually(async () => {
+			const row = (await listed(p.categoryId))[0];
+			return JSON.stringify(row) !== JSON.stringify(before) ? row : null;
+		}, 10_000, "the new stock in the list");
+		expect(after.id).to.equal(p.id);
+		expect(after.available).to.equal(15);
+	});
+});
