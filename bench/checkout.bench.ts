@@ -111,13 +111,24 @@ async function cpuShare<T>(watched: Watched[], work: () => Promise<T>): Promise<
 
 // --- RabbitMQ ----------------------------------------------------------------------------------
 
-/** Messages waiting in this run's queues (their names carry the namespace). */
+/**
+ * Messages waiting in this run's queues (their names carry the namespace): from the management
+ * API, or from `rabbitmqctl list_queues` where the management plugin does not listen.
+ */
 async function queueDepth(): Promise<{ messages: number; queues: number } | null> {
 	const ns = process.env.NAMESPACE!;
+	const count = (queues: Array<{ name: string; messages: number }>) => {
+		const ours = queues.filter(q => q.name.includes(ns));
+		return { messages: ours.reduce((a, q) => a + q.messages, 0), queues: ours.length };
+	};
 	const res = await fetch("http://127.0.0.1:15672/api/queues?columns=name,messages", { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } }).catch(() => null);
-	if (!res?.ok) return null;
-	const queues = ((await res.json()) as Array<{ name: string; messages?: number }>).filter(q => q.name.includes(ns));
-	return { messages: queues.reduce((a, q) => a + (q.messages ?? 0), 0), queues: queues.length };
+	if (res?.ok) return count(((await res.json()) as Array<{ name: string; messages?: number }>).map(q => ({ name: q.name, messages: q.messages ?? 0 })));
+	try {
+		const out = execFileSync("rabbitmqctl", ["-q", "list_queues", "name", "messages"], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "ignore"] });
+		return count(out.split("\n").map(l => l.trim().split(/\s+/)).filter(f => f.length === 2 && /^\d+$/.test(f[1]!)).map(([name, n]) => ({ name: name!, messages: Number(n) })));
+	} catch {
+		return null;
+	}
 }
 
 // --- The shop ----------------------------------------------------------------------------------
@@ -184,10 +195,27 @@ async function readyShoppers(shop: Shop, count: number): Promise<Array<{ token: 
 /** Why checkouts did not complete: "<HTTP status> <status or error type>" → count. */
 const failures: Record<string, number> = {};
 
-/** Places one checkout; true when the saga confirmed it before the answer. */
+/**
+ * Places one checkout and follows it to its end; true when the order was confirmed. An answer
+ * of 202 `pending` (the saga outlived CHECKOUT_WAIT_MS) is followed by reading the order until
+ * it is confirmed or failed, so the latency is always place → confirmed.
+ */
 async function place(http: Http, token: string): Promise<boolean> {
 	const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, token).catch((err: Error) => ({ status: 0, body: { type: err.message } }));
 	if (res.status === 202 && res.body?.status === "confirmed") return true;
+	if (res.status === 202 && res.body?.status === "pending" && res.body.orderId) {
+		const until = performance.now() + 60_000;
+		while (performance.now() < until) {
+			await sleep(50);
+			const o = await http.get(`/api/orders/${res.body.orderId}`, token).catch(() => null);
+			if (o?.body?.status === "confirmed") return true;
+			if (o?.status === 200 && o.body?.status !== "pending") {
+				const why = `order ${o.body?.status}`;
+				failures[why] = (failures[why] ?? 0) + 1;
+				return false;
+			}
+		}
+	}
 	const why = `${res.status} ${res.body?.status ?? res.body?.type ?? ""}`;
 	failures[why] = (failures[why] ?? 0) + 1;
 	return false;
