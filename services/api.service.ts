@@ -3,7 +3,7 @@
  * declares who may call it. Bearer JWTs identify the user; errors answer as `{ name, message, code, type, data }`;
  * X-Correlation-Id is accepted (or made), echoed, and carried in every call's meta.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import Redis from "ioredis";
 import jwt from "jsonwebtoken";
@@ -67,6 +67,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown) {
 	res.end(JSON.stringify(body));
 }
 
+/** GET answers that carry an ETag and may be revalidated with If-None-Match. */
+const REVALIDATED_READS = new Set(["catalog.listProducts", "catalog.getProduct"]);
+
 interface Vars {
 	redis: Redis | null;
 	rateLimits: RateLimitStore;
@@ -87,6 +90,15 @@ export default defineService<object, Vars>({
 			: new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
 	},
+	async started() {
+		// Client connections stay open between requests, longer than a load balancer's usual 60 s idle timeout.
+		const server = (this as any).server;
+		if (server) {
+			server.keepAliveTimeout = 65_000;
+			server.headersTimeout = 66_000;
+		}
+	},
+
 	async stopped() {
 		await this.rateLimits.close();
 		await releaseKnex(settings);
@@ -158,6 +170,13 @@ export default defineService<object, Vars>({
 					if (settings.transporter && typeof alias?.action === "string") req.$endpoint = alias.action;
 				},
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
+					// Product list and detail: an ETag of the answer, so a client revalidates with
+					// If-None-Match and gets a 304 without the body (moleculer-web answers it); no-cache
+					// makes every use revalidate, so a price change is seen at once.
+					if (req.method === "GET" && REVALIDATED_READS.has(req.$alias?.action) && (ctx.meta.$statusCode ?? 200) === 200 && data) {
+						const etag = `W/"${createHash("sha1").update(JSON.stringify(data)).digest("base64url")}"`;
+						ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ETag: etag, "Cache-Control": ctx.meta.user ? "private, no-cache" : "public, no-cache" };
+					}
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
 						// moleculer-web keeps an alias's path without its leading slash ("auth/register").
