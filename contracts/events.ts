@@ -67,6 +67,20 @@ export const EVENT_NAMES = [
 
 export type EventName = (typeof EVENT_NAMES)[number];
 
+/**
+ * Who consumes what: for each event, the services (consumer groups) that handle it through a
+ * channel. Every process that publishes declares this topology in RabbitMQ before its first
+ * publish (exchange `<namespace>.<event>`, durable queue `<service>.<namespace>.<event>`
+ * bound to it), so an event sent before its consumer ever started waits in the consumer's
+ * queue. A service that adds a `channels` handler adds itself here (a unit test compares).
+ */
+export const EVENT_CONSUMERS: Readonly<Partial<Record<EventName, readonly string[]>>> = {
+	"product.created": ["inventory"],
+	"customer.verification_requested": ["notifications"],
+	"customer.erased": ["notifications", "orders"],
+	"order.confirmed": ["notifications"]
+};
+
 export function envelope<P extends Record<string, unknown>>(
 	name: EventName,
 	aggregateId: string,

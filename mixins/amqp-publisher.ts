@@ -2,53 +2,103 @@
  * One confirm channel per process, used by every outbox relay in it. It publishes to the
  * fanout exchange that @moleculer/channels consumes (`<namespace>.<event name>`), and a
  * publish resolves only once RabbitMQ has confirmed it. A lost connection is reopened on
- * the next publish.
+ * the next publish (and the relay retries what failed).
+ *
+ * Before the first publish on every connection it declares the topology of the declared
+ * consumers (contracts/events.ts `EVENT_CONSUMERS`): each event's exchange and each consuming
+ * group's durable queue `<group>.<namespace>.<event>`, bound to it. So an event published
+ * before its consumer ever started waits in that queue instead of being dropped by a fanout
+ * exchange with nothing bound.
+ *
+ * Each connection's and channel's events only reset that same connection: a late `close`
+ * from an older connection cannot drop a newer channel.
  */
 import amqp from "amqplib";
 import type { EventEnvelope } from "../contracts/events";
 
+interface Link {
+	connection: amqp.ChannelModel;
+	channel: amqp.ConfirmChannel;
+}
+
 export class AmqpPublisher {
-	private connection: amqp.ChannelModel | null = null;
-	private channel: amqp.ConfirmChannel | null = null;
-	private connecting: Promise<amqp.ConfirmChannel> | null = null;
+	private link: Link | null = null;
+	private connecting: Promise<Link> | null = null;
 	private asserted = new Set<string>();
 
 	constructor(
 		private url: string,
-		private prefix: string
+		private prefix: string,
+		private consumers: Readonly<Record<string, readonly string[]>> = {}
 	) {}
 
 	exchangeFor(eventName: string): string {
 		return this.prefix ? `${this.prefix}.${eventName}` : eventName;
 	}
 
-	private async open(): Promise<amqp.ConfirmChannel> {
-		if (this.channel) return this.channel;
+	/** The queue a consumer group reads an event from (the name @moleculer/channels gives it). */
+	queueFor(group: string, eventName: string): string {
+		return `${group}.${this.exchangeFor(eventName)}`;
+	}
+
+	private async open(): Promise<Link> {
+		if (this.link) return this.link;
 		if (!this.connecting) {
 			this.connecting = (async () => {
 				const connection = await amqp.connect(this.url, { noDelay: true });
 				connection.on("error", () => undefined);
-				connection.on("close", () => this.reset());
-				const channel = await connection.createConfirmChannel();
-				channel.on("error", () => undefined);
-				channel.on("close", () => this.reset());
-				this.connection = connection;
-				this.channel = channel;
-				return channel;
+				connection.on("close", () => this.reset(connection));
+				try {
+					const channel = await connection.createConfirmChannel();
+					channel.on("error", () => undefined);
+					channel.on("close", () => this.reset(connection));
+					await this.declare(channel);
+					const link = { connection, channel };
+					this.link = link;
+					return link;
+				} catch (err) {
+					await connection.close().catch(() => undefined);
+					throw err;
+				}
 			})().finally(() => (this.connecting = null));
 		}
 		return this.connecting;
 	}
 
-	private reset() {
-		this.channel = null;
-		this.connection = null;
+	private async declare(channel: amqp.ConfirmChannel): Promise<void> {
 		this.asserted.clear();
+		for (const [eventName, groups] of Object.entries(this.consumers)) {
+			const exchange = this.exchangeFor(eventName);
+			await channel.assertExchange(exchange, "fanout", { durable: true });
+			this.asserted.add(exchange);
+			for (const group of groups) {
+				const queue = this.queueFor(group, eventName);
+				await channel.assertQueue(queue, { durable: true });
+				await channel.bindQueue(queue, exchange, "");
+			}
+		}
+	}
+
+	/** Forgets `connection` (and closes it) if it is still the current one; anything older is ignored. */
+	private reset(connection: amqp.ChannelModel) {
+		if (this.link?.connection !== connection) return;
+		this.link = null;
+		connection.close().catch(() => undefined);
+	}
+
+	/** Connects now and declares the topology; rejects while RabbitMQ is unreachable. */
+	async connect(): Promise<void> {
+		await this.open();
+	}
+
+	/** True while the confirm channel is open. */
+	usable(): boolean {
+		return this.link !== null;
 	}
 
 	/** Publishes every envelope and waits for the broker to confirm all of them. */
 	async publish(envelopes: EventEnvelope[]): Promise<void> {
-		const channel = await this.open();
+		const { connection, channel } = await this.open();
 		try {
 			for (const env of envelopes) {
 				const exchange = this.exchangeFor(env.event_name);
@@ -68,24 +118,29 @@ export class AmqpPublisher {
 			}
 			await channel.waitForConfirms();
 		} catch (err) {
-			this.reset();
+			this.reset(connection);
 			throw err;
 		}
 	}
 
 	async close(): Promise<void> {
-		const c = this.connection;
-		this.reset();
-		if (c) await c.close().catch(() => undefined);
+		const link = this.link;
+		this.link = null;
+		if (link) await link.connection.close().catch(() => undefined);
 	}
 }
 
 let shared: { publisher: AmqpPublisher; refs: number } | null = null;
 
-export function acquirePublisher(url: string, prefix: string): AmqpPublisher {
-	if (!shared) shared = { publisher: new AmqpPublisher(url, prefix), refs: 0 };
+export function acquirePublisher(url: string, prefix: string, consumers: Readonly<Record<string, readonly string[]>> = {}): AmqpPublisher {
+	if (!shared) shared = { publisher: new AmqpPublisher(url, prefix, consumers), refs: 0 };
 	shared.refs++;
 	return shared.publisher;
+}
+
+/** The publisher of this process, if an outbox relay uses one (for health checks). */
+export function currentPublisher(): AmqpPublisher | null {
+	return shared?.publisher ?? null;
 }
 
 export async function releasePublisher(): Promise<void> {

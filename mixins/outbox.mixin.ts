@@ -8,7 +8,7 @@
  */
 import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
-import { envelope, EventEnvelope, EventName } from "../contracts/events";
+import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
 import { acquirePublisher, AmqpPublisher, releasePublisher } from "./amqp-publisher";
 import type { DbMethods } from "./db.mixin";
 import { settings } from "./settings";
@@ -37,7 +37,12 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null };
 		},
 		async started(this: any) {
-			if (settings.transporter) this.outbox.publisher = acquirePublisher(settings.transporter, settings.namespace);
+			if (settings.transporter) {
+				this.outbox.publisher = acquirePublisher(settings.transporter, settings.namespace, EVENT_CONSUMERS);
+				// Declares every consumer's queue now, so nothing published before a consumer starts is dropped.
+				// RabbitMQ down at start-up is no reason to fail: the first publish connects and declares again.
+				this.outbox.publisher.connect().catch((err: Error) => this.logger.warn(`RabbitMQ not reachable at start-up (${err.message}); the relay retries.`));
+			}
 			// The db mixin's migrations may still be running: the relay starts once the schema is there.
 			this.schemaReady.then(() => this.flushOutbox());
 		},

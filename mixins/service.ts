@@ -7,6 +7,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import Joi, { Schema as JoiSchema } from "joi";
 import type { EventEnvelope } from "../contracts/events";
 import type { DbMethods } from "./db.mixin";
+import { messagingHealth } from "./messaging-health";
 import type { OutboxMethods } from "./outbox.mixin";
 
 export interface AuthUser {
@@ -62,6 +63,8 @@ export interface CommerceServiceSchema<M, V> {
 /**
  * Every service also answers `<service>.describeParams`: the joi descriptions of its actions'
  * params. It is not published over HTTP; the gateway builds its OpenAPI document from it.
+ * And `<service>.health`: whether the answering process can use RabbitMQ right now
+ * (mixins/messaging-health.ts); a replica that cannot take calls cannot answer it at all.
  */
 export function defineService<M extends object = object, V extends object = object>(
 	schema: CommerceServiceSchema<M, V>
@@ -77,5 +80,11 @@ export function defineService<M extends object = object, V extends object = obje
 			return out;
 		}
 	};
-	return { ...schema, actions: { ...actions, describeParams } } as unknown as ServiceSchema;
+	const health: ActionDef<any> = {
+		visibility: "public",
+		handler(this: any) {
+			return messagingHealth(this.broker);
+		}
+	};
+	return { ...schema, actions: { ...actions, describeParams, health } } as unknown as ServiceSchema;
 }
