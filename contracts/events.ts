@@ -46,12 +46,23 @@ export const EVENT_NAMES = [
 	"cart.merged",
 	"cart.expired",
 	"cart.checked_out",
+	"shipping.method_selected",
+	"shipping.address_provided",
+	"shipping.delivery_date_selected",
+	"promotion.applied",
+	"promotion.removed",
+	"promotion.code_applied",
+	"promotion.redeemed", // ours: a code's use taken by an order (place-order saga)
+	"promotion.released", // ours: that use given back (compensation or cancel)
+	"addons.availability_calculated",
+	"payment.method_selected",
 	"payment.initiated",
 	"payment.authorized",
 	"payment.failed",
 	"payment.captured",
 	"payment.voided",
 	"payment.refunded",
+	"checkout.totals_updated",
 	"checkout.order_created",
 	"checkout.completed",
 	"checkout.failed",
@@ -78,6 +89,13 @@ export const EVENT_CONSUMERS: Readonly<Partial<Record<EventName, readonly string
 	"product.created": ["inventory"],
 	"customer.verification_requested": ["notifications"],
 	"customer.erased": ["notifications", "orders"],
+	"cart.item_added": ["checkout"],
+	"cart.item_quantity_changed": ["checkout"],
+	"cart.item_removed": ["checkout"],
+	"cart.cleared": ["checkout"],
+	"order.placed": ["checkout"],
+	"payment.authorized": ["checkout"],
+	"payment.failed": ["checkout"],
 	"order.confirmed": ["notifications"]
 };
 

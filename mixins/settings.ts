@@ -25,6 +25,24 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** How long place-order waits for the bank's answer to a BLIK / PayPal payment before it gives up. */
+	paymentDeadlineMs: number;
+	/** HMAC secret of the payment provider's webhooks (X-Signature). */
+	webhookSecret: string;
+	/** Where the (simulated) payment provider sends its webhooks: the gateway's own address. */
+	webhookTargetUrl: string;
+	/** How long the simulated provider takes to approve or reject a BLIK code. */
+	blikAnswerDelayMs: number;
+	/** Where the simulated PayPal sends the buyer to approve (the storefront follows `redirectUrl`). */
+	paypalApproveUrl: string;
+	/** The topic exchange the integration events of outside systems go to. */
+	integrationExchange: string;
+	/** Inbox rows (and sent outbox rows) older than this are pruned; a redelivery older than it would run twice. */
+	inboxRetentionDays: number;
+	/** Idempotency keys older than this are pruned; a repeat with an older key would run again. */
+	idempotencyRetentionDays: number;
+	/** How often each service looks for rows to prune (one replica at a time does it). */
+	pruneIntervalMs: number;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -46,9 +64,18 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		logLevel: env.LOG_LEVEL ?? "info",
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
-		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000),
-		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 15000),
-		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0)
+		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
+		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
+		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),
+		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
+		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),
+		paypalApproveUrl: env.PAYPAL_APPROVE_URL ?? "https://www.sandbox.paypal.com/checkoutnow",
+		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration",
+		inboxRetentionDays: Number(env.INBOX_RETENTION_DAYS ?? 7),
+		idempotencyRetentionDays: Number(env.IDEMPOTENCY_RETENTION_DAYS ?? env.INBOX_RETENTION_DAYS ?? 7),
+		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000)
 	};
 }
 

@@ -143,13 +143,29 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** One cart by id, as `get` shows it (checkout follows a cart's changes through it). */
+		getById: {
+			params: Joi.object({ cartId: uuid.required() }),
+			async handler(ctx) {
+				const cart: CartRow | undefined = await this.table("carts").where({ id: ctx.params.cartId }).first();
+				if (!cart) throw notFound("Cart", ctx.params.cartId);
+				return this.view(ctx, cart);
+			}
+		},
+
 		// --- Steps of the place-order saga -------------------------------------------------
 
 		/** Locks the cart for one saga and answers its lines at current prices. Re-locking by the same saga is a no-op. */
 		lock: {
-			params: Joi.object({ cartId: uuid.required(), sagaId: uuid.required(), idempotencyKey: Joi.string().max(200) }),
+			params: Joi.object({
+				cartId: uuid.required(),
+				sagaId: uuid.required(),
+				/** The cart total the checkout showed: a cart changed since then is refused (409 CART_CHANGED), not ordered. */
+				expectedTotal: Joi.object({ amount: Joi.number().integer().min(0).required(), currency: Joi.string().length(3).required() }),
+				idempotencyKey: Joi.string().max(200)
+			}),
 			async handler(ctx) {
-				const { cartId, sagaId } = ctx.params;
+				const { cartId, sagaId, expectedTotal } = ctx.params;
 				const cart = await this.transaction(async trx => {
 					const c = await this.lockedCart(cartId, trx);
 					if (c.status !== "active") throw conflict("CART_EMPTY", "This cart was already checked out");
@@ -163,11 +179,15 @@ export default defineService<Methods>({
 				const lines = priceLines(items, await this.products(ctx, items.map(i => i.product_id)));
 				const inactive = lines.find(l => !l.active);
 				if (inactive) throw conflict("PRODUCT_INACTIVE", `'${inactive.name}' is no longer for sale`, { productId: inactive.productId });
+				const total = cartTotal(lines);
+				if (expectedTotal && (expectedTotal.amount !== total.amount || expectedTotal.currency !== total.currency)) {
+					throw conflict("CART_CHANGED", "The cart changed since the checkout was shown; review it and place again", { expectedTotal, total });
+				}
 				return {
 					cartId,
 					customerId: cart.customer_id,
-					lines: lines.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, quantity: l.quantity, unitPrice: l.unitPrice })),
-					total: cartTotal(lines)
+					lines: lines.map(l => ({ productId: l.productId, sku: l.sku, name: l.name, categoryId: l.categoryId, quantity: l.quantity, unitPrice: l.unitPrice })),
+					total
 				};
 			}
 		},

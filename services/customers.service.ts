@@ -107,6 +107,7 @@ export default defineService<Methods>({
 						customerId: row.id, email: row.email, firstName: row.first_name, lastName: row.last_name,
 						createdAt: new Date(row.created_at).toISOString()
 					}, ctx);
+					await this.recordIntegration(trx, "CustomerRegisteredNotification", row.id, { customerId: row.id, email: row.email, firstName: row.first_name }, ctx);
 					await this.requestVerification(ctx, trx, row);
 					return toCustomer(row);
 				});
@@ -265,6 +266,23 @@ export default defineService<Methods>({
 					await this.record(trx, "customer.address_added", user.id, { customerId: user.id, addressId: row!.id, country }, ctx);
 					return toAddress(row!);
 				});
+			}
+		},
+
+		/** An address checked as `addAddress` checks it, not stored (checkout's inline address): answers it in canonical form or 422 naming the field. */
+		validateAddress: {
+			params: Joi.object({
+				recipientName: text(200).required(),
+				street: text(200).required(),
+				city: text(100).required(),
+				state: Joi.string().trim().max(100).allow("", null),
+				postalCode: text(20).required(),
+				country: text(60).required()
+			}),
+			handler(ctx) {
+				const p = ctx.params;
+				const { country, postalCode } = assertPostalAddress(p.country, p.postalCode);
+				return { recipientName: p.recipientName, street: p.street, city: p.city, state: p.state || null, postalCode, country };
 			}
 		},
 

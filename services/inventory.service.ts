@@ -35,7 +35,7 @@ interface Methods {
 	lockOrder(orderId: string, trx: Knex.Transaction): Promise<void>;
 	lockRows(skus: string[], trx: Knex.Transaction): Promise<StockRow[]>;
 	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
-	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string } | null>;
+	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string } | null>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
@@ -77,7 +77,7 @@ export default defineService<Methods>({
 				if (!exists && !product) throw notFound("Product of SKU", sku);
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.set", async trx => {
 					if (product) {
-						await this.table("stock", trx).insert({ sku, product_id: product.id, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
+						await this.table("stock", trx).insert({ sku, product_id: product.id, product_name: product.name ?? null, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
 					}
 					const [row] = await this.lockRows([sku], trx);
 					const refusal = onHandRefusal(row!, quantity);
@@ -207,13 +207,13 @@ export default defineService<Methods>({
 				await this.handleOnce(event, "inventory.onProductCreated", async trx => {
 					const threshold = p.lowStockThreshold ?? 5;
 					const inserted = await this.table("stock", trx)
-						.insert({ sku: p.sku, product_id: p.productId, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
+						.insert({ sku: p.sku, product_id: p.productId, product_name: p.name ?? null, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
 						.onConflict("sku")
 						.ignore()
 						.returning("*");
 					if (inserted.length === 0) {
 						// An admin's inventory.set came first and created the row: its quantity stands, the product's threshold applies.
-						await this.table("stock", trx).where({ sku: p.sku }).update({ low_stock_threshold: threshold });
+						await this.table("stock", trx).where({ sku: p.sku }).update({ low_stock_threshold: threshold, product_name: p.name ?? null });
 						return;
 					}
 					const row = await this.apply(trx, inserted[0], { onHand: p.initialStock ?? 0, reserved: 0, change: "created", reason: "product created" }, event);
@@ -269,6 +269,12 @@ export default defineService<Methods>({
 			for (const alert of alertsFor(before, available(after), after.low_stock_threshold)) {
 				const alertPayload = { ...payload, currentStock: payload.available, threshold: after.low_stock_threshold };
 				await this.record(trx, alert === "low_stock" ? "inventory.low_stock" : "inventory.out_of_stock", after.sku, alertPayload, cause);
+				const product = { productId: after.product_id, productName: after.product_name ?? null, sku: after.sku };
+				if (alert === "low_stock") {
+					await this.recordIntegration(trx, "LowStockNotification", after.product_id, { ...product, currentStock: payload.available, threshold: after.low_stock_threshold }, cause);
+				} else {
+					await this.recordIntegration(trx, "OutOfStockNotification", after.product_id, product, cause);
+				}
 			}
 			return after;
 		},

@@ -14,6 +14,7 @@ export interface ProductInfo {
 	name: string;
 	price: Money;
 	status: string;
+	categoryId?: string | null;
 }
 
 export interface PricedLine {
@@ -22,6 +23,8 @@ export interface PricedLine {
 	sku: string;
 	variantId: string | null;
 	name: string;
+	/** For promotions and add-ons scoped to a category. */
+	categoryId: string | null;
 	quantity: number;
 	unitPrice: Money;
 	lineTotal: Money;
@@ -43,6 +46,7 @@ export function priceLines(items: CartItemRow[], products: ProductInfo[]): Price
 			sku: item.sku,
 			variantId: item.variant_id,
 			name: p.name,
+			categoryId: p.categoryId ?? null,
 			quantity: item.quantity,
 			unitPrice: p.price,
 			lineTotal: multiply(p.price, item.quantity),

@@ -11,6 +11,8 @@ export interface StockRow {
 	on_hand: number;
 	reserved: number;
 	low_stock_threshold: number;
+	/** The product's name when known (for stock alerts). */
+	product_name?: string | null;
 }
 
 export interface Line {

@@ -25,3 +25,7 @@ process.env.BCRYPT_ROUNDS ??= "4";
 // Tests act as many customers from one address; the rate-limit test starts a gateway with low limits of its own.
 process.env.RATE_LIMIT_MAX ??= "1000000";
 process.env.RATE_LIMIT_AUTH_MAX ??= "1000000";
+process.env.WEBHOOK_SECRET ??= "test-webhook-secret-" + run;
+process.env.BLIK_ANSWER_DELAY_MS ??= "200";
+// BLIK / PayPal payments nobody answers give up this soon in tests (the default is two minutes).
+process.env.PAYMENT_DEADLINE_MS ??= "4000";
