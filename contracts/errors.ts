@@ -1,6 +1,6 @@
 /**
  * Typed errors of saga-commerce. Every error a client can cause is a MoleculerClientError
- * with a stable `type` (API.md): the gateway maps `code` to the HTTP status as it is.
+ * with a stable `type` (docs/api.md lists them): the gateway maps `code` to the HTTP status as it is.
  * A participant's refusal (4xx) is never retried by a saga; anything else may be.
  */
 import { Errors } from "moleculer";

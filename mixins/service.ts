@@ -62,7 +62,8 @@ export interface CommerceServiceSchema<M, V> {
 
 /**
  * Every service also answers `<service>.describeParams`: the joi descriptions of its actions'
- * params. It is not published over HTTP; the gateway builds its OpenAPI document from it.
+ * params, and `<service>.describeChannels`: the events it consumes and under which group. They
+ * are not published over HTTP; the gateway builds its OpenAPI and AsyncAPI documents from them.
  * And `<service>.health`: whether the answering process can use RabbitMQ right now
  * (mixins/messaging-health.ts); a replica that cannot take calls cannot answer it at all.
  */
@@ -80,11 +81,20 @@ export function defineService<M extends object = object, V extends object = obje
 			return out;
 		}
 	};
+	const describeChannels: ActionDef<any> = {
+		visibility: "public",
+		handler: () => channelConsumers(schema)
+	};
 	const health: ActionDef<any> = {
 		visibility: "public",
 		handler(this: any) {
 			return messagingHealth(this.broker);
 		}
 	};
-	return { ...schema, actions: { ...actions, describeParams, health } } as unknown as ServiceSchema;
+	return { ...schema, actions: { ...actions, describeParams, describeChannels, health } } as unknown as ServiceSchema;
+}
+
+/** The events a service schema consumes, each with its consumer group (the service's name unless it says otherwise). */
+export function channelConsumers(schema: { name: string; channels?: Record<string, { group?: string }> }): Array<{ event: string; group: string }> {
+	return Object.entries(schema.channels ?? {}).map(([event, def]) => ({ event, group: def.group ?? schema.name }));
 }

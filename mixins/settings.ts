@@ -1,6 +1,10 @@
 /**
- * Every setting of the system, read once from the environment. No variable set means the
+ * Every setting of the system, and the only place that reads the environment: each variable
+ * here has a row in the README's table (a test checks both). No variable set means the
  * embedded default: one process, local transport, PGlite under ./data, in-process saga store.
+ *
+ * `settings` is read once at start-up. A value that may change while the process runs (the
+ * tests shorten the verification intervals, for one) is read with `readSettings()` where it is used.
  */
 import path from "node:path";
 
@@ -43,6 +47,39 @@ export interface Settings {
 	idempotencyRetentionDays: number;
 	/** How often each service looks for rows to prune (one replica at a time does it). */
 	pruneIntervalMs: number;
+	/** Gateway: the address it listens on, the largest body and its deepest nesting, rate limits, proxies whose X-Forwarded-For is believed. */
+	host: string;
+	bodyLimit: string;
+	maxJsonDepth: number;
+	rateLimitWindowMs: number;
+	rateLimitMax: number;
+	rateLimitAuthMax: number;
+	trustedProxies: string;
+	/** Postgres connections per process. */
+	dbPoolMax: number;
+	/** bcrypt cost of password hashes (4–31). */
+	bcryptRounds: number;
+	/** How long an email verification token lives; how often a customer may ask for a new one. */
+	verificationTtlMs: number;
+	verificationResendIntervalMs: number;
+	/** Where the storefront lives: links in emails point there. */
+	storefrontUrl: string;
+	/** Email: SMTP transport (none: messages are only kept in the delivery log), sender, attempts per message. */
+	smtpUrl: string | null;
+	mailFrom: string;
+	mailAttempts: number;
+}
+
+/** A number from the environment, else the default (also for an empty or malformed value). */
+function num(value: string | undefined, fallback: number, ok: (n: number) => boolean = Number.isFinite): number {
+	if (value === undefined || value.trim() === "") return fallback;
+	const n = Number(value);
+	return Number.isFinite(n) && ok(n) ? n : fallback;
+}
+
+/** A non-negative number of milliseconds from the environment, else the default. */
+export function msFrom(value: string | undefined, fallback: number): number {
+	return num(value, fallback, n => n >= 0);
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -75,7 +112,22 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration",
 		inboxRetentionDays: Number(env.INBOX_RETENTION_DAYS ?? 7),
 		idempotencyRetentionDays: Number(env.IDEMPOTENCY_RETENTION_DAYS ?? env.INBOX_RETENTION_DAYS ?? 7),
-		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000)
+		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000),
+		host: env.HOST || "0.0.0.0",
+		bodyLimit: env.BODY_LIMIT || "64kb",
+		maxJsonDepth: num(env.MAX_JSON_DEPTH, 32, n => Number.isInteger(n) && n >= 1),
+		rateLimitWindowMs: num(env.RATE_LIMIT_WINDOW_MS, 60_000, n => n > 0),
+		rateLimitMax: num(env.RATE_LIMIT_MAX, 300, n => n > 0),
+		rateLimitAuthMax: num(env.RATE_LIMIT_AUTH_MAX, 20, n => n > 0),
+		trustedProxies: env.TRUSTED_PROXIES ?? "",
+		dbPoolMax: num(env.DB_POOL_MAX, 10, n => Number.isInteger(n) && n >= 1),
+		bcryptRounds: num(env.BCRYPT_ROUNDS, 10, n => Number.isInteger(n) && n >= 4 && n <= 31),
+		verificationTtlMs: msFrom(env.VERIFICATION_TTL_MS, 24 * 60 * 60 * 1000),
+		verificationResendIntervalMs: msFrom(env.VERIFICATION_RESEND_INTERVAL_MS, 60 * 1000),
+		storefrontUrl: (env.STOREFRONT_URL || "http://localhost:3000").replace(/\/+$/, ""),
+		smtpUrl: env.SMTP_URL || null,
+		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
+		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1)
 	};
 }
 

@@ -1,6 +1,6 @@
 /**
  * api — the HTTP gateway (moleculer-web). Routes come from one table (api/routes.ts); each
- * declares who may call it. Bearer JWTs identify the user; errors answer in API.md's shape;
+ * declares who may call it. Bearer JWTs identify the user; errors answer as `{ name, message, code, type, data }`;
  * X-Correlation-Id is accepted (or made), echoed, and carried in every call's meta.
  */
 import { randomUUID } from "node:crypto";
@@ -18,38 +18,46 @@ import { clientAddress, parseTrustedProxies } from "./api/client-address";
 import { badlyEncodedQuery, dirtyFields, IDEMPOTENCY_KEY, InputRefused, refuseFields, verifyJsonBody } from "./api/hostile-input";
 import { toHttpError } from "./api/http-errors";
 import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore, ResilientRateLimitStore } from "./api/rate-limit";
+import { buildAsyncApi } from "./api/asyncapi";
 import { buildOpenApi } from "./api/openapi";
-import { Access, ROUTES } from "./api/routes";
+import { Access, GATEWAY_ROUTES, ROUTES } from "./api/routes";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
-const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
+
+/** Each route of GATEWAY_ROUTES answered by the gateway itself, by `METHOD path`. */
+function documentHandler(method: "openApi" | "asyncApi") {
+	return function (this: any, _req: IncomingMessage, res: ServerResponse) {
+		return this[method]().then(
+			(doc: unknown) => sendJson(res, 200, doc),
+			(err: unknown) => {
+				const { status, body } = toHttpError(err);
+				sendJson(res, status, body);
+			}
+		);
+	};
+}
+
+const OWN_HANDLERS: Record<string, (this: any, req: IncomingMessage, res: ServerResponse) => unknown> = {
+	"GET /health/live": (_req, res) => sendJson(res, 200, { status: "ok" }),
+	"GET /health/ready": function (this: any, _req, res) {
+		return this.readiness().then((r: any) => sendJson(res, r.status === "ok" ? 200 : 503, r));
+	},
+	"GET /openapi.json": documentHandler("openApi"),
+	"GET /asyncapi.json": documentHandler("asyncApi")
+};
 
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
 		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit, signed: r.signed };
 	}
-	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
-	out["GET /openapi.json"] = {
-		access: "public",
-		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
-			return this.openApi().then(
-				(doc: unknown) => sendJson(res, 200, doc),
-				(err: unknown) => {
-					const { status, body } = toHttpError(err);
-					sendJson(res, status, body);
-				}
-			);
-		}
-	};
-	out["GET /health/ready"] = {
-		access: "public",
-		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
-			return this.readiness().then((r: any) => sendJson(res, r.status === "ok" ? 200 : 503, r));
-		}
-	};
+	for (const r of GATEWAY_ROUTES) {
+		const handler = OWN_HANDLERS[`${r.method} ${r.path}`];
+		if (!handler) throw new Error(`GATEWAY_ROUTES lists ${r.method} ${r.path} but the gateway has no handler for it`);
+		out[`${r.method} ${r.path}`] = { access: r.access, handler };
+	}
 	return out;
 }
 
@@ -95,7 +103,7 @@ export default defineService<object, Vars>({
 	},
 	settings: {
 		port: settings.port,
-		ip: process.env.HOST ?? "0.0.0.0",
+		ip: settings.host,
 		routes: [
 			{
 				path: "/api",
@@ -109,7 +117,7 @@ export default defineService<object, Vars>({
 				bodyParsers: {
 					json: {
 						strict: true,
-						limit: BODY_LIMIT,
+						limit: settings.bodyLimit,
 						verify: (req: any, res: unknown, buf: Buffer, encoding: string | null) => {
 							verifyJsonBody(req, res, buf, encoding);
 							if (typeof req.url === "string" && req.url.includes("/payments/webhooks/")) req.rawBody = buf;
@@ -118,6 +126,13 @@ export default defineService<object, Vars>({
 				},
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
+					// A stopping gateway finishes the requests it holds and takes no new one: the client
+					// (or the load balancer, which already sees readiness 503) retries on another replica.
+					if (this.broker.stopping && !/\/health\/(live|ready)$/.test(String(req.parsedUrl ?? req.url))) {
+						res.setHeader("Connection", "close");
+						res.setHeader("Retry-After", "1");
+						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
+					}
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -145,9 +160,9 @@ export default defineService<object, Vars>({
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
-						// moleculer-web keeps the alias path without its leading slash.
-					const path = String(req.$alias?.path ?? "").replace(/^\/?/, "/");
-					ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
+						// moleculer-web keeps an alias's path without its leading slash ("auth/register").
+						const path = `/${String(req.$alias?.path ?? "").replace(/^\/+/, "")}`;
+						ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
 					}
 					return data;
 				},
@@ -167,11 +182,11 @@ export default defineService<object, Vars>({
 		},
 		/** Counted per client address in a store shared by every gateway replica (Redis). */
 		rateLimits: {
-			windowMs: Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000),
-			max: Number(process.env.RATE_LIMIT_MAX ?? 300),
-			authMax: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20),
+			windowMs: settings.rateLimitWindowMs,
+			max: settings.rateLimitMax,
+			authMax: settings.rateLimitAuthMax,
 			/** Comma-separated addresses whose X-Forwarded-For is believed. */
-			trustedProxies: process.env.TRUSTED_PROXIES ?? ""
+			trustedProxies: settings.trustedProxies
 		},
 		log4XXResponses: false,
 		// Request bodies carry passwords and card numbers: never logged, at any level.
@@ -232,12 +247,24 @@ export default defineService<object, Vars>({
 			return doc;
 		},
 
+		/** The AsyncAPI document: the event catalogue plus the consumers of every running service, cached a minute. */
+		async asyncApi(this: any) {
+			if (this.asyncApiCache && this.asyncApiCache.until > Date.now()) return this.asyncApiCache.doc;
+			const services: string[] = [...new Set<string>(this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).map((s: any) => s.name))];
+			// A service not declared with defineService (a test's observer) has no describeChannels: it is left out.
+			const answers = await Promise.all(services.map(s => this.broker.call(`${s}.describeChannels`).catch(() => [])));
+			const doc = buildAsyncApi({ version: PACKAGE_VERSION, namespace: settings.namespace, integrationExchange: settings.integrationExchange, consumers: answers.flat() });
+			this.asyncApiCache = { doc, until: Date.now() + 60_000 };
+			return doc;
+		},
+
 		/**
 		 * Readiness: each server this process depends on, and which one is down. RabbitMQ counts as
 		 * up only when a ping to this very node makes the round trip through the broker (published,
 		 * routed, consumed, answered): a connection that looks open but whose channel is gone fails it.
 		 */
 		async readiness(this: any) {
+			if (this.broker.stopping) return { status: "stopping", checks: {}, down: [] };
 			const check = async (fn: () => Promise<unknown>) => {
 				let timer: NodeJS.Timeout | undefined;
 				try {

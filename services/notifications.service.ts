@@ -25,6 +25,7 @@ import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../mixins/service";
+import { settings } from "../mixins/settings";
 import { createMailer, Mailer } from "./notifications/mailer";
 import { emailVerification, orderConfirmed, Rendered, TemplateName } from "./notifications/templates";
 
@@ -149,7 +150,7 @@ export default defineService<Methods, Vars>({
 			async handler(env) {
 				const p = this.payloadOf<{ customerId: string; email: string; firstName?: string | null; token: string; expiresAt?: string | null }>(env, PAYLOADS.verificationRequested);
 				if (!p) return;
-				const verifyUrl = `${(process.env.STOREFRONT_URL ?? "http://localhost:3000").replace(/\/+$/, "")}/verify-email`;
+				const verifyUrl = `${settings.storefrontUrl}/verify-email`;
 				await this.handleOnce(env, "notifications.customer.verification_requested", trx =>
 					this.deliver(trx, env, {
 						channel: "email", to: p.email, template: "email_verification",

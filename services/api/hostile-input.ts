@@ -8,8 +8,9 @@
  */
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
+import { settings } from "../../mixins/settings";
 
-export const MAX_JSON_DEPTH = Number(process.env.MAX_JSON_DEPTH ?? 32);
+export const MAX_JSON_DEPTH = settings.maxJsonDepth;
 
 /** An error body-parser passes on as it is (status and type kept); toHttpError answers it. */
 export class InputRefused extends Error {

@@ -1,4 +1,4 @@
-/** Maps any error to the HTTP answer every error has: `{ name, message, code, type, data }`. */
+/** Maps any error to the HTTP answer every client gets: `{ name, message, code, type, data }`. */
 import { isInfrastructureError } from "../../contracts/errors";
 import { InputRefused } from "./hostile-input";
 

@@ -1,7 +1,8 @@
 /**
  * Every route of the gateway in one table: method, path, the action it calls, who may call
- * it, and how path parameters map to action params. The gateway's aliases are built from it
- * (and later the OpenAPI document), so the contract lives in exactly one place.
+ * it, and how path parameters map to action params. The gateway's aliases, the OpenAPI document
+ * and the route reference in docs/api.md (`npm run docs`) are built from it, so the contract
+ * lives in exactly one place.
  */
 export type Access = "public" | "user" | "admin";
 
@@ -20,6 +21,14 @@ export interface RouteDef {
 	signed?: boolean;
 	summary: string;
 }
+
+/** Routes the gateway answers itself, without calling a service (handlers in api.service.ts). */
+export const GATEWAY_ROUTES: Array<Pick<RouteDef, "method" | "path" | "access" | "summary">> = [
+	{ method: "GET", path: "/health/live", access: "public", summary: "Liveness: answers while the process runs" },
+	{ method: "GET", path: "/health/ready", access: "public", summary: "Readiness: checks RabbitMQ, Postgres and Redis and names the one that is down (503)" },
+	{ method: "GET", path: "/openapi.json", access: "public", summary: "The OpenAPI 3 document of every route, generated from this table and the actions' joi schemas" },
+	{ method: "GET", path: "/asyncapi.json", access: "public", summary: "The AsyncAPI 3 document of every domain and integration event, generated from the event catalogue" }
+];
 
 export const ROUTES: RouteDef[] = [
 	// Customers

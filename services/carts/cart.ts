@@ -66,7 +66,7 @@ export function cartTotal(lines: PricedLine[], fallbackCurrency = "PLN"): Money 
 
 /**
  * How many units an add may put in the cart: what the customer asks for on top of what is
- * already there, capped to the available stock (API.md: "capped to available stock").
+ * already there, capped to the available stock.
  */
 export function cappedQuantity(alreadyInCart: number, requested: number, available: number): number {
 	return Math.min(alreadyInCart + requested, available, MAX_LINE_QUANTITY);

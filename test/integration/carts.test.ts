@@ -1,4 +1,4 @@
-/** carts against the real servers: seed 004's cart failure conditions, totals at current prices. */
+/** carts against the real servers: the cart's failure conditions, totals at current prices. */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { Cluster, eventually, startCluster } from "../support/cluster";

@@ -1,7 +1,7 @@
 /**
  * catalog against the real servers (RabbitMQ, Postgres): the category tree, the product
- * lifecycle, what anonymous shoppers see, stock from product.created, and seed 004's
- * CMD-CAT-001 / CMD-PROD-001 failure conditions refused with nothing changed.
+ * lifecycle, what anonymous shoppers see, stock from product.created, and the failure
+ * conditions of createCategory / createProduct refused with nothing changed.
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";

@@ -1,5 +1,5 @@
 /**
- * GDPR erasure (seed 004 CMD-CUST-004, EVT-CUST-004) on real Moleculer nodes over RabbitMQ,
+ * GDPR erasure (customers.erase, customer.erased) on real Moleculer nodes over RabbitMQ,
  * data in Postgres: customers (with notifications) and orders on nodes of their own, a client
  * node calling as the gateway would with the logged-in customer in meta.
  */

@@ -231,7 +231,9 @@ function requestArbitrary(ops: Operation[], tokens: string[]): fc.Arbitrary<Gene
 					break;
 				case "deepNesting":
 					if (op.body) {
-						const json = JSON.stringify(g.body).replace(/^\{/, `{"${field ?? "a"}":${nested(depth, arrays)},`).replace(/,\}$/, "}");
+						// Last, so it wins over a plausible value of the same field (JSON.parse keeps the last key).
+						const rest = JSON.stringify(g.body).slice(0, -1);
+						const json = `${rest}${rest.length > 1 ? "," : ""}"${field ?? "a"}":${nested(depth, arrays)}}`;
 						g.rawBody = Buffer.from(json);
 					} else g.rawQuery = `${field ?? "a"}${"[a]".repeat(Math.min(depth, 300))}=1`;
 					break;

@@ -16,12 +16,13 @@ import type { ServiceBroker } from "moleculer";
 import apiSchema from "../../services/api.service";
 import { hit, RedisRateLimitStore, ResilientRateLimitStore } from "../../services/api/rate-limit";
 import { createBroker } from "../../bin/broker";
+import { SERVICE_NAMES } from "../../services";
 import { Cluster, eventually, startCluster } from "../support/cluster";
 import { Http } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
 import { adminLogin, verifiedCustomer } from "../support/shop";
 
-const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments"];
+const PARTICIPANTS = SERVICE_NAMES.filter(name => name !== "api" && name !== "checkout");
 
 async function freePort(): Promise<number> {
 	const server = net.createServer();
