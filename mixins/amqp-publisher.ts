@@ -160,24 +160,39 @@ export class AmqpPublisher {
 	}
 }
 
-let shared: { publisher: AmqpPublisher; refs: number } | null = null;
+/** One publisher per RabbitMQ and namespace in a process, shared by every outbox relay in it. */
+const shared = new Map<string, { publisher: AmqpPublisher; refs: number }>();
+
+/**
+ * Where the outbox of `broker` publishes: the RabbitMQ of its own transporter and its namespace
+ * (so test brokers pointed at another node publish there too); null without an AMQP transporter.
+ */
+export function publisherTarget(broker: { namespace: string; transit?: any }): { url: string; prefix: string } | null {
+	const urls = broker.transit?.tx?.opts?.url;
+	const url = Array.isArray(urls) ? urls[0] : urls;
+	return typeof url === "string" && /^amqps?:/.test(url) ? { url, prefix: broker.namespace } : null;
+}
 
 export function acquirePublisher(url: string, prefix: string, consumers: Readonly<Record<string, readonly string[]>> = {}): AmqpPublisher {
-	if (!shared) shared = { publisher: new AmqpPublisher(url, prefix, consumers), refs: 0 };
-	shared.refs++;
-	return shared.publisher;
+	const key = `${url}|${prefix}`;
+	let entry = shared.get(key);
+	if (!entry) shared.set(key, (entry = { publisher: new AmqpPublisher(url, prefix, consumers), refs: 0 }));
+	entry.refs++;
+	return entry.publisher;
 }
 
-/** The publisher of this process, if an outbox relay uses one (for health checks). */
-export function currentPublisher(): AmqpPublisher | null {
-	return shared?.publisher ?? null;
+/** The publisher the outbox relays of `broker` use, if any (for health checks). */
+export function publisherOf(broker: { namespace: string; transit?: any }): AmqpPublisher | null {
+	const target = publisherTarget(broker);
+	return target ? (shared.get(`${target.url}|${target.prefix}`)?.publisher ?? null) : null;
 }
 
-export async function releasePublisher(): Promise<void> {
-	if (!shared) return;
-	if (--shared.refs <= 0) {
-		const p = shared.publisher;
-		shared = null;
-		await p.close();
+export async function releasePublisher(publisher: AmqpPublisher): Promise<void> {
+	for (const [key, entry] of shared) {
+		if (entry.publisher !== publisher) continue;
+		if (--entry.refs <= 0) {
+			shared.delete(key);
+			await publisher.close();
+		}
 	}
 }

@@ -10,7 +10,7 @@
  * readiness calls `messagingHealth(this.broker)` for its own process.
  */
 import type { ServiceBroker } from "moleculer";
-import { currentPublisher } from "./amqp-publisher";
+import { publisherOf } from "./amqp-publisher";
 
 export type LinkState = "up" | "down" | "none";
 
@@ -31,7 +31,7 @@ export async function messagingHealth(broker: ServiceBroker, opts: { timeoutMs?:
 	const transporter: LinkState = !tx ? "none" : typeof tx.usable === "function" ? (tx.usable() ? "up" : "down") : tx.connected ? "up" : "down";
 	const adapter: any = (broker as any).channelAdapter;
 	const channels: LinkState = adapter && typeof adapter.usable === "function" ? (adapter.usable() ? "up" : "down") : "none";
-	const pub = currentPublisher();
+	const pub = publisherOf(broker as any);
 	let publisher: LinkState = "none";
 	if (pub) publisher = await within(pub.connect(), opts.timeoutMs ?? 1500).then(() => "up" as const, () => "down" as const);
 	const status = [transporter, channels, publisher].includes("down") ? "down" : "up";
