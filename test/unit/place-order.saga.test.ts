@@ -31,6 +31,8 @@ const data: PlaceOrderData = {
 	paymentMethod: "card",
 	paymentToken: "tok_1"
 };
+/** The lines as the order takes them (no category). */
+const orderLines = lines.map(({ categoryId: _category, ...l }) => l);
 const paymentId = "9a900000-0000-4000-8000-000000000001";
 
 /** Given: the cart locks, the order is created and the stock reserved; the payment is the command now out. */
@@ -38,7 +40,7 @@ async function upToPayment(): Promise<SagaScenario<PlaceOrderData>> {
 	const t = await sagaScenario(placeOrder, data, { sagaId: data.sagaId });
 	t.expectCommand(Carts.lock, { cartId: data.cartId, sagaId: data.sagaId });
 	await t.reply({ cartId: data.cartId, customerId: data.customerId, lines, total: PLN(10000) });
-	t.expectCommand(Orders.create, { orderId: data.orderId, customerId: data.customerId, lines });
+	t.expectCommand(Orders.create, { orderId: data.orderId, customerId: data.customerId, lines: orderLines });
 	await t.reply({ id: data.orderId, orderNumber: "ORD-2026-000001", status: "pending", customerId: data.customerId, total: PLN(10000) });
 	t.expectCommand(Inventory.reserve, { orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
 	await t.reply({ orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
