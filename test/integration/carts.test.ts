@@ -88,8 +88,12 @@ describe("carts (real RabbitMQ and Postgres)", function () {
 		const cart = await cluster.call("carts.addItem", { productId: p.id, quantity: 1 }, me);
 		const sagaId = randomUUID();
 		const locked = await cluster.call("carts.lock", { cartId: cart.id, sagaId });
-		expect(locked.lines).to.deep.equal([{ productId: p.id, sku: p.sku, name: "Mug", quantity: 1, unitPrice: { amount: 2500, currency: "PLN" } }]);
+		// Lines carry their category: promotions and add-ons may be scoped to one.
+		expect(locked.lines).to.deep.equal([{ productId: p.id, sku: p.sku, name: "Mug", categoryId: p.categoryId ?? null, quantity: 1, unitPrice: { amount: 2500, currency: "PLN" } }]);
 		expect((await cluster.call("carts.lock", { cartId: cart.id, sagaId: randomUUID() }).catch(e => e)).type).to.equal("CART_LOCKED");
+		// The checkout's total no longer the cart's: refused, not locked.
+		const changed = await cluster.call("carts.lock", { cartId: cart.id, sagaId, expectedTotal: { amount: 9999, currency: "PLN" } }).catch(e => e);
+		expect(changed).to.include({ code: 409, type: "CART_CHANGED" });
 		const orderId = randomUUID();
 		await cluster.call("carts.checkout", { cartId: cart.id, sagaId, orderId });
 		await cluster.call("carts.checkout", { cartId: cart.id, sagaId, orderId });
