@@ -33,8 +33,6 @@ const data: PlaceOrderData = {
 	paymentMethod: "card",
 	paymentToken: "tok_1"
 };
-/** The lines as the order takes them (no category). */
-const orderLines = lines.map(({ categoryId: _category, ...l }) => l);
 const paymentId = "9a900000-0000-4000-8000-000000000001";
 
 /** Given: the cart locks, the order is created and the stock reserved; the payment is the command now out. */
