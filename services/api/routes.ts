@@ -34,7 +34,13 @@ export const ROUTES: RouteDef[] = [
 
 	// Catalog and stock
 	{ method: "GET", path: "/categories", action: "catalog.listCategories", access: "public", summary: "The category tree" },
-	{ method: "POST", path: "/categories", action: "catalog.createCategory", access: "admin", status: 201, summary: "Create a category (depth ≤ 3, unique name)" },
+	{ method: "POST", path: "/categories", action: "catalog.createCategory", access: "admin", status: 201, summary: "Create a category (depth ≤ 3, name unique among its siblings)" },
+	{ method: "GET", path: "/vendors", action: "catalog.listVendors", access: "public", summary: "Vendors" },
+	{ method: "GET", path: "/vendors/:id", action: "catalog.getVendor", access: "public", summary: "One vendor" },
+	{ method: "POST", path: "/vendors", action: "catalog.createVendor", access: "admin", status: 201, summary: "Create a vendor (gets the stock alerts of its products)" },
+	{ method: "PATCH", path: "/products/:id", action: "catalog.updateProduct", access: "admin", summary: "Change a product's name, description, price, category or vendor (logged)" },
+	{ method: "DELETE", path: "/products/:id", action: "catalog.deleteProduct", access: "admin", summary: "Soft-delete a product: gone from listings and carts, orders keep their copy" },
+	{ method: "GET", path: "/products/:id/changes", action: "catalog.productChanges", access: "admin", summary: "A product's change log" },
 	{ method: "GET", path: "/products", action: "catalog.listProducts", access: "public", summary: "Products (active only for non-admins) with available stock" },
 	{ method: "GET", path: "/products/:id", action: "catalog.getProduct", access: "public", summary: "One product with available stock" },
 	{ method: "POST", path: "/products", action: "catalog.createProduct", access: "admin", status: 201, summary: "Create a product (draft)" },
