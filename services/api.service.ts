@@ -22,6 +22,7 @@ import { Access, ROUTES } from "./api/routes";
 const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+const GUEST_TOKEN = /^[A-Za-z0-9_-]{20,100}$/;
 const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
 
 function aliases() {
@@ -204,8 +205,12 @@ export default defineService<object, Vars>({
 		},
 
 		/** Each route's `access`: public, any logged-in user, or admins only. */
-		async authorize(ctx: any, _route: any, _req: any, _res: any, alias: any) {
+		async authorize(ctx: any, _route: any, req: IncomingMessage, _res: any, alias: any) {
 			const access: Access = alias?.access ?? "admin";
+			// A guest cart's token travels in meta (cart routes and checkout read it there).
+			const guestToken = req.headers["x-guest-token"];
+			if (typeof guestToken === "string" && GUEST_TOKEN.test(guestToken)) ctx.meta.guestToken = guestToken;
+			if (access === "cart" && (ctx.meta.user || ctx.meta.guestToken)) return;
 			if (access === "public") return;
 			if (!ctx.meta.user) throw unauthorized();
 			if (access === "admin" && ctx.meta.user.role !== "admin") throw forbidden("This needs the admin role");
