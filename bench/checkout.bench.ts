@@ -6,7 +6,7 @@
  */
 import "../test/support/env";
 import { createBroker } from "../bin/broker";
-import { cleanup } from "../test/support/hooks";
+import { cleanup, ensureDatabase } from "../test/support/hooks";
 import { Http } from "../test/support/http";
 import { spawnServices } from "../test/support/processes";
 import { adminLogin, CARDS, productInStock, verifiedCustomer } from "../test/support/shop";
@@ -19,6 +19,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function main() {
+	// A fresh machine has no test database until something creates it.
+	await ensureDatabase();
 	const port = String(35000 + Math.floor(Math.random() * 2000));
 	const http = new Http(`http://127.0.0.1:${port}`);
 	const procs = [

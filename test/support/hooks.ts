@@ -11,15 +11,7 @@ const run = process.env.TEST_RUN_ID!;
 export const mochaHooks = {
 	async beforeAll(this: Mocha.Context) {
 		this.timeout(30_000);
-		const url = new URL(process.env.DATABASE_URL!);
-		const dbName = url.pathname.slice(1);
-		const admin = knexFactory({ client: "pg", connection: process.env.TEST_DATABASE_ADMIN_URL });
-		try {
-			const exists = await admin.raw("SELECT 1 FROM pg_database WHERE datname = ?", [dbName]);
-			if (exists.rows.length === 0) await admin.raw("CREATE DATABASE ??", [dbName]).catch(() => undefined);
-		} finally {
-			await admin.destroy();
-		}
+		await ensureDatabase();
 	},
 	async afterAll(this: Mocha.Context) {
 		this.timeout(60_000);
@@ -27,6 +19,19 @@ export const mochaHooks = {
 		await cleanup().catch(err => console.warn("cleanup after tests failed:", err.message));
 	}
 };
+
+/** Creates the test database (DATABASE_URL's) when the server does not have it yet. */
+export async function ensureDatabase(): Promise<void> {
+	const url = new URL(process.env.DATABASE_URL!);
+	const dbName = url.pathname.slice(1);
+	const admin = knexFactory({ client: "pg", connection: process.env.TEST_DATABASE_ADMIN_URL });
+	try {
+		const exists = await admin.raw("SELECT 1 FROM pg_database WHERE datname = ?", [dbName]);
+		if (exists.rows.length === 0) await admin.raw("CREATE DATABASE ??", [dbName]).catch(() => undefined);
+	} finally {
+		await admin.destroy();
+	}
+}
 
 export async function cleanup(): Promise<void> {
 	const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
