@@ -16,6 +16,7 @@ export type ErrorType =
 	| "EMAIL_TAKEN"
 	| "EMAIL_NOT_VERIFIED"
 	| "INVALID_TOKEN"
+	| "INVALID_SIGNATURE"
 	| "TOKEN_EXPIRED"
 	| "INVALID_CREDENTIALS"
 	| "CART_EMPTY"
@@ -36,10 +37,18 @@ export type ErrorType =
 	| "PAYMENT_NOT_FOUND"
 	| "REFUND_EXCEEDS_CAPTURED"
 	| "IDEMPOTENCY_KEY_REUSED"
-	| "RATE_LIMITED";
+	| "RATE_LIMITED"
+	| "PROMO_CODE_USED_UP"
+	| "PROMO_CODE_INVALID"
+	| "PROMO_CODE_TAKEN";
 
 export function validationError(message: string, fields: Array<{ field: string; message: string; type?: string }>) {
 	return new MoleculerClientError(message, 422, "VALIDATION_ERROR", fields);
+}
+
+/** A well-formed request the rules refuse, with a type code of its own (e.g. PROMO_CODE_INVALID). */
+export function unprocessable(type: ErrorType, message: string, data?: unknown) {
+	return new MoleculerClientError(message, 422, type, data);
 }
 
 export function notFound(what: string, id?: string) {

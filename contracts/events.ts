@@ -46,6 +46,15 @@ export const EVENT_NAMES = [
 	"cart.merged",
 	"cart.expired",
 	"cart.checked_out",
+	"shipping.method_selected",
+	"shipping.address_provided",
+	"shipping.delivery_date_selected",
+	"promotion.applied",
+	"promotion.removed",
+	"promotion.code_applied",
+	"promotion.redeemed", // ours: a code's use taken by an order (place-order saga)
+	"promotion.released", // ours: that use given back (compensation or cancel)
+	"addons.availability_calculated",
 	"payment.initiated",
 	"payment.authorized",
 	"payment.failed",

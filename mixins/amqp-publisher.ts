@@ -6,6 +6,7 @@
  */
 import amqp from "amqplib";
 import type { EventEnvelope } from "../contracts/events";
+import { IntegrationEnvelope, routingKey } from "../contracts/integration";
 
 export class AmqpPublisher {
 	private connection: amqp.ChannelModel | null = null;
@@ -64,6 +65,35 @@ export class AmqpPublisher {
 					contentType: "application/json",
 					timestamp: Math.floor(Date.parse(env.occurred_at) / 1000),
 					headers: {}
+				});
+			}
+			await channel.waitForConfirms();
+		} catch (err) {
+			this.reset();
+			throw err;
+		}
+	}
+
+	/**
+	 * Publishes integration events to the topic exchange `exchange` (routing key
+	 * `<name>.v<version>`), persistent, and waits for the broker to confirm all of them.
+	 */
+	async publishIntegration(envelopes: IntegrationEnvelope[], exchange: string): Promise<void> {
+		const channel = await this.open();
+		try {
+			if (!this.asserted.has(`topic:${exchange}`)) {
+				await channel.assertExchange(exchange, "topic", { durable: true });
+				this.asserted.add(`topic:${exchange}`);
+			}
+			for (const env of envelopes) {
+				channel.publish(exchange, routingKey(env.eventType, env.version), Buffer.from(JSON.stringify(env)), {
+					persistent: true,
+					messageId: env.eventId,
+					correlationId: env.correlationId ?? undefined,
+					type: routingKey(env.eventType, env.version),
+					contentType: "application/json",
+					timestamp: Math.floor(Date.parse(env.occurredAt) / 1000),
+					appId: "saga-commerce"
 				});
 			}
 			await channel.waitForConfirms();

@@ -5,10 +5,15 @@
  * and marks the row sent only after the broker took it. A broker outage leaves rows unsent
  * and the relay retries with backoff; rows claimed by a relay that died are taken over after
  * the claim expires. Requires the db mixin.
+ *
+ * `recordIntegration` writes an integration event for outside systems the same way: its row
+ * targets the integration topic exchange (routing key `<name>.v1`) instead of the channels.
+ * Without RabbitMQ (embedded mode) those rows are logged and marked sent.
  */
 import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
 import { envelope, EventEnvelope, EventName } from "../contracts/events";
+import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, releasePublisher } from "./amqp-publisher";
 import type { DbMethods } from "./db.mixin";
 import { settings } from "./settings";
@@ -23,6 +28,14 @@ export interface OutboxMethods {
 		payload: Record<string, unknown>,
 		cause?: Ctx | EventEnvelope | null
 	): Promise<EventEnvelope>;
+	/** Writes an integration event (for outside systems) to the outbox inside `trx`. */
+	recordIntegration<N extends IntegrationName>(
+		trx: Knex.Transaction,
+		name: N,
+		aggregateId: string,
+		payload: IntegrationPayloads[N],
+		cause?: Ctx | EventEnvelope | null
+	): Promise<IntegrationEnvelope<N>>;
 	/** Asks the relay to publish now (call after a commit). */
 	flushOutbox(): void;
 }
@@ -60,6 +73,22 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				});
 				// Publish as soon as the transaction commits.
 				trx.executionPromise?.then(() => (this as any).flushOutbox()).catch(() => undefined);
+				return env;
+			},
+			async recordIntegration(this: any, trx: Knex.Transaction, name: IntegrationName, aggregateId: string, payload: any, cause?: any) {
+				const env = integrationEnvelope(name, payload, {
+					source: this.name,
+					correlationId: cause?.meta?.correlationId ?? cause?.correlation_id ?? null,
+					causationId: cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null
+				});
+				await this.table("outbox", trx).insert({
+					event_id: env.eventId,
+					event_name: name,
+					aggregate_id: aggregateId,
+					envelope: JSON.stringify(env),
+					target: "integration"
+				});
+				trx.executionPromise?.then(() => this.flushOutbox()).catch(() => undefined);
 				return env;
 			},
 			flushOutbox(this: any) {
@@ -103,19 +132,24 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					`UPDATE ??.outbox SET claimed_until = now() + interval '${CLAIM_SECONDS} seconds', attempts = attempts + 1
 					 WHERE id IN (SELECT id FROM ??.outbox WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
 					              ORDER BY id LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)
-					 RETURNING id, envelope`,
+					 RETURNING id, envelope, target`,
 					[schema, schema]
 				);
-				const rows: Array<{ id: string; envelope: any }> = claimed.rows ?? claimed;
+				const rows: Array<{ id: string; envelope: any; target: string | null }> = claimed.rows ?? claimed;
 				if (rows.length === 0) return 0;
 				rows.sort((a, b) => Number(a.id) - Number(b.id));
-				const envelopes: EventEnvelope[] = rows.map(r => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope));
+				const parse = (r: { envelope: any }) => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope);
+				const envelopes: EventEnvelope[] = rows.filter(r => r.target !== "integration").map(parse);
+				const integration: IntegrationEnvelope[] = rows.filter(r => r.target === "integration").map(parse);
 				const ids = rows.map(r => r.id);
 				try {
 					if (this.outbox.publisher) {
-						await this.outbox.publisher.publish(envelopes);
+						if (envelopes.length) await this.outbox.publisher.publish(envelopes);
+						if (integration.length) await this.outbox.publisher.publishIntegration(integration, settings.integrationExchange);
 					} else {
 						for (const env of envelopes) await this.broker.sendToChannel(env.event_name, env);
+						// No RabbitMQ: outside systems cannot be reached; the notification is only logged.
+						for (const env of integration) this.logger.info(`Integration event ${env.eventType}.v${env.version} ${env.eventId} (no broker: logged only)`);
 					}
 				} catch (err) {
 					await this.table("outbox").whereIn("id", ids).update({ claimed_until: null });

@@ -25,6 +25,18 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** How long place-order waits for the bank's answer to a BLIK / PayPal payment before it gives up. */
+	paymentDeadlineMs: number;
+	/** HMAC secret of the payment provider's webhooks (X-Signature). */
+	webhookSecret: string;
+	/** Where the (simulated) payment provider sends its webhooks: the gateway's own address. */
+	webhookTargetUrl: string;
+	/** How long the simulated provider takes to approve or reject a BLIK code. */
+	blikAnswerDelayMs: number;
+	/** Where the simulated PayPal sends the buyer to approve (the storefront follows `redirectUrl`). */
+	paypalApproveUrl: string;
+	/** The topic exchange the integration events of outside systems go to. */
+	integrationExchange: string;
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -46,9 +58,15 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		logLevel: env.LOG_LEVEL ?? "info",
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
-		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 2000),
-		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 15000),
-		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0)
+		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 3000),
+		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
+		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),
+		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
+		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),
+		paypalApproveUrl: env.PAYPAL_APPROVE_URL ?? "https://www.sandbox.paypal.com/checkoutnow",
+		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration"
 	};
 }
 

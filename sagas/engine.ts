@@ -7,12 +7,38 @@
  * Forward steps retry with backoff within their budget, then the saga compensates; a refusal
  * compensates at once. Compensations run in reverse for every step that was sent, retry until
  * they succeed, and after too many failures (or a refusal) park the saga for an operator.
+ * Steps after the pivot never compensate: they retry until they succeed (a refusal parks).
+ *
+ * A waiting step records its wait (the event keys) before its command is sent, and its deadline
+ * once the command answered; `deliver` hands it the outside event, from any replica. The
+ * deadline is one in the store, fired by whichever replica's recovery sees it due.
+ *
+ * Time comes from `clock` (real by default), so tests move time on instead of sleeping.
  */
 import { EventEmitter } from "node:events";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { compensationState, Failure, forwardState, INITIAL_STATE, SagaDefinition } from "./definition";
-import { isUnfinished, SagaRecord, SagaStore, TERMINAL } from "./store";
+import { compensationState, Failure, forwardState, INITIAL_STATE, SagaDefinition, StepDefinition, waitingState } from "./definition";
+import { isUnfinished, SagaExistsError, SagaRecord, SagaStore, SagaWait, TERMINAL } from "./store";
+
+/** Where the engine's time comes from. `sleep` rejects (or resolves early) when the signal aborts. */
+export interface Clock {
+	now(): number;
+	sleep(ms: number, signal: AbortSignal): Promise<void>;
+}
+
+export const systemClock: Clock = {
+	now: () => Date.now(),
+	sleep: (ms, signal) => sleep(ms, undefined, { signal })
+};
+
+/** What `deliver` did with an outside event. */
+export type Delivery =
+	| { accepted: true; sagaId: string }
+	| { accepted: false; sagaId?: string; reason: "no saga waits for it" | "the wait ended" | "the deadline passed" | "already received" };
+
+/** A failure after the pivot backs off at most this long between attempts. */
+const MAX_BACKOFF_MS = 30_000;
 
 export type Invoke = (action: string, params: Record<string, unknown>, opts: { meta: { correlationId?: string; sagaId: string; step: string }; timeout?: number }) => Promise<any>;
 
@@ -46,6 +72,8 @@ export interface EngineOptions {
 	maxInProcessWaitMs?: number;
 	/** Called once a saga is completed or compensated — again after a crash before it was recorded: handle duplicates. */
 	onFinished?: (rec: SagaRecord) => Promise<void>;
+	/** Real time by default; tests pass a clock they move on themselves. */
+	clock?: Clock;
 }
 
 /** What an operator asked for does not fit the saga (code and type as the gateway maps them). */
@@ -74,9 +102,11 @@ export class SagaEngine {
 	private running = new Set<Promise<unknown>>();
 	/** Sagas this engine is driving right now: recovery leaves them alone. */
 	private driving = new Set<string>();
+	private clock: Clock;
 
 	constructor(private opts: EngineOptions) {
 		this.store = opts.store;
+		this.clock = opts.clock ?? systemClock;
 		this.logger = opts.logger ?? console;
 		this.defaults = { retry: { attempts: 3, backoffMs: 200 }, compensationBackoffMs: 200, parkAfterCompensationAttempts: 20, ...opts.defaults };
 		for (const d of opts.definitions) this.definitions.set(d.name, d);
@@ -87,10 +117,10 @@ export class SagaEngine {
 		return this.opts.leaseMs ?? 15_000;
 	}
 
-	/** Creates the saga (state `started`) and drives it in the background. */
+	/** Creates the saga (state `started`) and drives it in the background; SagaExistsError when the id exists. */
 	async start<D>(type: string, data: D, opts: { sagaId?: string; correlationId?: string } = {}): Promise<SagaRecord<D>> {
 		const def = this.definition(type);
-		const now = new Date().toISOString();
+		const now = this.iso();
 		const rec: SagaRecord<D> = {
 			id: opts.sagaId ?? randomUUID(),
 			type,
@@ -156,9 +186,67 @@ export class SagaEngine {
 		}
 	}
 
+	/**
+	 * Creates the saga unless one with this id exists (create-if-absent in the store, one atomic
+	 * step), and answers the record either way: a request repeated with the same derived id
+	 * finds the saga its first attempt made.
+	 */
+	async startOnce<D>(type: string, data: D, opts: { sagaId: string; correlationId?: string }): Promise<{ record: SagaRecord<D>; created: boolean }> {
+		try {
+			return { record: await this.start(type, data, opts), created: true };
+		} catch (err) {
+			if (!(err instanceof SagaExistsError)) throw err;
+			const record = (await this.store.get(opts.sagaId)) as SagaRecord<D> | null;
+			if (!record) throw err;
+			return { record, created: false };
+		}
+	}
+
+	/**
+	 * Hands an outside event to the saga whose waiting step waits for it (matched by
+	 * "<event>|<key>"). An event that arrives while the command is still in flight is kept and
+	 * acted on once it answered. A wait that already ended (event received, deadline passed,
+	 * compensated) ignores the event and says why, for the caller to log.
+	 */
+	async deliver(eventName: string, key: string, payload: unknown): Promise<Delivery> {
+		const entry = `${eventName}|${key}`;
+		const id = await this.store.findWait(entry);
+		if (!id) return { accepted: false, reason: "no saga waits for it" };
+		for (let attempt = 0; attempt < 10; attempt++) {
+			const rec = await this.store.get(id);
+			const wait = rec?.wait;
+			if (!rec || !wait || rec.status !== "running" || !wait.keys.includes(entry)) return { accepted: false, sagaId: id, reason: "the wait ended" };
+			if (wait.received) return { accepted: false, sagaId: id, reason: "already received" };
+			if (rec.stepStatus === "waiting" && wait.until !== undefined && wait.until <= this.clock.now()) {
+				this.background(id); // the deadline wins: let it fire now
+				return { accepted: false, sagaId: id, reason: "the deadline passed" };
+			}
+			const next = await this.transition(rec, { wait: { ...wait, received: { event: eventName, payload, at: this.iso() } } }, `${eventName} received`);
+			if (next) {
+				if (next.stepStatus === "waiting") this.background(id);
+				return { accepted: true, sagaId: id };
+			}
+		}
+		throw new Error(`Saga ${id} kept changing while an event was handed to it; deliver again`);
+	}
+
+	/**
+	 * A replica is gone (Moleculer reported its node disconnected): frees the leases it held, so
+	 * recovery takes its sagas over now instead of when the leases expire. Owners are
+	 * `<nodeID>:<suffix>`. Answers how many sagas were resumed.
+	 */
+	async takeOver(nodeID: string): Promise<number> {
+		for (const id of await this.store.listUnfinished()) {
+			const holder = await this.store.leaseHolder(id);
+			if (holder && holder.startsWith(`${nodeID}:`) && holder !== this.opts.owner) await this.store.releaseLease(id, holder);
+		}
+		return this.recover();
+	}
+
 	/** Takes up every unfinished saga whose lease is free (its driver died) and every due deadline. Answers how many. */
 	async recover(): Promise<number> {
-		const ids = new Set([...(await this.store.dueDeadlines(Date.now(), 500)), ...(await this.store.listUnfinished())]);
+		const now = this.clock.now();
+		const ids = new Set([...(await this.store.dueDeadlines(now, 500)), ...(await this.store.listUnfinished())]);
 		let resumed = 0;
 		for (const id of ids) {
 			if (this.driving.has(id) || this.abort.signal.aborted) continue;
@@ -168,7 +256,8 @@ export class SagaEngine {
 				continue;
 			}
 			if (!this.definitions.has(rec.type)) continue; // another engine's saga
-			if (rec.nextAttemptAt && rec.nextAttemptAt > Date.now() + this.maxInProcessWaitMs) continue; // its deadline wakes it
+			if (rec.nextAttemptAt && rec.nextAttemptAt > now + this.maxInProcessWaitMs) continue; // its deadline wakes it
+			if (isWaiting(rec, now)) continue; // its event or its deadline wakes it
 			if (await this.store.acquireLease(id, this.opts.owner, this.leaseMs)) {
 				resumed++;
 				this.background(id);
@@ -209,8 +298,13 @@ export class SagaEngine {
 	async compensate(id: string): Promise<SagaRecord> {
 		const rec = await this.mustGet(id);
 		if (rec.status === "completed" || rec.status === "compensated") throw new SagaOperatorError(`Saga is ${rec.status}`, 409, "INVALID_TRANSITION");
+		const pivot = this.definition(rec.type).pivotIndex;
+		if (pivot >= 0 && rec.step > pivot && !rec.failure) {
+			throw new SagaOperatorError(`Saga passed its point of no return (${this.definition(rec.type).steps[pivot]!.name}): it can only go forward`, 409, "INVALID_TRANSITION");
+		}
 		const failure: Failure = rec.failure ?? { step: this.definition(rec.type).steps[rec.step]?.name ?? "operator", message: "Compensation requested by an operator", type: "OPERATOR_REQUEST" };
-		return this.operatorTransition(rec, { status: "compensating", failure, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined }, "compensation requested by an operator");
+		if (rec.wait) await this.store.clearWait(rec.id, rec.wait.keys);
+		return this.operatorTransition(rec, { status: "compensating", failure, attempts: 0, parkedReason: undefined, nextAttemptAt: undefined, wait: undefined }, "compensation requested by an operator");
 	}
 
 	// --- Driving ---------------------------------------------------------------------------
@@ -222,7 +316,8 @@ export class SagaEngine {
 				if (isUnfinished(rec)) rec = (await this.announce(rec)) ?? (await this.store.get(id));
 				return rec;
 			}
-			const wait = (rec.nextAttemptAt ?? 0) - Date.now();
+			if (isWaiting(rec, this.clock.now())) return rec; // its event or its deadline wakes a replica
+			const wait = (rec.nextAttemptAt ?? 0) - this.clock.now();
 			if (wait > this.maxInProcessWaitMs) return rec; // the deadline in the store wakes a replica then
 			if (wait > 0 && !(await this.pause(wait))) return rec;
 			if (!(await this.store.renewLease(id, this.opts.owner, this.leaseMs))) {
@@ -239,9 +334,19 @@ export class SagaEngine {
 	private async forward(rec: SagaRecord): Promise<SagaRecord | null> {
 		const step = this.definition(rec.type).steps[rec.step];
 		if (!step) return this.transition(rec, { status: "completed", state: "completed", attempts: 0 }, "completed");
+		if (rec.stepStatus === "waiting") return this.endWait(rec, step);
 		const fresh = rec.stepStatus !== "started";
 		if (fresh && step.when && !step.when(rec.data)) return this.transition(rec, { step: rec.step + 1, stepStatus: "pending", attempts: 0 }, `skipped ${step.name}`);
 		if (fresh && this.opts.stepDelayMs && !(await this.pause(this.opts.stepDelayMs))) return null;
+
+		// A waiting step's wait is indexed before its command goes out: the event may come before the answer.
+		let wait = rec.wait;
+		if (step.await && (fresh || !wait)) {
+			const key = step.await.key(rec.data);
+			const names = [step.await.event.name, ...step.await.failOn.map(e => e.name)];
+			wait = { step: step.name, keys: names.map(n => `${n}|${key}`), events: [step.await.event.name], failOn: step.await.failOn.map(e => e.name) };
+		}
+		if (wait) await this.store.indexWait(rec.id, wait.keys);
 
 		const sending = await this.transition(
 			rec,
@@ -250,6 +355,7 @@ export class SagaEngine {
 				stepStatus: "started",
 				attempts: rec.attempts + 1,
 				nextAttemptAt: undefined,
+				wait,
 				completedSteps: rec.completedSteps.includes(step.name) ? rec.completedSteps : [...rec.completedSteps, step.name]
 			},
 			fresh ? `sent ${step.name}` : `re-sent ${step.name}`
@@ -257,21 +363,102 @@ export class SagaEngine {
 		if (!sending) return null;
 		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 
+		let reply: unknown;
 		try {
-			const reply = await this.opts.invoke(step.invoke, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
-			const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
-			return this.transition(sending, { data, step: sending.step + 1, stepStatus: "done", attempts: 0 }, `${step.name} done`);
+			reply = await this.opts.invoke(step.invoke.name, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
 		} catch (err: any) {
-			const failure: Failure = { step: step.name, message: err?.message ?? String(err), type: typeof err?.type === "string" ? err.type : undefined, code: typeof err?.code === "number" ? err.code : undefined };
-			const budget = step.retry ?? this.defaults.retry;
-			if (!isRefusal(err) && sending.attempts < budget.attempts) {
-				const delay = budget.backoffMs * 2 ** (sending.attempts - 1);
-				this.log("warn", sending, `${step.name} failed (${failure.message}); attempt ${sending.attempts + 1} of ${budget.attempts} in ${delay} ms`);
-				return this.retryLater(sending, delay, `${step.name} failed, retry scheduled`, failure);
-			}
-			this.log(isRefusal(err) ? "info" : "warn", sending, `${step.name} failed: ${failure.message}; compensating`);
-			return this.transition(sending, { status: "compensating", failure, attempts: 0, nextAttemptAt: undefined }, `${step.name} failed`, failure);
+			return this.stepFailed(sending, step, err);
 		}
+		const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
+		if (step.await && (!step.await.when || step.await.when(data, reply))) {
+			const deadlineMs = step.await.deadlineMs(data);
+			const until = this.clock.now() + deadlineMs;
+			const waiting = await this.afterCall(sending, current => ({
+				changes: { data, stepStatus: "waiting", state: waitingState(step.name), attempts: 0, wait: { ...current.wait!, until } },
+				event: `${step.name} answered; waiting for ${current.wait!.events.join(" / ")}`,
+				detail: { deadlineMs }
+			}));
+			if (waiting && !waiting.wait?.received) await this.store.scheduleDeadline(rec.id, until);
+			return waiting;
+		}
+		const done = await this.afterCall(sending, () => ({ changes: { data, step: sending.step + 1, stepStatus: "done", attempts: 0, wait: undefined }, event: `${step.name} done` }));
+		if (done && sending.wait) await this.store.clearWait(rec.id, sending.wait.keys);
+		return done;
+	}
+
+	/**
+	 * Records what a call's answer changes. When the version moved only because an event was
+	 * delivered meanwhile (the saga still at this step, sent, same attempt), the change is made
+	 * on the newer record: the event is kept, nothing is lost.
+	 */
+	private async afterCall(sending: SagaRecord, build: (current: SagaRecord) => { changes: Partial<SagaRecord>; event: string; detail?: unknown }): Promise<SagaRecord | null> {
+		const first = build(sending);
+		const next = await this.transition(sending, first.changes, first.event, first.detail, { quiet: true });
+		if (next) return next;
+		const current = await this.rebase(sending);
+		if (current === sending) {
+			this.log("warn", sending, `version ${sending.version} moved on; leaving the saga to whoever moved it`);
+			return null;
+		}
+		const again = build(current);
+		return this.transition(current, again.changes, again.event, again.detail);
+	}
+
+	/** The stored record when it differs from `sending` only by an event delivered meanwhile, else `sending`. */
+	private async rebase(sending: SagaRecord): Promise<SagaRecord> {
+		if (!sending.wait || sending.wait.received) return sending;
+		const current = await this.store.get(sending.id);
+		const onlyAnEvent = current && current.version > sending.version && current.status === sending.status && current.step === sending.step && current.stepStatus === "started" && current.attempts === sending.attempts && !!current.wait?.received;
+		return onlyAnEvent ? current : sending;
+	}
+
+	/** The wait of a waiting step ends with its event, a failing event, or the deadline. */
+	private async endWait(rec: SagaRecord, step: StepDefinition<any>): Promise<SagaRecord | null> {
+		const wait = rec.wait!;
+		const received = wait.received;
+		let next: SagaRecord | null;
+		if (received && wait.events.includes(received.event)) {
+			const data = step.await?.onEvent ? step.await.onEvent(rec.data, received.payload) : rec.data;
+			next = await this.transition(rec, { data, step: rec.step + 1, stepStatus: "done", attempts: 0, wait: undefined }, `${step.name} done: ${received.event}`);
+		} else if (received || (wait.until !== undefined && wait.until <= this.clock.now())) {
+			const failure: Failure = received ? { step: step.name, ...eventFailure(step, received.event, received.payload) } : { step: step.name, message: `No ${wait.events.join(" / ")} within the deadline`, type: "DEADLINE_PASSED" };
+			this.log("info", rec, `${step.name} failed: ${failure.message}; compensating`);
+			next = await this.transition(rec, { status: "compensating", failure, attempts: 0, nextAttemptAt: undefined, wait: undefined }, received ? `${received.event}: ${step.name} failed` : "deadline passed", failure);
+		} else {
+			return rec;
+		}
+		if (next) {
+			await this.store.clearWait(rec.id, wait.keys);
+			await this.store.clearDeadline(rec.id);
+		}
+		return next;
+	}
+
+	/** A step failed: retry within its budget, compensate, or (after the pivot) retry until it succeeds or park. */
+	private async stepFailed(sent: SagaRecord, step: StepDefinition<any>, err: any): Promise<SagaRecord | null> {
+		const sending = await this.rebase(sent);
+		const failure: Failure = { step: step.name, message: err?.message ?? String(err), type: typeof err?.type === "string" ? err.type : undefined, code: typeof err?.code === "number" ? err.code : undefined };
+		const budget = step.retry ?? this.defaults.retry;
+		if (step.retriable) {
+			if (isRefusal(err)) {
+				// Refused after the point of no return: undoing is not an option, asking again gets the same answer.
+				const reason = `${step.invoke.name} refused after the point of no return: ${failure.message}`;
+				this.log("error", sending, `parked: ${reason}`);
+				return this.transition(sending, { status: "parked", state: "parked", parkedReason: reason }, "parked", { reason, type: failure.type });
+			}
+			const delay = Math.min(MAX_BACKOFF_MS, budget.backoffMs * 2 ** Math.min(20, sending.attempts - 1));
+			this.log("warn", sending, `${step.name} failed (${failure.message}); past the pivot, so it retries until it succeeds: next in ${delay} ms`);
+			return this.retryLater(sending, delay, `${step.name} failed, retry scheduled`, failure);
+		}
+		if (!isRefusal(err) && sending.attempts < budget.attempts) {
+			const delay = budget.backoffMs * 2 ** (sending.attempts - 1);
+			this.log("warn", sending, `${step.name} failed (${failure.message}); attempt ${sending.attempts + 1} of ${budget.attempts} in ${delay} ms`);
+			return this.retryLater(sending, delay, `${step.name} failed, retry scheduled`, failure);
+		}
+		this.log(isRefusal(err) ? "info" : "warn", sending, `${step.name} failed: ${failure.message}; compensating`);
+		const next = await this.transition(sending, { status: "compensating", failure, attempts: 0, nextAttemptAt: undefined, wait: undefined }, `${step.name} failed`, failure);
+		if (next && sending.wait) await this.store.clearWait(sending.id, sending.wait.keys);
+		return next;
 	}
 
 	private async compensateNext(rec: SagaRecord): Promise<SagaRecord | null> {
@@ -286,16 +473,16 @@ export class SagaEngine {
 		const failure = sending.failure ?? { step: step.name, message: "unknown" };
 		try {
 			const params = step.compensateParams ? step.compensateParams(sending.data, failure) : step.params(sending.data);
-			await this.opts.invoke(step.compensate!, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step.name, step.timeoutMs));
+			await this.opts.invoke(step.compensate!.name, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step.name, step.timeoutMs));
 			return this.transition(sending, { compensatedSteps: [...sending.compensatedSteps, step.name], attempts: 0 }, `${step.name} compensated`);
 		} catch (err: any) {
-			const reason = `${step.compensate} failed: ${err?.message ?? err}`;
+			const reason = `${step.compensate!.name} failed: ${err?.message ?? err}`;
 			// A refused compensation will be refused again: an operator has to look.
 			if (isRefusal(err) || sending.attempts >= this.defaults.parkAfterCompensationAttempts) {
 				this.log("error", sending, `parked after ${sending.attempts} attempt(s): ${reason}`);
 				return this.transition(sending, { status: "parked", state: "parked", parkedReason: reason }, "parked", { reason });
 			}
-			const delay = Math.min(30_000, this.defaults.compensationBackoffMs * 2 ** (sending.attempts - 1));
+			const delay = Math.min(MAX_BACKOFF_MS, this.defaults.compensationBackoffMs * 2 ** (sending.attempts - 1));
 			this.log("warn", sending, `${reason}; retry in ${delay} ms`);
 			return this.retryLater(sending, delay, `${step.name} compensation failed, retry scheduled`, { reason });
 		}
@@ -305,7 +492,7 @@ export class SagaEngine {
 
 	/** Records when the next attempt is due, and a deadline in the store so any replica fires it if this one dies. */
 	private async retryLater(rec: SagaRecord, delayMs: number, event: string, detail: object): Promise<SagaRecord | null> {
-		const at = Date.now() + delayMs;
+		const at = this.clock.now() + delayMs;
 		const next = await this.transition(rec, { nextAttemptAt: at }, event, { ...detail, retryInMs: delayMs });
 		if (next) await this.store.scheduleDeadline(rec.id, at);
 		return next;
@@ -322,12 +509,12 @@ export class SagaEngine {
 	}
 
 	/** One compare-and-set: the record with `changes`, the next version and a history entry; null when the version moved. */
-	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown): Promise<SagaRecord | null> {
-		const at = new Date().toISOString();
+	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean } = {}): Promise<SagaRecord | null> {
+		const at = this.iso();
 		const next: SagaRecord = { ...rec, ...changes, version: rec.version + 1, updatedAt: at };
 		next.history = [...rec.history, { at, state: next.state, event, ...(detail === undefined ? {} : { detail }) }];
 		if (!(await this.store.compareAndSet(next, rec.version))) {
-			this.log("warn", rec, `version ${rec.version} moved on; leaving the saga to whoever moved it`);
+			if (!opts.quiet) this.log("warn", rec, `version ${rec.version} moved on; leaving the saga to whoever moved it`);
 			return null;
 		}
 		if (changes.status && changes.status !== rec.status) this.log("info", next, event);
@@ -348,10 +535,24 @@ export class SagaEngine {
 
 	/** Waits, unless the engine stops meanwhile (then false). */
 	private pause(ms: number): Promise<boolean> {
-		return sleep(ms, undefined, { signal: this.abort.signal }).then(
+		return this.clock.sleep(ms, this.abort.signal).then(
 			() => true,
 			() => false
 		);
+	}
+
+	private iso(): string {
+		return new Date(this.clock.now()).toISOString();
+	}
+
+	/** Resolves once this engine drives no saga (tests: the engine has done what it can). */
+	async idle(): Promise<void> {
+		while (this.running.size > 0) await Promise.allSettled([...this.running]);
+	}
+
+	/** Whether this engine is driving any saga right now. */
+	get busy(): boolean {
+		return this.running.size > 0 || this.driving.size > 0;
 	}
 
 	private get maxInProcessWaitMs() {
@@ -380,4 +581,16 @@ export class SagaEngine {
 	private log(level: keyof SagaLogger, rec: SagaRecord, message: string) {
 		this.logger[level](`[saga ${rec.type} ${rec.id}] ${rec.state}: ${message}`, { sagaId: rec.id, state: rec.state, correlationId: rec.correlationId });
 	}
+}
+
+/** A waiting step still waiting: no event kept, deadline not passed. */
+function isWaiting(rec: SagaRecord, now: number): boolean {
+	const wait: SagaWait | undefined = rec.wait;
+	return rec.status === "running" && rec.stepStatus === "waiting" && !!wait && !wait.received && (wait.until === undefined || wait.until > now);
+}
+
+function eventFailure(step: StepDefinition<any>, event: string, payload: any): { message: string; type?: string } {
+	if (step.await?.failure) return step.await.failure(payload);
+	const message = typeof payload?.reason === "string" ? payload.reason : typeof payload?.message === "string" ? payload.message : event;
+	return { message, type: typeof payload?.type === "string" ? payload.type : undefined };
 }

@@ -9,7 +9,8 @@
  *   saga:<id>:lease    the owner driving it, with a TTL
  *   sagas:all          zset of ids by creation time (listing, newest first)
  *   sagas:unfinished   set of ids that still need a driver, kept by the create/CAS scripts
- *   sagas:deadlines    zset of ids by the time their next attempt is due
+ *   sagas:deadlines    zset of ids by the time their next attempt (or the end of their wait) is due
+ *   sagas:waits        hash "<event>|<key>" → id of the saga whose waiting step waits for that event
  */
 import type Redis from "ioredis";
 import type { Failure } from "./definition";
@@ -28,15 +29,18 @@ export interface SagaRecord<D = any> {
 	/**
 	 * pending: `step` was not sent yet · started: `step` was sent and its answer is not recorded
 	 * (after a crash it is sent again with the same key) · done: the step named by `state`
-	 * answered and `step` moved on to the next one, not sent yet.
+	 * answered and `step` moved on to the next one, not sent yet · waiting: `step` answered and
+	 * waits for an outside event (see `wait`).
 	 */
-	stepStatus: "pending" | "started" | "done";
+	stepStatus: "pending" | "started" | "waiting" | "done";
 	data: D;
 	version: number;
 	/** Attempts of the current step or compensation. */
 	attempts: number;
 	/** When the next attempt is due (epoch ms). */
 	nextAttemptAt?: number;
+	/** The wait of a waiting step: set when its command is sent, gone once the wait ended. */
+	wait?: SagaWait;
 	/** Why the saga compensates. */
 	failure?: Failure;
 	parkedReason?: string;
@@ -49,6 +53,20 @@ export interface SagaRecord<D = any> {
 	history: Array<{ at: string; state: string; event: string; detail?: unknown }>;
 	createdAt: string;
 	updatedAt: string;
+}
+
+export interface SagaWait {
+	step: string;
+	/** Index entries "<event>|<key>" that lead an event to this saga. */
+	keys: string[];
+	/** The event that lets the saga go on. */
+	events: string[];
+	/** Events that fail the step. */
+	failOn: string[];
+	/** The deadline (epoch ms), set once the command answered. */
+	until?: number;
+	/** The event that ended the wait, kept until the saga acted on it. */
+	received?: { event: string; payload: unknown; at: string };
 }
 
 export const TERMINAL: ReadonlySet<SagaStatus> = new Set(["completed", "compensated", "parked"]);
@@ -95,6 +113,14 @@ export interface SagaStore {
 	/** Ids whose deadline has passed, earliest first. */
 	dueDeadlines(now: number, limit: number): Promise<string[]>;
 	clearDeadline(id: string): Promise<void>;
+	/** Points each "<event>|<key>" entry at the saga that waits for it. */
+	indexWait(id: string, keys: string[]): Promise<void>;
+	/** The saga waiting for "<event>|<key>", if any. */
+	findWait(key: string): Promise<string | null>;
+	/** Removes the entries that still point at this saga. */
+	clearWait(id: string, keys: string[]): Promise<void>;
+	/** Who holds the saga's lease, if anyone. */
+	leaseHolder(id: string): Promise<string | null>;
 	close(): Promise<void>;
 }
 
@@ -132,6 +158,12 @@ const RENEW = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0`;
 
+const CLEAR_WAIT = `
+for i, k in ipairs(ARGV) do
+  if i > 1 and redis.call('HGET', KEYS[1], k) == ARGV[1] then redis.call('HDEL', KEYS[1], k) end
+end
+return 1`;
+
 const RELEASE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -142,6 +174,7 @@ interface SagaCommands {
 	sagaAcquire(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRenew(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRelease(lease: string, owner: string): Promise<number>;
+	sagaClearWait(waits: string, id: string, ...keys: string[]): Promise<number>;
 }
 
 export class RedisSagaStore implements SagaStore {
@@ -156,6 +189,7 @@ export class RedisSagaStore implements SagaStore {
 		redis.defineCommand("sagaAcquire", { numberOfKeys: 1, lua: ACQUIRE });
 		redis.defineCommand("sagaRenew", { numberOfKeys: 1, lua: RENEW });
 		redis.defineCommand("sagaRelease", { numberOfKeys: 1, lua: RELEASE });
+		redis.defineCommand("sagaClearWait", { numberOfKeys: 1, lua: CLEAR_WAIT });
 		this.redis = redis as Redis & SagaCommands;
 	}
 
@@ -173,6 +207,9 @@ export class RedisSagaStore implements SagaStore {
 	}
 	private get deadlinesKey() {
 		return `${this.prefix}sagas:deadlines`;
+	}
+	private get waitsKey() {
+		return `${this.prefix}sagas:waits`;
 	}
 
 	async create(rec: SagaRecord): Promise<void> {
@@ -242,6 +279,22 @@ export class RedisSagaStore implements SagaStore {
 		await this.redis.zrem(this.deadlinesKey, id);
 	}
 
+	async indexWait(id: string, keys: string[]): Promise<void> {
+		if (keys.length) await this.redis.hset(this.waitsKey, Object.fromEntries(keys.map(k => [k, id])));
+	}
+
+	async findWait(key: string): Promise<string | null> {
+		return this.redis.hget(this.waitsKey, key);
+	}
+
+	async clearWait(id: string, keys: string[]): Promise<void> {
+		if (keys.length) await this.redis.sagaClearWait(this.waitsKey, id, ...keys);
+	}
+
+	async leaseHolder(id: string): Promise<string | null> {
+		return this.redis.get(this.lease(id));
+	}
+
 	async close(): Promise<void> {
 		/* the connection belongs to whoever made it */
 	}
@@ -255,6 +308,7 @@ export class MemorySagaStore implements SagaStore {
 	private leases = new Map<string, { owner: string; until: number }>();
 	private deadlines = new Map<string, number>();
 	private unfinished = new Set<string>();
+	private waits = new Map<string, string>();
 
 	async create(rec: SagaRecord): Promise<void> {
 		if (this.records.has(rec.id)) throw new SagaExistsError(rec.id);
@@ -323,6 +377,22 @@ export class MemorySagaStore implements SagaStore {
 
 	async clearDeadline(id: string): Promise<void> {
 		this.deadlines.delete(id);
+	}
+
+	async indexWait(id: string, keys: string[]): Promise<void> {
+		for (const k of keys) this.waits.set(k, id);
+	}
+
+	async findWait(key: string): Promise<string | null> {
+		return this.waits.get(key) ?? null;
+	}
+
+	async clearWait(id: string, keys: string[]): Promise<void> {
+		for (const k of keys) if (this.waits.get(k) === id) this.waits.delete(k);
+	}
+
+	async leaseHolder(id: string): Promise<string | null> {
+		return this.holder(id) ?? null;
 	}
 
 	async close(): Promise<void> {

@@ -10,6 +10,7 @@ import jwt from "jsonwebtoken";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
 import { forbidden, unauthorized } from "../contracts/errors";
+import { SIGNATURE_HEADER, verifyWebhook } from "../contracts/webhook";
 import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
 import { settings } from "../mixins/settings";
@@ -28,7 +29,7 @@ const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
-		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit };
+		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit, signed: r.signed };
 	}
 	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
 	out["GET /openapi.json"] = {
@@ -88,7 +89,16 @@ export default defineService<object, Vars>({
 				authorization: true,
 				autoAliases: false,
 				mergeParams: true,
-				bodyParsers: { json: { strict: true, limit: BODY_LIMIT } },
+				bodyParsers: {
+					json: {
+						strict: true,
+						limit: BODY_LIMIT,
+						// A webhook's signature is checked over the exact bytes received.
+						verify: (req: any, _res: unknown, buf: Buffer) => {
+							if (typeof req.url === "string" && req.url.includes("/payments/webhooks/")) req.rawBody = buf;
+						}
+					}
+				},
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
 					const sent = req.headers["x-correlation-id"];
@@ -96,6 +106,7 @@ export default defineService<object, Vars>({
 					ctx.meta.correlationId = correlationId;
 					res.setHeader("X-Correlation-Id", correlationId);
 					await this.limitRate(req, res, alias);
+					if (alias?.signed) this.checkSignature(req);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
 					if (alias?.rename) {
@@ -111,7 +122,9 @@ export default defineService<object, Vars>({
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
-						ctx.meta.$location = req.$alias?.path === "/auth/register" ? "/api/me" : `/api${req.$alias?.path}/${data.id}`;
+						// moleculer-web keeps the alias path without its leading slash.
+					const path = String(req.$alias?.path ?? "").replace(/^\/?/, "/");
+					ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
 					}
 					return data;
 				},
@@ -144,6 +157,15 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
+		/** A provider's webhook must carry the HMAC of its raw body; anything else is logged and refused, changing nothing. */
+		checkSignature(this: any, req: any) {
+			if (verifyWebhook(req.rawBody, req.headers[SIGNATURE_HEADER], settings.webhookSecret)) return;
+			const client = clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], parseTrustedProxies(this.settings.rateLimits.trustedProxies));
+			const why = req.headers[SIGNATURE_HEADER] ? "a wrong signature" : "no signature";
+			this.logger.warn(`Refused a payment webhook ${req.method} ${req.originalUrl ?? req.url} from ${client}: ${why}`);
+			throw unauthorized("The webhook signature is missing or does not match the body", "INVALID_SIGNATURE");
+		},
+
 		/** The general limit for every request, and the strict one for login and register. */
 		async limitRate(this: any, req: IncomingMessage, res: ServerResponse, alias: any) {
 			const { windowMs, max, authMax, trustedProxies } = this.settings.rateLimits;

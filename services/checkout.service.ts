@@ -3,11 +3,17 @@
  * email, empty or locked cart, bad card), then starts the place-order saga and answers 202
  * with the order. The saga engine keeps every saga in Redis (in-process store in the embedded
  * mode) and any checkout replica resumes sagas whose owner died.
+ *
+ * Idempotency of place: the saga id (and the order id) are derived from (customer,
+ * Idempotency-Key), and the saga is created only if absent — the saga itself is the record of
+ * the request, so a retry always finds the order its first attempt made (`placeOnce`).
  */
 import Joi from "joi";
 import { Errors } from "moleculer";
 import Redis from "ioredis";
 import { randomUUID } from "node:crypto";
+import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
+import type { EventEnvelope } from "../contracts/events";
 import { conflict, notFound, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
@@ -17,9 +23,12 @@ import { settings } from "../mixins/settings";
 import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
+import { placeIds } from "./checkout/place-ids";
 
 const uuid = Joi.string().guid();
 const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"]);
+/** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
+const RETRY_ANSWER_WAIT_MS = 1000;
 
 /** One in-process saga store per process in the embedded mode, shared by checkout replicas in it. */
 let memoryStore: MemorySagaStore | null = null;
@@ -34,6 +43,8 @@ interface Methods {
 	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
 	operate(fn: () => Promise<SagaRecord>): Promise<any>;
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
+	placeOnce(ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>): Promise<any>;
+	deliver(env: EventEnvelope<any>, key: string | undefined): Promise<void>;
 }
 
 type This = ServiceThis<Methods, Vars>;
@@ -60,35 +71,16 @@ export default defineService<Methods, Vars>({
 				const user = ctx.meta.user;
 				if (!user) throw unauthorized();
 				const key: string | undefined = ctx.params.idempotencyKey ?? (ctx.meta.idempotencyKey as string | undefined);
-				if (key) {
-					const earlier = await this.table("place_requests").where({ customer_id: user.id, idempotency_key: key }).first();
-					if (earlier) return this.answer(ctx, earlier.saga_id, settings.checkoutWaitMs);
-				}
-
-				const customer = await ctx.call<any, any>("customers.get", { id: user.id });
-				if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
-				const cart = await ctx.call<any, any>("carts.get", {});
-				if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
-				if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
-				const card = { ...ctx.params.paymentDetails, cardNumber: ctx.params.paymentDetails.cardNumber.replace(/ /g, "") };
-				const { paymentToken, last4 } = await ctx.call<any, any>("payments.tokenize", card);
-
-				const sagaId = randomUUID();
-				const orderId = randomUUID();
-				if (key) {
-					const inserted = await this.table("place_requests")
-						.insert({ idempotency_key: key, customer_id: user.id, saga_id: sagaId, order_id: orderId })
-						.onConflict(["customer_id", "idempotency_key"])
-						.ignore()
-						.returning("saga_id");
-					if (inserted.length === 0) {
-						const first = await this.table("place_requests").where({ customer_id: user.id, idempotency_key: key }).first();
-						return this.answer(ctx, first.saga_id, settings.checkoutWaitMs);
-					}
-				}
-				const data: PlaceOrderData = { sagaId, orderId, cartId: cart.id, customerId: user.id, customerEmail: customer.email, paymentToken, last4 };
-				await this.engine.start(placeOrder.name, data, { sagaId, correlationId: ctx.meta.correlationId });
-				return this.answer(ctx, sagaId, settings.checkoutWaitMs);
+				return this.placeOnce(ctx, user.id, key, async ({ sagaId, orderId }) => {
+					const customer = await ctx.call<any, any>("customers.get", { id: user.id });
+					if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
+					const cart = await ctx.call<any, any>("carts.get", {});
+					if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
+					if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
+					const card = { ...ctx.params.paymentDetails, cardNumber: ctx.params.paymentDetails.cardNumber.replace(/ /g, "") };
+					const { paymentToken, last4 } = await ctx.call<any, any>("payments.tokenize", card);
+					return { sagaId, orderId, cartId: cart.id, customerId: user.id, customerEmail: customer.email, paymentToken, last4 };
+				});
 			}
 		},
 
@@ -146,6 +138,27 @@ export default defineService<Methods, Vars>({
 	},
 
 	methods: {
+		/**
+		 * Place, exactly once per (customer, Idempotency-Key): the saga id is derived from them, a
+		 * saga that exists answers at once with its current status (202), and otherwise `prepare`
+		 * validates and builds the saga's data and the saga is created if absent — two copies of
+		 * one request racing each other end up answering the same saga.
+		 */
+		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
+			const ids = placeIds(customerId, key);
+			if (key && (await this.store.get(ids.sagaId))) return this.answer(ctx, ids.sagaId, RETRY_ANSWER_WAIT_MS);
+			const data = await prepare(ids);
+			const { created } = await this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
+			return this.answer(ctx, ids.sagaId, created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+		},
+
+		/** Hands a payment's outcome to the saga waiting for it; an event nobody waits for any more is logged. */
+		async deliver(this: This, env: EventEnvelope<any>, key: string | undefined) {
+			if (typeof key !== "string") return void this.logger.warn(`${env.event_name} ${env.event_id} carries no order id; ignored`);
+			const delivery = await this.engine.deliver(env.event_name, key, env.payload);
+			if (!delivery.accepted) this.logger.info(`${env.event_name} ${env.event_id} for order ${key} ignored: ${delivery.reason}`, { sagaId: delivery.sagaId });
+		},
+
 		/** An operator's command on a saga; the engine's refusals become the API's typed errors. */
 		async operate(fn: () => Promise<SagaRecord>) {
 			try {
@@ -189,6 +202,32 @@ export default defineService<Methods, Vars>({
 		}
 	},
 
+	channels: {
+		// The outcome of a payment that answered "pending" (BLIK, PayPal): the waiting step goes on or compensates.
+		"payment.authorized": {
+			handler(env: EventEnvelope<PaymentAuthorized>) {
+				return this.deliver(env, env.payload?.orderId);
+			}
+		},
+		"payment.failed": {
+			handler(env: EventEnvelope<PaymentFailed>) {
+				return this.deliver(env, env.payload?.orderId);
+			}
+		}
+	},
+
+	events: {
+		// A checkout replica is gone: its sagas are taken over now, not when their leases expire.
+		"$node.disconnected"(ctx: any) {
+			const node = ctx.params?.node;
+			if (!node?.id || node.id === this.broker.nodeID) return;
+			void this.engine
+				?.takeOver(node.id)
+				.then((n: number) => n > 0 && this.logger.info(`Took over ${n} saga(s) of node ${node.id}`))
+				.catch((err: unknown) => this.logger.warn(`Taking over the sagas of node ${node.id} failed; recovery does it when their leases expire`, err));
+		}
+	},
+
 	async started() {
 		if (settings.redisUrl) {
 			this.redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 3 });
@@ -200,6 +239,7 @@ export default defineService<Methods, Vars>({
 		this.engine = new SagaEngine({
 			store: this.store,
 			definitions: [placeOrder],
+			// `<nodeID>:…`: on $node.disconnected the others know whose leases to free.
 			owner: `${this.broker.nodeID}:${randomUUID().slice(0, 8)}`,
 			leaseMs: settings.sagaLeaseMs,
 			stepDelayMs: settings.sagaStepDelayMs,

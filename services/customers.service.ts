@@ -107,6 +107,7 @@ export default defineService<Methods>({
 						customerId: row.id, email: row.email, firstName: row.first_name, lastName: row.last_name,
 						createdAt: new Date(row.created_at).toISOString()
 					}, ctx);
+					await this.recordIntegration(trx, "CustomerRegisteredNotification", row.id, { customerId: row.id, email: row.email, firstName: row.first_name }, ctx);
 					await this.requestVerification(ctx, trx, row);
 					return toCustomer(row);
 				});

@@ -8,6 +8,9 @@ export const SERVICE_NAMES = [
 	"carts",
 	"orders",
 	"payments",
+	"shipping",
+	"promotions",
+	"addons",
 	"checkout"
 ] as const;
 

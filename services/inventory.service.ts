@@ -39,7 +39,7 @@ interface Methods {
 	lockOrder(orderId: string, trx: Knex.Transaction): Promise<void>;
 	lockRows(skus: string[], trx: Knex.Transaction): Promise<StockRow[]>;
 	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
-	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; variants: Array<{ id: string; sku: string }> } | null>;
+	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string; variants: Array<{ id: string; sku: string }> } | null>;
 	setSellable(event: EventEnvelope, sellable: boolean): Promise<void>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
@@ -83,7 +83,7 @@ export default defineService<Methods>({
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.set", async trx => {
 					if (product) {
 						const variantId = product.variants.find(v => v.sku === sku)?.id ?? null;
-						await this.table("stock", trx).insert({ sku, product_id: product.id, variant_id: variantId, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
+						await this.table("stock", trx).insert({ sku, product_id: product.id, product_name: product.name ?? null, variant_id: variantId, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
 					}
 					const [row] = await this.lockRows([sku], trx);
 					const refusal = onHandRefusal(row!, quantity);
@@ -238,13 +238,13 @@ export default defineService<Methods>({
 				await this.handleOnce(event, "inventory.onProductCreated", async trx => {
 					for (const s of skus) {
 						const inserted = await this.table("stock", trx)
-							.insert({ sku: s.sku, product_id: p.productId, variant_id: s.variantId, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
+							.insert({ sku: s.sku, product_id: p.productId, product_name: p.name ?? null, variant_id: s.variantId, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
 							.onConflict("sku")
 							.ignore()
 							.returning("*");
 						if (inserted.length === 0) {
 							// An admin's inventory.set came first and created the row: its quantity stands, the product's threshold applies.
-							await this.table("stock", trx).where({ sku: s.sku }).update({ low_stock_threshold: threshold, variant_id: s.variantId });
+							await this.table("stock", trx).where({ sku: s.sku }).update({ low_stock_threshold: threshold, variant_id: s.variantId, product_name: p.name ?? null });
 							continue;
 						}
 						const row = await this.apply(trx, inserted[0], { onHand: s.initialStock, reserved: 0, change: "created", reason: "product created" }, event);
@@ -254,6 +254,16 @@ export default defineService<Methods>({
 						}, event);
 					}
 				});
+			}
+		},
+
+		/** A renamed product: its stock alerts say the new name. */
+		"product.updated": {
+			async handler(event) {
+				const p = event.payload as any;
+				const name = p?.changedFields?.name?.to;
+				if (typeof p?.productId !== "string" || typeof name !== "string") return;
+				await this.table("stock").where({ product_id: p.productId }).update({ product_name: name });
 			}
 		},
 
@@ -334,8 +344,14 @@ export default defineService<Methods>({
 			await this.record(trx, "inventory.updated", after.sku, payload, cause);
 			const before = available({ on_hand: after.on_hand - change.onHand, reserved: after.reserved - change.reserved });
 			for (const alert of alertsFor(before, available(after), after.low_stock_threshold)) {
-				const alertPayload = { ...payload, currentStock: payload.available, threshold: after.low_stock_threshold };
+				const alertPayload = { ...payload, productName: after.product_name ?? null, currentStock: payload.available, threshold: after.low_stock_threshold };
 				await this.record(trx, alert === "low_stock" ? "inventory.low_stock" : "inventory.out_of_stock", after.sku, alertPayload, cause);
+				const product = { productId: after.product_id, productName: after.product_name ?? null, sku: after.sku };
+				if (alert === "low_stock") {
+					await this.recordIntegration(trx, "LowStockNotification", after.product_id, { ...product, currentStock: payload.available, threshold: after.low_stock_threshold }, cause);
+				} else {
+					await this.recordIntegration(trx, "OutOfStockNotification", after.product_id, product, cause);
+				}
 			}
 			return after;
 		},

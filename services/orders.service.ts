@@ -9,14 +9,14 @@
 import Joi from "joi";
 import { createHash } from "node:crypto";
 import type { Knex } from "knex";
-import { conflict, forbidden, notFound, validationError } from "../contracts/errors";
+import { conflict, forbidden, notFound, temporary, validationError } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { moneySchema } from "../contracts/money";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { HistoryRow, LineRow, Order, OrderRow, priceLines, toOrder } from "./orders/order";
+import { HistoryRow, LineRow, Order, OrderPayment, OrderRow, OrderSnapshot, priceLines, toOrder } from "./orders/order";
 import { decide, decideFailure, formatOrderNumber, ORDER_STATUSES, OrderStatus } from "./orders/status";
 
 const uuid = Joi.string().guid();
@@ -28,8 +28,38 @@ const lineSchema = Joi.object({
 	sku: Joi.string().min(1).max(100).required(),
 	name: Joi.string().min(1).max(300).required(),
 	quantity: Joi.number().integer().min(1).max(10_000).required(),
-	unitPrice: moneySchema.required()
+	unitPrice: moneySchema.required(),
+	// What a cart line also says (promotions scope by category); the order keeps neither.
+	variantId: uuid.allow(null),
+	categoryId: uuid.allow(null)
 });
+
+/** An amount of the checkout's totals: minor units (the currency is the totals'), or Money. */
+const totalAmount = Joi.alternatives(Joi.number().integer().min(0).max(100_000_000_00), moneySchema);
+const named = { id: Joi.string().min(1).max(100).required(), name: Joi.string().min(1).max(300).required(), price: moneySchema.required() };
+
+/** What the checkout decided, stored with the order as it was (all optional: a bare order has lines only). */
+const snapshotSchema = {
+	shippingAddress: Joi.object().max(30).allow(null),
+	shippingMethod: Joi.object({ ...named, carrier: Joi.string().max(100).allow(null, "") }).unknown(true).allow(null),
+	deliveryDate: Joi.string().pattern(/^\d{4}-\d{2}-\d{2}$/).allow(null).messages({ "string.pattern.base": "'deliveryDate' must be a date, YYYY-MM-DD" }),
+	express: Joi.boolean(),
+	addons: Joi.array().items(Joi.object(named).unknown(true)).max(50),
+	promotions: Joi.array()
+		.items(Joi.object({ promotionId: Joi.string().min(1).max(100).required(), code: Joi.string().max(100).allow(null, ""), name: Joi.string().min(1).max(300).required(), discount: moneySchema.required() }).unknown(true))
+		.max(20),
+	totals: Joi.object({
+		cartTotal: totalAmount.required(),
+		promotionDiscount: totalAmount.required(),
+		shippingTotal: totalAmount.required(),
+		servicesTotal: totalAmount.required(),
+		grandTotal: totalAmount.required(),
+		currency: Joi.string().length(3).uppercase().required()
+	}).allow(null),
+	paymentMethod: Joi.string().valid("card", "blik", "paypal").allow(null)
+};
+
+const amountOf = (v: number | { amount: number }) => (typeof v === "number" ? v : v.amount);
 
 const statusSchema = Joi.string().valid(...ORDER_STATUSES);
 /** An order in one of these no longer needs its customer's data (erasure waits for the others). */
@@ -52,6 +82,10 @@ interface Methods {
 	views(rows: OrderRow[]): Promise<Order[]>;
 	move(ctx: Ctx | EventEnvelope, trx: Knex.Transaction, row: OrderRow, to: OrderStatus, opts?: MoveOpts): Promise<OrderRow>;
 	refuse(row: OrderRow, to: OrderStatus): never;
+	paymentsOf(ctx: Ctx, orderIds: string[], strict?: boolean): Promise<Record<string, OrderPayment>>;
+	withPayments(ctx: Ctx, orders: Order[]): Promise<Order[]>;
+	ensureVisible(ctx: Ctx, row: OrderRow | undefined, id: string): OrderRow;
+	recordCancelled(ctx: Ctx, trx: Knex.Transaction, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null): Promise<Order>;
 }
 
 type This = ServiceThis<Methods>;
@@ -70,12 +104,34 @@ export default defineService<Methods>({
 				cartId: uuid.allow(null),
 				sagaId: uuid.allow(null),
 				lines: Joi.array().items(lineSchema).min(1).max(100).required(),
+				...snapshotSchema,
 				idempotencyKey
 			}),
 			async handler(ctx) {
 				const p = ctx.params;
 				const priced = priceLines(p.lines);
 				if (!priced.ok) throw validationError(priced.message, [{ field: "lines", message: priced.message, type: "currency.mismatch" }]);
+				if (p.totals && p.totals.currency !== priced.total.currency) {
+					const message = `The totals are in ${p.totals.currency}, the lines in ${priced.total.currency}`;
+					throw validationError(message, [{ field: "totals.currency", message, type: "currency.mismatch" }]);
+				}
+				const snapshot: OrderSnapshot = {
+					shippingAddress: p.shippingAddress ?? null,
+					shippingMethod: p.shippingMethod ?? null,
+					deliveryDate: p.deliveryDate ?? null,
+					express: p.express ?? false,
+					addons: p.addons ?? [],
+					promotions: p.promotions ?? [],
+					totals: p.totals
+						? {
+								cartTotal: amountOf(p.totals.cartTotal), promotionDiscount: amountOf(p.totals.promotionDiscount), shippingTotal: amountOf(p.totals.shippingTotal),
+								servicesTotal: amountOf(p.totals.servicesTotal), grandTotal: amountOf(p.totals.grandTotal), currency: p.totals.currency
+							}
+						: null,
+					paymentMethod: p.paymentMethod ?? null
+				};
+				// The order's total is what the customer pays: the checkout's grand total when there is one.
+				const total = snapshot.totals ? { amount: snapshot.totals.grandTotal, currency: snapshot.totals.currency } : priced.total;
 				return this.idempotent(this.keyOf(ctx, "orders.create"), "orders.create", async trx => {
 					await this.lockOrderId(trx, p.orderId);
 					const existing = await this.load(p.orderId, trx);
@@ -92,7 +148,7 @@ export default defineService<Methods>({
 						.insert({
 							id: p.orderId, order_number: orderNumber, customer_id: p.customerId, customer_email: p.customerEmail ?? null,
 							cart_id: p.cartId ?? null, saga_id: p.sagaId ?? null, status: "pending",
-							currency: priced.total.currency, total_amount: priced.total.amount
+							currency: total.currency, total_amount: total.amount, snapshot: JSON.stringify(snapshot), payment_method: snapshot.paymentMethod ?? null
 						})
 						.onConflict("id")
 						.ignore()
@@ -106,10 +162,16 @@ export default defineService<Methods>({
 					);
 					await this.table("order_status_history", trx).insert({ order_id: p.orderId, from_status: null, status: "pending" });
 					const order = await this.view(inserted[0], trx);
+					const itemCount = order.lines.reduce((n, l) => n + l.quantity, 0);
+					// The address stays out of events: it is personal data the order alone keeps.
 					await this.record(trx, "order.placed", order.id, {
 						orderId: order.id, orderNumber: order.orderNumber, customerId: order.customerId, customerEmail: order.customerEmail,
-						cartId: order.cartId, lines: order.lines, total: order.total, itemCount: order.lines.reduce((n, l) => n + l.quantity, 0),
-						status: order.status, createdAt: order.createdAt
+						cartId: order.cartId, lines: order.lines, total: order.total, itemCount, status: order.status, createdAt: order.createdAt,
+						shippingMethod: order.shippingMethod, deliveryDate: order.deliveryDate, express: order.express, addons: order.addons,
+						promotions: order.promotions, totals: order.totals, paymentMethod: order.paymentMethod
+					}, ctx);
+					await this.recordIntegration(trx, "OrderPlacedNotification", order.id, {
+						orderId: order.id, orderNumber: order.orderNumber, customerId: order.customerId, totalAmount: order.total, itemCount
 					}, ctx);
 					return order;
 				});
@@ -175,21 +237,17 @@ export default defineService<Methods>({
 					const { decision, to } = decideFailure(row.status, code);
 					if (decision === "refuse") this.refuse(row, to);
 					if (decision === "noop") return this.view(row, trx);
-					const moved = await this.move(ctx, trx, row, to, { reason, code });
-					if (to === "cancelled") {
-						const order = await this.view(moved, trx);
-						await this.record(trx, "order.cancelled", orderId, {
-							orderId, orderNumber: order.orderNumber, customerId: order.customerId, reason, code: code ?? null,
-							lines: order.lines, total: order.total, cancelledAt: order.updatedAt
-						}, ctx);
-						return order;
-					}
-					return this.view(moved, trx);
+					if (to === "cancelled") return this.recordCancelled(ctx, trx, row, reason, code ?? null, null);
+					return this.view(await this.move(ctx, trx, row, to, { reason, code }), trx);
 				});
 			}
 		},
 
-		/** Admin: confirmed → shipped, with its tracking number and carrier. */
+		/**
+		 * Admin: confirmed → shipped, with its tracking number and carrier. The reserved stock is
+		 * deducted and the authorized payment captured first — each once per order (fixed keys),
+		 * so a ship that failed half-way is simply sent again.
+		 */
 		ship: {
 			rest: "POST /api/orders/:id/ship",
 			params: Joi.object({
@@ -201,7 +259,18 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				this.adminOnly(ctx);
 				const { orderId, trackingNumber, carrier } = ctx.params;
-				return this.idempotent(this.keyOf(ctx, "orders.ship"), "orders.ship", async trx => {
+				const key = this.keyOf(ctx, "orders.ship");
+				const current = await this.load(orderId);
+				if (!current) throw notFound("Order", orderId);
+				if (decide(current.status, "shipped") === "apply") {
+					const payment = (await this.paymentsOf(ctx, [orderId], true))[orderId];
+					if (payment && payment.status !== "authorized" && payment.status !== "captured") {
+						throw conflict("INVALID_TRANSITION", `The order's payment is ${payment.status}; it cannot be captured, so the order cannot ship`, { orderId, payment: payment.status });
+					}
+					await ctx.call("inventory.deduct", { orderId, idempotencyKey: `${orderId}:ship:deductStock` });
+					if (payment?.status === "authorized") await ctx.call("payments.capture", { orderId, idempotencyKey: `${orderId}:ship:capturePayment` });
+				}
+				const order = await this.idempotent(key, "orders.ship", async trx => {
 					const row = await this.mustLoad(orderId, trx);
 					const d = decide(row.status, "shipped");
 					if (d === "refuse") this.refuse(row, "shipped");
@@ -212,12 +281,82 @@ export default defineService<Methods>({
 						return this.view(row, trx);
 					}
 					const moved = await this.move(ctx, trx, row, "shipped", { patch: { tracking_number: trackingNumber, carrier, shipped_at: this.knex.fn.now() } });
+					const shippedAt = new Date(moved.shipped_at!).toISOString();
 					await this.record(trx, "order.shipped", orderId, {
-						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, customerEmail: moved.customer_email,
-						trackingNumber, carrier, shippedAt: new Date(moved.shipped_at!).toISOString()
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, customerEmail: moved.customer_email, trackingNumber, carrier, shippedAt
+					}, ctx);
+					await this.recordIntegration(trx, "OrderShippedNotification", orderId, {
+						orderId, orderNumber: moved.order_number, customerId: moved.customer_id, trackingNumber, carrier
 					}, ctx);
 					return this.view(moved, trx);
 				});
+				return (await this.withPayments(ctx, [order]))[0];
+			}
+		},
+
+		/**
+		 * The owner or an admin cancels an order before it ships: checked here (404 for someone
+		 * else's order, 409 once shipped or ended), then the cancel-order saga does the work —
+		 * stock released, payment voided or refunded, promotion use given back — and ends with
+		 * `orders.markCancelled`. Answers 202 with the order as it is now.
+		 */
+		cancel: {
+			rest: "POST /api/orders/:id/cancel",
+			params: Joi.object({ orderId: uuid.required(), reason: Joi.string().trim().min(1).max(1000).required(), idempotencyKey }),
+			async handler(ctx) {
+				const { orderId, reason } = ctx.params;
+				const row = this.ensureVisible(ctx, await this.load(orderId), orderId);
+				if (row.status === "shipped" || row.status === "delivered") {
+					throw conflict("INVALID_TRANSITION", `This order was already ${row.status}; it can no longer be cancelled (ask for a return instead)`, { orderId, status: row.status });
+				}
+				if (decide(row.status, "cancelled") === "refuse") this.refuse(row, "cancelled");
+				// One cancel-order saga per order, however often it is asked.
+				const cancellation = await ctx.call("checkout.cancelOrder", {
+					orderId, reason, requestedBy: ctx.meta.user?.id ?? "system", idempotencyKey: `${orderId}:cancel`
+				});
+				const order = (await this.withPayments(ctx, [await this.view((await this.load(orderId))!)]))[0]!;
+				return { ...order, cancellationRequest: cancellation ?? null };
+			}
+		},
+
+		/** The cancel-order saga's last step: pending / awaiting_payment / confirmed → cancelled, `order.cancelled`. */
+		markCancelled: {
+			params: Joi.object({
+				orderId: uuid.required(),
+				reason: Joi.string().min(1).max(1000).required(),
+				refundAmount: moneySchema.allow(null),
+				code: Joi.string().max(100).allow(null),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				const { orderId, reason, refundAmount, code } = ctx.params;
+				return this.idempotent(this.keyOf(ctx, "orders.markCancelled"), "orders.markCancelled", async trx => {
+					const row = await this.mustLoad(orderId, trx);
+					const d = decide(row.status, "cancelled");
+					if (d === "refuse") this.refuse(row, "cancelled");
+					if (d === "noop") return this.view(row, trx);
+					return this.recordCancelled(ctx, trx, row, reason, code ?? "CANCELLED", refundAmount ?? null);
+				});
+			}
+		},
+
+		/** Admin: gives back captured money of an order, all of it (no amount) or part; never more than captured. */
+		refund: {
+			rest: "POST /api/orders/:id/refund",
+			params: Joi.object({
+				orderId: uuid.required(),
+				amount: Joi.object({ amount: Joi.number().integer().min(1).max(100_000_000_00).required(), currency: Joi.string().length(3).uppercase().required() }),
+				reason: Joi.string().trim().min(1).max(1000).required(),
+				idempotencyKey
+			}),
+			async handler(ctx) {
+				this.adminOnly(ctx);
+				const { orderId, amount, reason } = ctx.params;
+				const row = await this.load(orderId);
+				if (!row) throw notFound("Order", orderId);
+				const payment = await ctx.call<any, any>("payments.refund", { orderId, amount, reason, idempotencyKey: this.keyOf(ctx, "orders.refund") });
+				const order = (await this.withPayments(ctx, [await this.view(row)]))[0]!;
+				return { ...order, refunds: payment?.refunds ?? [] };
 			}
 		},
 
@@ -248,29 +387,34 @@ export default defineService<Methods>({
 			rest: "GET /api/orders/:id",
 			params: Joi.object({ id: uuid.required() }),
 			async handler(ctx) {
-				const row = await this.load(ctx.params.id);
-				const user = ctx.meta.user;
-				if (!row || (user && user.role !== "admin" && row.customer_id !== user.id)) throw notFound("Order", ctx.params.id);
-				return this.view(row);
+				const row = this.ensureVisible(ctx, await this.load(ctx.params.id), ctx.params.id);
+				return (await this.withPayments(ctx, [await this.view(row)]))[0];
 			}
 		},
 
-		/** Orders newest first: a customer's own; an admin's (or an internal caller's) all, optionally of one customer. */
+		/**
+		 * Orders newest first: a customer's own; an admin's (or an internal caller's) all,
+		 * optionally of one customer; by status and by when they were placed (`from` ≤ createdAt < `to`).
+		 */
 		list: {
 			rest: "GET /api/orders",
 			params: Joi.object({
 				page,
 				pageSize,
 				status: Joi.alternatives(statusSchema, Joi.array().items(statusSchema).min(1).max(ORDER_STATUSES.length)),
-				customerId: uuid
+				customerId: uuid,
+				from: Joi.date().iso(),
+				to: Joi.date().iso().when("from", { is: Joi.exist(), then: Joi.date().greater(Joi.ref("from")) }).messages({ "date.greater": "'to' must be after 'from'" })
 			}),
 			async handler(ctx) {
-				const { page, pageSize, status } = ctx.params;
+				const { page, pageSize, status, from, to } = ctx.params;
 				const user = ctx.meta.user;
 				const customerId: string | undefined = user && user.role !== "admin" ? user.id : ctx.params.customerId;
 				const filter = (q: Knex.QueryBuilder) => {
 					if (customerId) q.where({ customer_id: customerId });
 					if (status) q.whereIn("status", Array.isArray(status) ? status : [status]);
+					if (from) q.where("created_at", ">=", from);
+					if (to) q.where("created_at", "<", to);
 					return q;
 				};
 				const [{ n }] = await filter(this.table("orders")).count<{ n: string }[]>("* as n");
@@ -278,7 +422,7 @@ export default defineService<Methods>({
 					.orderBy([{ column: "created_at", order: "desc" }, { column: "order_number", order: "desc" }])
 					.limit(pageSize)
 					.offset((page - 1) * pageSize);
-				return { rows: await this.views(rows), total: Number(n), page, pageSize };
+				return { rows: await this.withPayments(ctx, await this.views(rows)), total: Number(n), page, pageSize };
 			}
 		},
 
@@ -309,7 +453,11 @@ export default defineService<Methods>({
 					await this.table("orders", trx)
 						.where({ customer_id: customerId })
 						.whereNull("anonymized_at")
-						.update({ customer_email: null, anonymized_at: this.knex.fn.now() });
+						.update({
+							customer_email: null,
+							snapshot: this.knex.raw(`CASE WHEN snapshot IS NULL THEN NULL ELSE jsonb_set(snapshot, '{shippingAddress}', 'null'::jsonb) END`),
+							anonymized_at: this.knex.fn.now()
+						});
 					// The events kept in the outbox carried the email too.
 					await this.table("outbox", trx)
 						.whereIn("aggregate_id", mine)
@@ -348,6 +496,52 @@ export default defineService<Methods>({
 			const row = await this.load(id, trx, true);
 			if (!row) throw notFound("Order", id);
 			return row;
+		},
+
+		/** An order the caller may see: a customer only their own (someone else's answers 404, as an unknown one). */
+		ensureVisible(ctx: Ctx, row: OrderRow | undefined, id: string): OrderRow {
+			const user = ctx.meta.user;
+			if (!row || (user && user.role !== "admin" && row.customer_id !== user.id)) throw notFound("Order", id);
+			return row;
+		},
+
+		/**
+		 * The orders' payments as payments tells them. For reading, payments being away shows an
+		 * order without its payment; `strict` (before shipping) makes it a temporary failure.
+		 */
+		async paymentsOf(this: This, ctx: Ctx, orderIds: string[], strict = false) {
+			try {
+				return await ctx.call<Record<string, OrderPayment>, { orderIds: string[] }>("payments.ofOrders", { orderIds }, { timeout: 5000 });
+			} catch (err: any) {
+				if (strict) throw temporary(`The payments service did not answer: ${err.message}`);
+				this.logger.warn(`Orders shown without their payment: payments did not answer (${err.message})`);
+				return {};
+			}
+		},
+
+		async withPayments(this: This, ctx: Ctx, orders: Order[]) {
+			if (orders.length === 0) return orders;
+			const payments = await this.paymentsOf(ctx, orders.map(o => o.id));
+			return orders.map(o => {
+				const p = payments[o.id];
+				return p ? { ...o, payment: { paymentId: p.paymentId, method: p.method, status: p.status, transactionId: p.transactionId, amount: p.amount, captured: p.captured, refunded: p.refunded } } : o;
+			});
+		},
+
+		/** Moves an order to cancelled with its reason and refund, and tells the shop and outside systems. */
+		async recordCancelled(this: This, ctx: Ctx, trx: Knex.Transaction, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null) {
+			const moved = await this.move(ctx, trx, row, "cancelled", {
+				reason, code, patch: { cancel_reason: reason, refund_amount: refundAmount?.amount ?? null, cancelled_at: this.knex.fn.now() }
+			});
+			const order = await this.view(moved, trx);
+			await this.record(trx, "order.cancelled", order.id, {
+				orderId: order.id, orderNumber: order.orderNumber, customerId: order.customerId, reason, code, refundAmount,
+				lines: order.lines, total: order.total, cancelledAt: order.updatedAt
+			}, ctx);
+			await this.recordIntegration(trx, "OrderCancelledNotification", order.id, {
+				orderId: order.id, orderNumber: order.orderNumber, customerId: order.customerId, reason, refundAmount
+			}, ctx);
+			return order;
 		},
 
 		refuse(row: OrderRow, to: OrderStatus): never {

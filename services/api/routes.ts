@@ -17,6 +17,8 @@ export interface RouteDef {
 	rename?: Record<string, string>;
 	/** Counted against the strict limit for authentication as well as the general one. */
 	authLimit?: boolean;
+	/** A payment provider's webhook: refused (401) unless `X-Signature` is the HMAC of the raw body. */
+	signed?: boolean;
 	summary: string;
 }
 
@@ -63,12 +65,30 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
 	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
 
+	// Shipping methods, promotions, add-ons (shipping, promotions, addons services)
+	{ method: "GET", path: "/shipping-methods", action: "shipping.listMethods", access: "public", summary: "Shipping methods on offer (?country= those delivering there); admins also see retired ones" },
+	{ method: "POST", path: "/admin/shipping-methods", action: "shipping.createMethod", access: "admin", status: 201, summary: "Create a shipping method" },
+	{ method: "PATCH", path: "/admin/shipping-methods/:id", action: "shipping.updateMethod", access: "admin", summary: "Change a shipping method (active: false retires it)" },
+	{ method: "GET", path: "/admin/promotions", action: "promotions.list", access: "admin", summary: "Promotions and promo codes, newest first" },
+	{ method: "POST", path: "/admin/promotions", action: "promotions.create", access: "admin", status: 201, summary: "Create a promotion (with a code: a promo code)" },
+	{ method: "PATCH", path: "/admin/promotions/:id", action: "promotions.update", access: "admin", summary: "Change a promotion" },
+	{ method: "GET", path: "/admin/addons", action: "addons.list", access: "admin", summary: "Additional services offered at checkout" },
+	{ method: "POST", path: "/admin/addons", action: "addons.create", access: "admin", status: 201, summary: "Create an additional service for some products or categories (all when none given)" },
+	{ method: "PATCH", path: "/admin/addons/:id", action: "addons.update", access: "admin", summary: "Change an additional service" },
+
 	// Orders
 	{ method: "GET", path: "/orders", action: "orders.list", access: "user", summary: "The customer's orders (all orders for admins)" },
 	{ method: "GET", path: "/orders/:id", action: "orders.get", access: "user", summary: "One order with its lines, totals and status history" },
 	{ method: "POST", path: "/orders/:id/confirm", action: "orders.confirm", access: "admin", rename: { id: "orderId" }, summary: "Confirm an order" },
 	{ method: "POST", path: "/orders/:id/ship", action: "orders.ship", access: "admin", rename: { id: "orderId" }, summary: "Ship an order" },
 	{ method: "POST", path: "/orders/:id/deliver", action: "orders.deliver", access: "admin", rename: { id: "orderId" }, summary: "Mark an order delivered" },
+
+	// Orders and payments: cancel, refund, the payment provider's webhook and PayPal's redirects
+	{ method: "POST", path: "/orders/:id/cancel", action: "orders.cancel", access: "user", status: 202, rename: { id: "orderId" }, summary: "Cancel an order before shipment (owner or admin): stock released, payment voided or refunded" },
+	{ method: "POST", path: "/orders/:id/refund", action: "orders.refund", access: "admin", rename: { id: "orderId" }, summary: "Refund a captured payment, all of it or part; never more than captured" },
+	{ method: "POST", path: "/payments/webhooks/:provider", action: "payments.webhook", access: "public", signed: true, summary: "The payment provider's signed webhook (X-Signature: sha256=<HMAC of the raw body>)" },
+	{ method: "GET", path: "/payments/paypal/return", action: "payments.paypalReturn", access: "public", summary: "PayPal sends the buyer back after approving; redirects to the storefront's returnUrl" },
+	{ method: "GET", path: "/payments/paypal/cancel", action: "payments.paypalCancel", access: "public", summary: "PayPal sends the buyer back after cancelling; redirects to the storefront's cancelUrl" },
 
 	// Operators
 	{ method: "GET", path: "/admin/sagas", action: "checkout.listSagas", access: "admin", summary: "Sagas by state and type" },

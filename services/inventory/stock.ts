@@ -14,6 +14,8 @@ export interface StockRow {
 	version?: number | string;
 	sellable?: boolean;
 	variant_id?: string | null;
+	/** The product's name when known (for stock alerts). */
+	product_name?: string | null;
 }
 
 export interface Line {

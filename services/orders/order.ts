@@ -32,6 +32,11 @@ export interface OrderRow {
 	carrier: string | null;
 	shipped_at: Date | string | null;
 	delivered_at: Date | string | null;
+	snapshot: OrderSnapshot | string | null;
+	payment_method: string | null;
+	cancel_reason: string | null;
+	refund_amount: string | number | null;
+	cancelled_at: Date | string | null;
 	created_at: Date | string;
 	updated_at: Date | string;
 }
@@ -55,6 +60,29 @@ export interface HistoryRow {
 	at: Date | string;
 }
 
+/** What the checkout decided, kept with the order as it was at placing time. */
+export interface OrderSnapshot {
+	shippingAddress?: Record<string, unknown> | null;
+	shippingMethod?: { id: string; name: string; carrier?: string | null; price: Money } | null;
+	deliveryDate?: string | null;
+	express?: boolean;
+	addons?: Array<{ id: string; name: string; price: Money }>;
+	promotions?: Array<{ promotionId: string; code?: string | null; name: string; discount: Money }>;
+	totals?: { cartTotal: number; promotionDiscount: number; shippingTotal: number; servicesTotal: number; grandTotal: number; currency: string } | null;
+	paymentMethod?: string | null;
+}
+
+/** The order's payment as the payments service tells it. */
+export interface OrderPayment {
+	paymentId: string;
+	method: string;
+	status: string;
+	transactionId: string | null;
+	amount: Money;
+	captured: Money;
+	refunded: Money;
+}
+
 export interface Order {
 	id: string;
 	orderNumber: string;
@@ -67,6 +95,16 @@ export interface Order {
 	paymentId: string | null;
 	shipment: { trackingNumber: string; carrier: string; shippedAt: string | null; deliveredAt: string | null } | null;
 	statusHistory: Array<{ status: OrderStatus; at: string; reason?: string }>;
+	shippingAddress: Record<string, unknown> | null;
+	shippingMethod: OrderSnapshot["shippingMethod"] | null;
+	deliveryDate: string | null;
+	express: boolean;
+	addons: NonNullable<OrderSnapshot["addons"]>;
+	promotions: NonNullable<OrderSnapshot["promotions"]>;
+	totals: OrderSnapshot["totals"] | null;
+	paymentMethod: string | null;
+	payment: OrderPayment | null;
+	cancellation: { reason: string | null; refundAmount: Money | null; cancelledAt: string | null } | null;
 	createdAt: string;
 	updatedAt: string;
 }
@@ -82,7 +120,8 @@ export function priceLines(lines: LineInput[]): { ok: true; lines: OrderLine[]; 
 
 const iso = (t: Date | string | null): string | null => (t === null ? null : new Date(t).toISOString());
 
-export function toOrder(row: OrderRow, lines: LineRow[], history: HistoryRow[]): Order {
+export function toOrder(row: OrderRow, lines: LineRow[], history: HistoryRow[], payment: OrderPayment | null = null): Order {
+	const snap: OrderSnapshot = (typeof row.snapshot === "string" ? JSON.parse(row.snapshot) : row.snapshot) ?? {};
 	return {
 		id: row.id,
 		orderNumber: row.order_number,
@@ -106,6 +145,25 @@ export function toOrder(row: OrderRow, lines: LineRow[], history: HistoryRow[]):
 			? { trackingNumber: row.tracking_number, carrier: row.carrier ?? "", shippedAt: iso(row.shipped_at), deliveredAt: iso(row.delivered_at) }
 			: null,
 		statusHistory: history.map(h => ({ status: h.status, at: iso(h.at)!, ...(h.reason ? { reason: h.reason } : {}) })),
+		shippingAddress: snap.shippingAddress ?? null,
+		shippingMethod: snap.shippingMethod ?? null,
+		deliveryDate: snap.deliveryDate ?? null,
+		express: snap.express ?? false,
+		addons: snap.addons ?? [],
+		promotions: snap.promotions ?? [],
+		totals: snap.totals ?? null,
+		paymentMethod: row.payment_method ?? snap.paymentMethod ?? null,
+		payment: payment
+			? { paymentId: payment.paymentId, method: payment.method, status: payment.status, transactionId: payment.transactionId, amount: payment.amount, captured: payment.captured, refunded: payment.refunded }
+			: null,
+		cancellation:
+			row.status === "cancelled"
+				? {
+						reason: row.cancel_reason,
+						refundAmount: row.refund_amount === null ? null : { amount: Number(row.refund_amount), currency: row.currency },
+						cancelledAt: iso(row.cancelled_at)
+					}
+				: null,
 		createdAt: iso(row.created_at)!,
 		updatedAt: iso(row.updated_at)!
 	};

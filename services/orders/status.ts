@@ -43,8 +43,12 @@ export function decide(from: OrderStatus, to: OrderStatus): Decision {
 	return canTransition(from, to) ? "apply" : "refuse";
 }
 
-/** The refusals of a payment provider: an order failed for one of them is `payment_failed`. */
-export const PAYMENT_FAILURE_CODES = ["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"] as const;
+/**
+ * The refusals of a payment provider, and a payment the buyer never completed in time (the
+ * payment is the only step that waits for a deadline): an order failed for one of them is
+ * `payment_failed`.
+ */
+export const PAYMENT_FAILURE_CODES = ["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD", "DEADLINE_PASSED"] as const;
 
 /** The status `orders.fail` gives an order: `payment_failed` for a payment refusal, else `cancelled`. */
 export function failureStatus(code?: string | null): "payment_failed" | "cancelled" {

@@ -4,11 +4,17 @@
  */
 import type { Money } from "../../contracts/money";
 
-export const PAYMENT_STATUSES = ["authorized", "failed", "voided", "captured", "partially_refunded", "refunded"] as const;
+export const PAYMENT_STATUSES = ["pending", "authorized", "failed", "voided", "captured", "partially_refunded", "refunded"] as const;
 export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
-/** Statuses in which a payment holds or took the order's money: at most one payment per order is in one of them. */
-export const ACTIVE_STATUSES: readonly PaymentStatus[] = ["authorized", "captured", "partially_refunded", "refunded"];
+export const PAYMENT_METHODS = ["card", "blik", "paypal"] as const;
+export type PaymentMethod = (typeof PAYMENT_METHODS)[number];
+
+/**
+ * Statuses in which a payment waits for the buyer, holds or took the order's money: at most
+ * one payment per order is in one of them.
+ */
+export const ACTIVE_STATUSES: readonly PaymentStatus[] = ["pending", "authorized", "captured", "partially_refunded", "refunded"];
 /** Statuses from which money can be refunded. */
 export const REFUNDABLE_STATUSES: readonly PaymentStatus[] = ["captured", "partially_refunded"];
 
@@ -24,6 +30,10 @@ export interface PaymentRow {
 	brand: string | null;
 	last4: string | null;
 	provider_ref: string | null;
+	customer_id: string | null;
+	return_url: string | null;
+	cancel_url: string | null;
+	redirect_url: string | null;
 	failure_type: string | null;
 	failure_reason: string | null;
 	void_reason: string | null;
@@ -52,9 +62,16 @@ export function toPayment(row: PaymentRow, refunds: RefundRow[] = []) {
 		orderId: row.order_id,
 		method: row.method,
 		status: row.status,
+		/** The provider's reference of this payment (authorization, BLIK transaction, PayPal token). */
+		transactionId: row.provider_ref,
 		amount: m(row.amount),
 		capturedAmount: m(row.captured_amount),
 		refundedAmount: m(row.refunded_amount),
+		captured: m(row.captured_amount),
+		refunded: m(row.refunded_amount),
+		customerId: row.customer_id,
+		/** PayPal: where the buyer approves the payment. */
+		redirectUrl: row.redirect_url,
 		brand: row.brand,
 		last4: row.last4,
 		failure: row.failure_type ? { type: row.failure_type, reason: row.failure_reason } : null,

@@ -69,7 +69,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const orderId = saga.data.orderId;
 		const order = await client.call<any, any>("orders.get", { id: orderId }).catch(() => null);
 		const stock = await client.call<any, any>("inventory.get", { sku });
-		const payments = await client.call<any[], any>("payments.get", { orderId });
+		const payments = await client.call<any[], any>("payments.list", { orderId });
 		const authorized = payments.filter(x => x.status === "authorized");
 		if (saga.status === "completed") {
 			expect(order.status).to.equal("confirmed");

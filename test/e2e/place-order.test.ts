@@ -103,7 +103,7 @@ describe("place-order saga through the gateway (real RabbitMQ, Postgres, Redis)"
 		const order = expectStatus(await http.get(`/api/orders/${placed.orderId}`, c.token), 200);
 		expect(order.status).to.equal("cancelled");
 		expect(await stockOf(http, admin, p.sku)).to.include({ onHand: 1, reserved: 0 });
-		const payments = await cluster.call<any[]>("payments.get", { orderId: placed.orderId });
+		const payments = await cluster.call<any[]>("payments.list", { orderId: placed.orderId });
 		expect(payments.filter(x => x.status === "authorized")).to.have.length(0);
 		expect(ofOrder("payment.authorized", placed.orderId)).to.have.length(0);
 	});
@@ -143,7 +143,7 @@ describe("place-order saga through the gateway (real RabbitMQ, Postgres, Redis)"
 		const before = {
 			stock: await stockOf(http, admin, p.sku),
 			order: expectStatus(await http.get(`/api/orders/${placed.orderId}`, c.token), 200),
-			payments: await cluster.call<any[]>("payments.get", { orderId: placed.orderId }),
+			payments: await cluster.call<any[]>("payments.list", { orderId: placed.orderId }),
 			notifications: expectStatus(await http.get(`/api/admin/notifications?to=${encodeURIComponent(c.email)}`, admin), 200).total
 		};
 
@@ -172,7 +172,7 @@ describe("place-order saga through the gateway (real RabbitMQ, Postgres, Redis)"
 		const order = expectStatus(await http.get(`/api/orders/${placed.orderId}`, c.token), 200);
 		expect(order.status).to.equal("confirmed");
 		expect(order.statusHistory).to.have.length(before.order.statusHistory.length);
-		expect(await cluster.call<any[]>("payments.get", { orderId: placed.orderId })).to.have.length(before.payments.length);
+		expect(await cluster.call<any[]>("payments.list", { orderId: placed.orderId })).to.have.length(before.payments.length);
 		expect(expectStatus(await http.get(`/api/admin/notifications?to=${encodeURIComponent(c.email)}`, admin), 200).total).to.equal(before.notifications);
 		const [outbox] = await Promise.all([cluster.call<any>("orders.get", { id: placed.orderId })]);
 		expect(outbox.status).to.equal("confirmed");

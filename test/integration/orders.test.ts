@@ -6,8 +6,10 @@ import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { envelope } from "../../contracts/events";
 import { eventually, refusal, useShop } from "../support/cluster";
+import type { Http } from "../support/http";
+import { CountingProvider, gatewayOf, tokenFor } from "../support/payments";
 
-const EVENTS = ["order.placed", "order.confirmed", "order.status_changed", "order.cancelled", "order.shipped", "order.delivered"];
+const EVENTS = ["order.placed", "order.confirmed", "order.status_changed", "order.cancelled", "order.shipped", "order.delivered", "inventory.deducted", "payment.captured", "payment.refunded"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}orders`;
 
 const admin = (id = randomUUID()) => ({ user: { id, role: "admin", email: "admin@test.local" } });
@@ -32,8 +34,50 @@ const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event 
 
 describe("orders service (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	const shop = useShop([[], ["orders"], ["payments"]], EVENTS);
+	const shop = useShop([["api"], ["orders"], ["payments"], ["inventory"]], EVENTS);
 	const call = shop.call;
+	let http: Http;
+	let provider: CountingProvider;
+	/** Stands in for the checkout's cancel-order saga (another part of the shop): records what orders asks of it. */
+	const cancelRequests: any[] = [];
+
+	before(async () => {
+		http = gatewayOf(shop.cluster);
+		const svc: any = shop.cluster.brokers[2]!.getLocalService("payments");
+		provider = new CountingProvider(svc.provider);
+		svc.provider = provider;
+		shop.cluster.brokers[3]!.createService({
+			name: "checkout",
+			actions: { cancelOrder: (ctx: any) => (cancelRequests.push(ctx.params), { sagaId: randomUUID(), status: "running" }) }
+		});
+		await shop.cluster.broker.waitForServices("checkout");
+	});
+
+	/** A pending order whose lines' stock exists and is reserved for it, as the place-order saga leaves it. */
+	async function reservedOrder(overrides: Record<string, unknown> = {}) {
+		const skus = [`SKU-${randomUUID().slice(0, 8)}`, `SKU-${randomUUID().slice(0, 8)}`];
+		for (const sku of skus) {
+			const productId = randomUUID();
+			await (shop.cluster.broker as any).sendToChannel("product.created", envelope("product.created", productId, { productId, sku, name: `Product ${sku}`, initialStock: 10, lowStockThreshold: 2 }));
+		}
+		await eventually(async () => (await Promise.all(skus.map(sku => call("inventory.get", { sku }).catch(() => null)))).every(Boolean), 15_000, "stock rows");
+		const params = orderParams(overrides);
+		params.lines = params.lines.map((l: any, i: number) => ({ ...l, sku: skus[i] }));
+		const order = await call("orders.create", params);
+		await call("inventory.reserve", { orderId: order.id, lines: order.lines.map((l: any) => ({ sku: l.sku, quantity: l.quantity })) });
+		return order;
+	}
+
+	/** …and paid by card: authorized, then confirmed. */
+	async function paidOrder(overrides: Record<string, unknown> = {}) {
+		const order = await reservedOrder(overrides);
+		const { paymentToken } = await call("payments.tokenize", { cardNumber: "4242424242424242", expMonth: 12, expYear: 2030, cvc: "123" });
+		const payment = await call("payments.authorize", { orderId: order.id, customerId: order.customerId, amount: order.total, paymentToken, idempotencyKey: `${order.id}:authorizePayment` });
+		await call("orders.confirm", { orderId: order.id, paymentId: payment.paymentId });
+		return { order, payment };
+	}
+
+	const stock = (sku: string) => call("inventory.get", { sku });
 
 	async function created(overrides: Record<string, unknown> = {}) {
 		return call("orders.create", orderParams(overrides));
@@ -228,7 +272,7 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 		});
 
 		it("a confirmed order is shipped with its tracking number, then delivered, each with its event", async () => {
-			const order = await created();
+			const order = await reservedOrder();
 			await call("orders.confirm", { orderId: order.id });
 			expect((await refusal(call("orders.deliver", { orderId: order.id }, admin()))).type).to.equal("INVALID_TRANSITION");
 
@@ -320,6 +364,236 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 			// The events kept in the outbox no longer carry the email either.
 			const outbox = await shop.db.withSchema(SCHEMA).table("outbox").whereIn("aggregate_id", [o1.id, o2.id]);
 			expect(JSON.stringify(outbox.map(r => r.envelope))).to.not.include("gone@example.com");
+		});
+	});
+
+	describe("the checkout's snapshot", () => {
+		const snapshot = {
+			shippingAddress: { recipientName: "Ada Lovelace", street: "Marszałkowska 1", city: "Warszawa", postalCode: "00-001", country: "PL" },
+			shippingMethod: { id: "courier", name: "Courier", carrier: "DPD", price: { amount: 1500, currency: "PLN" } },
+			deliveryDate: "2030-01-15",
+			express: true,
+			addons: [{ id: "gift-wrap", name: "Gift wrap", price: { amount: 900, currency: "PLN" } }],
+			promotions: [{ promotionId: "promo-10", code: "TEN", name: "10% off", discount: { amount: 550, currency: "PLN" } }],
+			totals: { cartTotal: 5497, promotionDiscount: 550, shippingTotal: 2000, servicesTotal: 900, grandTotal: 7847, currency: "PLN" },
+			paymentMethod: "blik"
+		};
+
+		it("an order made with the checkout's snapshot keeps it and shows it; its total is the grand total", async () => {
+			const params = { ...orderParams(), ...snapshot };
+			const order = await call("orders.create", params);
+			expect(order.total).to.deep.equal({ amount: 7847, currency: "PLN" });
+			const read = await call("orders.get", { id: order.id });
+			expect(read).to.deep.include({ shippingAddress: snapshot.shippingAddress, shippingMethod: snapshot.shippingMethod, deliveryDate: "2030-01-15", express: true, paymentMethod: "blik" });
+			expect(read.addons).to.deep.equal(snapshot.addons);
+			expect(read.promotions).to.deep.equal(snapshot.promotions);
+			expect(read.totals).to.deep.equal(snapshot.totals);
+			expect(read.payment).to.equal(null);
+			const placed = await shop.events.waitFor("order.placed", e => e.aggregate_id === order.id);
+			expect(placed.payload).to.deep.include({ totals: snapshot.totals, paymentMethod: "blik" });
+			expect(placed.payload).to.not.have.property("shippingAddress");
+		});
+
+		it("totals in another currency than the lines are refused with 422 and no order is made", async () => {
+			const params = { ...orderParams(), ...snapshot, totals: { ...snapshot.totals, currency: "EUR" } };
+			const err = await refusal(call("orders.create", params));
+			expect(err.code).to.equal(422);
+			expect(err.data[0].field).to.equal("totals.currency");
+			expect((await refusal(call("orders.get", { id: params.orderId }))).code).to.equal(404);
+			const badMethod = await refusal(call("orders.create", { ...orderParams(), paymentMethod: "cash" }));
+			expect(badMethod.data.map((d: any) => d.field)).to.include("paymentMethod");
+		});
+
+		it("GDPR erasure clears the address kept in the snapshot", async () => {
+			const customerId = randomUUID();
+			const order = await call("orders.create", { ...orderParams({ customerId }), ...snapshot });
+			await (shop.cluster.broker as any).sendToChannel("customer.erased", envelope("customer.erased", customerId, { customerId }));
+			await eventually(async () => (await call("orders.get", { id: order.id })).shippingAddress === null, 10_000, "the address to be erased");
+			expect((await call("orders.get", { id: order.id })).totals).to.deep.equal(snapshot.totals);
+		});
+	});
+
+	describe("shipping takes the stock and the money", () => {
+		it("ship deducts the reserved stock and captures the payment; the order shows the captured payment", async () => {
+			const { order, payment } = await paidOrder();
+			const before = await stock(order.lines[0].sku);
+			expect(before).to.include({ onHand: 10, reserved: order.lines[0].quantity });
+			const shipped = await call("orders.ship", { orderId: order.id, trackingNumber: "TRK-42", carrier: "DPD" }, admin());
+			expect(shipped.status).to.equal("shipped");
+			expect(shipped.payment).to.deep.include({ paymentId: payment.paymentId, method: "card", status: "captured", transactionId: payment.transactionId, amount: order.total, captured: order.total });
+			expect(await stock(order.lines[0].sku)).to.include({ onHand: 10 - order.lines[0].quantity, reserved: 0 });
+			await shop.events.waitFor("inventory.deducted", e => e.payload.orderId === order.id);
+			await shop.events.waitFor("payment.captured", e => e.payload.orderId === order.id);
+			expect((await call("orders.get", { id: order.id })).payment.status).to.equal("captured");
+		});
+
+		it("a ship that fails half-way (capture unavailable) leaves the order confirmed; sent again it finishes, deducting and capturing once", async () => {
+			const { order } = await paidOrder();
+			provider.failNext = "capture";
+			const err = await refusal(call("orders.ship", { orderId: order.id, trackingNumber: "TRK-43", carrier: "DPD" }, admin()));
+			expect(err.code).to.equal(503);
+			expect((await call("orders.get", { id: order.id })).status).to.equal("confirmed");
+			const shipped = await call("orders.ship", { orderId: order.id, trackingNumber: "TRK-43", carrier: "DPD" }, admin());
+			expect(shipped.status).to.equal("shipped");
+			expect(await stock(order.lines[0].sku)).to.include({ onHand: 10 - order.lines[0].quantity, reserved: 0 });
+			await shop.events.waitFor("payment.captured", e => e.payload.orderId === order.id);
+			await settle();
+			expect(shop.events.of("inventory.deducted").filter(e => e.payload.orderId === order.id)).to.have.length(1);
+			expect(shop.events.of("payment.captured").filter(e => e.payload.orderId === order.id)).to.have.length(1);
+		});
+
+		it("an order whose payment was voided cannot ship: 409, and the stock stays reserved", async () => {
+			const { order } = await paidOrder();
+			await call("payments.void", { orderId: order.id, reason: "fraud check" });
+			const err = await refusal(call("orders.ship", { orderId: order.id, trackingNumber: "TRK-44", carrier: "DPD" }, admin()));
+			expect(err.code).to.equal(409);
+			expect(err.type).to.equal("INVALID_TRANSITION");
+			expect(await stock(order.lines[0].sku)).to.include({ onHand: 10, reserved: order.lines[0].quantity });
+			expect((await call("orders.get", { id: order.id })).status).to.equal("confirmed");
+		});
+
+		it("shipping an order not yet confirmed is refused before any stock or money moves", async () => {
+			const order = await reservedOrder();
+			const err = await refusal(call("orders.ship", { orderId: order.id, trackingNumber: "TRK-45", carrier: "DPD" }, admin()));
+			expect(err.type).to.equal("INVALID_TRANSITION");
+			expect(await stock(order.lines[0].sku)).to.include({ onHand: 10, reserved: order.lines[0].quantity });
+		});
+	});
+
+	describe("cancel (CancelOrder)", () => {
+		it("the owner's cancel of a confirmed order asks the cancel-order saga, once per order, and answers 202", async () => {
+			const { order } = await paidOrder();
+			const res = await http.post(`/api/orders/${order.id}/cancel`, { reason: "Changed my mind" }, tokenFor({ id: order.customerId, role: "customer" }));
+			expect(res.status).to.equal(202);
+			expect(res.body).to.include({ id: order.id, status: "confirmed" });
+			const asked = cancelRequests.filter(r => r.orderId === order.id);
+			expect(asked).to.have.length(1);
+			expect(asked[0]).to.deep.equal({ orderId: order.id, reason: "Changed my mind", requestedBy: order.customerId, idempotencyKey: `${order.id}:cancel` });
+		});
+
+		it("an admin may cancel anyone's order; another customer gets 404 and nothing is asked", async () => {
+			const { order } = await paidOrder();
+			const stranger = await http.post(`/api/orders/${order.id}/cancel`, { reason: "mine now" }, tokenFor({ id: randomUUID(), role: "customer" }));
+			expect(stranger.status).to.equal(404);
+			expect(cancelRequests.filter(r => r.orderId === order.id)).to.have.length(0);
+			const adminId = randomUUID();
+			expect((await http.post(`/api/orders/${order.id}/cancel`, { reason: "Fraud suspected" }, tokenFor({ id: adminId, role: "admin" }))).status).to.equal(202);
+			expect(cancelRequests.filter(r => r.orderId === order.id).map(r => r.requestedBy)).to.deep.equal([adminId]);
+		});
+
+		it("order not found: 404; without a reason: 422; nothing is asked", async () => {
+			const unknown = randomUUID();
+			expect((await http.post(`/api/orders/${unknown}/cancel`, { reason: "x" }, tokenFor({ id: randomUUID(), role: "admin" }))).status).to.equal(404);
+			const { order } = await paidOrder();
+			const noReason = await http.post(`/api/orders/${order.id}/cancel`, {}, tokenFor({ id: order.customerId, role: "customer" }));
+			expect(noReason.status).to.equal(422);
+			expect(noReason.body.data.map((d: any) => d.field)).to.include("reason");
+			expect(cancelRequests.filter(r => r.orderId === unknown || r.orderId === order.id)).to.have.length(0);
+		});
+
+		it("already shipped (or delivered, or ended): 409 INVALID_TRANSITION and nothing changes", async () => {
+			const { order } = await paidOrder();
+			await call("orders.ship", { orderId: order.id, trackingNumber: "TRK-50", carrier: "DPD" }, admin());
+			const before = await call("orders.get", { id: order.id });
+			const res = await http.post(`/api/orders/${order.id}/cancel`, { reason: "too late" }, tokenFor({ id: order.customerId, role: "customer" }));
+			expect(res.status).to.equal(409);
+			expect(res.body.type).to.equal("INVALID_TRANSITION");
+			expect(res.body.message).to.match(/shipped/);
+			await call("orders.deliver", { orderId: order.id }, admin());
+			expect((await refusal(call("orders.cancel", { orderId: order.id, reason: "later still" }))).type).to.equal("INVALID_TRANSITION");
+			const failed = await created();
+			await call("orders.fail", { orderId: failed.id, reason: "declined", code: "PAYMENT_DECLINED" });
+			expect((await refusal(call("orders.cancel", { orderId: failed.id, reason: "x" }))).type).to.equal("INVALID_TRANSITION");
+			expect(cancelRequests.filter(r => r.orderId === order.id || r.orderId === failed.id)).to.have.length(0);
+			const after = await call("orders.get", { id: order.id });
+			expect(after.statusHistory).to.have.length(before.statusHistory.length + 1); // + delivered only
+			expect(after.payment.status).to.equal("captured");
+		});
+
+		it("markCancelled (the saga's last step) cancels with the reason and refund, order.cancelled once; a shipped order is refused", async () => {
+			const { order } = await paidOrder();
+			const key = `${randomUUID()}:markCancelled`;
+			const cancelled = await call("orders.markCancelled", { orderId: order.id, reason: "Changed my mind", refundAmount: null, idempotencyKey: key });
+			expect(cancelled.status).to.equal("cancelled");
+			expect(cancelled.cancellation).to.deep.include({ reason: "Changed my mind", refundAmount: null });
+			expect(cancelled.statusHistory.map((h: any) => h.status)).to.deep.equal(["pending", "confirmed", "cancelled"]);
+			expect(await call("orders.markCancelled", { orderId: order.id, reason: "Changed my mind", idempotencyKey: key })).to.deep.equal(cancelled);
+			expect((await call("orders.markCancelled", { orderId: order.id, reason: "again" })).statusHistory).to.have.length(3);
+			const ev = await shop.events.waitFor("order.cancelled", e => e.aggregate_id === order.id);
+			expect(ev.payload).to.include({ orderId: order.id, reason: "Changed my mind" });
+			await settle();
+			expect(shop.events.of("order.cancelled", order.id)).to.have.length(1);
+
+			const shipped = (await paidOrder()).order;
+			await call("orders.ship", { orderId: shipped.id, trackingNumber: "TRK-51", carrier: "DPD" }, admin());
+			const err = await refusal(call("orders.markCancelled", { orderId: shipped.id, reason: "too late", refundAmount: { amount: 100, currency: "PLN" } }));
+			expect(err.type).to.equal("INVALID_TRANSITION");
+			expect((await call("orders.get", { id: shipped.id })).status).to.equal("shipped");
+		});
+
+		it("a cancel after a refund records the refunded amount", async () => {
+			const order = await reservedOrder();
+			const done = await call("orders.markCancelled", { orderId: order.id, reason: "Out of stock at the warehouse", refundAmount: { amount: 1234, currency: "PLN" } });
+			expect(done.cancellation.refundAmount).to.deep.equal({ amount: 1234, currency: "PLN" });
+			const ev = await shop.events.waitFor("order.cancelled", e => e.aggregate_id === order.id);
+			expect(ev.payload.refundAmount).to.deep.equal({ amount: 1234, currency: "PLN" });
+		});
+	});
+
+	describe("refunds (RefundPayment)", () => {
+		async function shippedOrder() {
+			const { order, payment } = await paidOrder();
+			await call("orders.ship", { orderId: order.id, trackingNumber: `TRK-${randomUUID().slice(0, 6)}`, carrier: "DPD" }, admin());
+			return { order, payment };
+		}
+
+		it("an admin refunds part, then the rest, through HTTP; never more than captured (409), nothing changes when refused", async () => {
+			const { order } = await shippedOrder();
+			const adminToken = tokenFor({ id: randomUUID(), role: "admin" });
+			const part = await http.post(`/api/orders/${order.id}/refund`, { amount: { amount: 1000, currency: "PLN" }, reason: "one mug broken" }, adminToken);
+			expect(part.status).to.equal(200);
+			expect(part.body.payment).to.deep.include({ status: "partially_refunded", refunded: { amount: 1000, currency: "PLN" } });
+			const tooMuch = await http.post(`/api/orders/${order.id}/refund`, { amount: { amount: order.total.amount, currency: "PLN" }, reason: "all of it again" }, adminToken);
+			expect(tooMuch.status).to.equal(409);
+			expect(tooMuch.body.type).to.equal("REFUND_EXCEEDS_CAPTURED");
+			expect((await call("orders.get", { id: order.id })).payment.refunded).to.deep.equal({ amount: 1000, currency: "PLN" });
+			const rest = await http.post(`/api/orders/${order.id}/refund`, { reason: "returned" }, adminToken);
+			expect(rest.status).to.equal(200);
+			expect(rest.body.payment).to.deep.include({ status: "refunded", refunded: order.total });
+			await settle();
+			expect(shop.events.of("payment.refunded").filter(e => e.payload.orderId === order.id)).to.have.length(2);
+		});
+
+		it("original payment not found: 404; not captured yet: 409; a customer: 403; without a reason: 422", async () => {
+			const adminToken = tokenFor({ id: randomUUID(), role: "admin" });
+			expect((await http.post(`/api/orders/${randomUUID()}/refund`, { reason: "x" }, adminToken)).status).to.equal(404);
+			const unpaid = await created();
+			const none = await http.post(`/api/orders/${unpaid.id}/refund`, { reason: "x" }, adminToken);
+			expect(none.status).to.equal(404);
+			const { order } = await paidOrder();
+			const notCaptured = await http.post(`/api/orders/${order.id}/refund`, { reason: "x" }, adminToken);
+			expect(notCaptured.status).to.equal(409);
+			expect((await http.post(`/api/orders/${order.id}/refund`, { reason: "x" }, tokenFor({ id: order.customerId, role: "customer" }))).status).to.equal(403);
+			expect((await http.post(`/api/orders/${order.id}/refund`, {}, adminToken)).status).to.equal(422);
+			expect((await call("orders.get", { id: order.id })).payment).to.deep.include({ status: "authorized", refunded: { amount: 0, currency: "PLN" } });
+		});
+	});
+
+	describe("admin lists by status and date", () => {
+		it("from ≤ createdAt < to, with status, for one customer", async () => {
+			const customerId = randomUUID();
+			const a = await created({ customerId });
+			await new Promise(r => setTimeout(r, 20));
+			const b = await created({ customerId });
+			await call("orders.confirm", { orderId: b.id });
+			const ids = async (params: Record<string, unknown>) => (await call("orders.list", { customerId, ...params }, admin())).rows.map((o: any) => o.id);
+			expect(await ids({ from: b.createdAt })).to.deep.equal([b.id]);
+			expect(await ids({ to: b.createdAt })).to.deep.equal([a.id]);
+			expect(await ids({ from: a.createdAt, to: new Date(Date.parse(b.createdAt) + 1).toISOString() })).to.deep.equal([b.id, a.id]);
+			expect(await ids({ from: a.createdAt, status: "pending" })).to.deep.equal([a.id]);
+			const backwards = await refusal(call("orders.list", { from: b.createdAt, to: a.createdAt }, admin()));
+			expect(backwards.code).to.equal(422);
+			expect((await refusal(call("orders.list", { from: "yesterday" }, admin()))).code).to.equal(422);
 		});
 	});
 });

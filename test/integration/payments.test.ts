@@ -6,7 +6,7 @@ import { expect } from "chai";
 import knexFactory, { Knex } from "knex";
 import { randomUUID } from "node:crypto";
 import { Cluster, EventRecorder, recordEvents, startCluster, refusal } from "../support/cluster";
-import { CardProvider, SimulatedCardProvider } from "../../services/payments/provider";
+import { CountingProvider } from "../support/payments";
 
 const EVENTS = ["payment.initiated", "payment.authorized", "payment.failed", "payment.voided", "payment.captured", "payment.refunded"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}payments`;
@@ -15,34 +15,6 @@ const NUMBERS = { ok: "4242424242424242", declined: "4000000000000002", insuffic
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
 
 const settle = () => new Promise(r => setTimeout(r, 600)); // a duplicate event would have arrived by now
-
-/** Counts the provider's calls; `failNext` makes the next call of one kind fail as an outage. */
-class CountingProvider implements CardProvider {
-	calls: Record<string, number> = { authorize: 0, void: 0, capture: 0, refund: 0 };
-	failNext: string | null = null;
-	constructor(private inner: CardProvider) {}
-	private outage(kind: string) {
-		if (this.failNext !== kind) return null;
-		this.failNext = null;
-		return { ok: false as const, type: "PROVIDER_UNAVAILABLE" as const, message: "The provider timed out" };
-	}
-	async authorize(...a: Parameters<CardProvider["authorize"]>) {
-		this.calls.authorize!++;
-		return this.outage("authorize") ?? this.inner.authorize(...a);
-	}
-	async void(ref: string) {
-		this.calls.void!++;
-		return this.outage("void") ?? this.inner.void(ref);
-	}
-	async capture(...a: Parameters<CardProvider["capture"]>) {
-		this.calls.capture!++;
-		return this.outage("capture") ?? this.inner.capture(...a);
-	}
-	async refund(...a: Parameters<CardProvider["refund"]>) {
-		this.calls.refund!++;
-		return this.outage("refund") ?? this.inner.refund(...a);
-	}
-}
 
 describe("payments service (real RabbitMQ and Postgres, simulated card provider)", function () {
 	this.timeout(60_000);
@@ -57,7 +29,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 	before(async () => {
 		cluster = await startCluster([[], ["orders"], ["payments"]], { waitFor: ["orders", "payments"] });
 		const svc: any = cluster.brokers[2]!.getLocalService("payments");
-		provider = new CountingProvider(new SimulatedCardProvider());
+		provider = new CountingProvider(svc.provider);
 		svc.provider = provider;
 		events = await recordEvents(cluster.broker, EVENTS);
 		db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
@@ -115,7 +87,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const ev = await events.waitFor("payment.authorized", e => e.payload.orderId === orderId);
 			expect(ev.payload).to.deep.include({ orderId, paymentId: payment.paymentId, amount: PLN(12999), last4: "4242", brand: "visa" });
 			await events.waitFor("payment.initiated", e => e.payload.orderId === orderId);
-			expect((await call("payments.get", { orderId })).map((p: any) => p.status)).to.deep.equal(["authorized"]);
+			expect((await call("payments.list", { orderId })).map((p: any) => p.status)).to.deep.equal(["authorized"]);
 		});
 
 		it("any other valid card of a brand we take authorizes", async () => {
@@ -137,7 +109,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			expect({ code: repeat.code, type: repeat.type, message: repeat.message }).to.deep.equal({ code: err.code, type: err.type, message: err.message });
 			expect(provider.calls.authorize! - before, "provider calls").to.equal(1);
 
-			const payments = await call("payments.get", { orderId });
+			const payments = await call("payments.list", { orderId });
 			expect(payments).to.have.length(1);
 			expect(payments[0]).to.deep.include({ status: "failed", amount: PLN(4200) });
 			expect(payments[0].failure).to.deep.include({ type: "PAYMENT_DECLINED" });
@@ -154,7 +126,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const err = await refusal(call("payments.authorize", { orderId, amount: PLN(100), paymentToken: await token(NUMBERS.insufficient) }));
 			expect(err.code).to.equal(402);
 			expect(err.type).to.equal("INSUFFICIENT_FUNDS");
-			const [p] = await call("payments.get", { orderId });
+			const [p] = await call("payments.list", { orderId });
 			expect(p.status).to.equal("failed");
 			expect(p.failure.type).to.equal("INSUFFICIENT_FUNDS");
 			expect((await events.waitFor("payment.failed", e => e.payload.orderId === orderId)).payload.type).to.equal("INSUFFICIENT_FUNDS");
@@ -166,7 +138,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const err = await refusal(call("payments.authorize", params));
 			expect(err.code).to.equal(503);
 			expect(err.retryable).to.equal(true);
-			expect(await call("payments.get", { orderId })).to.deep.equal([]);
+			expect(await call("payments.list", { orderId })).to.deep.equal([]);
 			// Not stored under the key: a retry asks the provider again.
 			const before = provider.calls.authorize!;
 			await refusal(call("payments.authorize", params));
@@ -186,7 +158,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			expect(other.paymentId).to.equal(first.paymentId);
 			const concurrent = await Promise.all([1, 2, 3].map(async () => call("payments.authorize", { ...params, idempotencyKey: undefined })));
 			expect(new Set(concurrent.map(c => c.paymentId))).to.deep.equal(new Set([first.paymentId]));
-			expect(await call("payments.get", { orderId })).to.have.length(1);
+			expect(await call("payments.list", { orderId })).to.have.length(1);
 			await events.waitFor("payment.authorized", e => e.payload.orderId === orderId);
 			await settle();
 			expect(forOrder("payment.authorized", orderId)).to.have.length(1);
@@ -200,7 +172,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			expect(unknown.data[0].field).to.equal("paymentToken");
 			const zero = await refusal(call("payments.authorize", { orderId, amount: PLN(0), paymentToken: await token(NUMBERS.ok) }));
 			expect(zero.code).to.equal(422);
-			expect(await call("payments.get", { orderId })).to.deep.equal([]);
+			expect(await call("payments.list", { orderId })).to.deep.equal([]);
 		});
 	});
 
@@ -216,7 +188,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			// A late (redelivered) authorization for this order is not kept.
 			const late = await refusal(call("payments.authorize", { orderId, amount: PLN(12999), paymentToken: await token(NUMBERS.ok) }));
 			expect(late.code).to.equal(409);
-			expect((await call("payments.get", { orderId })).map((p: any) => p.status)).to.deep.equal(["voided"]);
+			expect((await call("payments.list", { orderId })).map((p: any) => p.status)).to.deep.equal(["voided"]);
 			await settle();
 			expect(forOrder("payment.voided", orderId)).to.have.length(1);
 		});
@@ -226,7 +198,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const before = provider.calls.void!;
 			expect(await call("payments.void", { orderId, reason: "compensation" })).to.equal(null);
 			expect(provider.calls.void).to.equal(before);
-			expect(await call("payments.get", { orderId })).to.deep.equal([]);
+			expect(await call("payments.list", { orderId })).to.deep.equal([]);
 			await settle();
 			expect(forOrder("payment.voided", orderId)).to.have.length(0);
 		});
@@ -235,7 +207,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const orderId = randomUUID();
 			await refusal(call("payments.authorize", { orderId, amount: PLN(100), paymentToken: await token(NUMBERS.declined) }));
 			expect(await call("payments.void", { orderId, reason: "declined" })).to.equal(null);
-			expect((await call("payments.get", { orderId })).map((p: any) => p.status)).to.deep.equal(["failed"]);
+			expect((await call("payments.list", { orderId })).map((p: any) => p.status)).to.deep.equal(["failed"]);
 		});
 	});
 
@@ -251,7 +223,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			expect(again.type).to.equal("INVALID_TRANSITION");
 			const voidCaptured = await refusal(call("payments.void", { orderId }));
 			expect(voidCaptured.code).to.equal(409);
-			expect((await call("payments.get", { orderId }))[0].status).to.equal("captured");
+			expect((await call("payments.list", { orderId }))[0].status).to.equal("captured");
 		});
 
 		it("capturing an order without an authorized payment is refused: 404 when it never paid, 409 when voided", async () => {
@@ -272,7 +244,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const tooMuch = await refusal(call("payments.refund", { orderId, amount: PLN(601) }));
 			expect(tooMuch.code).to.equal(409);
 			expect(tooMuch.type).to.equal("REFUND_EXCEEDS_CAPTURED");
-			expect((await call("payments.get", { orderId }))[0]).to.deep.include({ status: "partially_refunded", refundedAmount: PLN(400) });
+			expect((await call("payments.list", { orderId }))[0]).to.deep.include({ status: "partially_refunded", refundedAmount: PLN(400) });
 
 			const rest = await call("payments.refund", { orderId, reason: "order cancelled" });
 			expect(rest).to.deep.include({ status: "refunded", refundedAmount: PLN(1000) });
@@ -291,7 +263,7 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const err = await refusal(call("payments.refund", { orderId, amount: PLN(1001) }));
 			expect(err.code).to.equal(409);
 			expect(err.type).to.equal("REFUND_EXCEEDS_CAPTURED");
-			const [p] = await call("payments.get", { orderId });
+			const [p] = await call("payments.list", { orderId });
 			expect(p).to.deep.include({ status: "captured", refundedAmount: PLN(0) });
 			expect(p.refunds).to.deep.equal([]);
 		});
@@ -311,11 +283,11 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const params = { orderId, amount: PLN(300), idempotencyKey: `${orderId}:refund-1` };
 			const err = await refusal(call("payments.refund", params));
 			expect(err.code).to.equal(503);
-			expect((await call("payments.get", { orderId }))[0]).to.deep.include({ status: "captured", refundedAmount: PLN(0) });
+			expect((await call("payments.list", { orderId }))[0]).to.deep.include({ status: "captured", refundedAmount: PLN(0) });
 			const ok = await call("payments.refund", params);
 			expect(ok.refundedAmount).to.deep.equal(PLN(300));
 			expect(await call("payments.refund", params)).to.deep.equal(ok);
-			expect((await call("payments.get", { orderId }))[0].refunds).to.have.length(1);
+			expect((await call("payments.list", { orderId }))[0].refunds).to.have.length(1);
 		});
 
 		it("a customer cannot capture, refund or read payments directly", async () => {
@@ -323,8 +295,8 @@ describe("payments service (real RabbitMQ and Postgres, simulated card provider)
 			const meta = { user: { id: randomUUID(), role: "customer", email: "c@example.com" } };
 			expect((await refusal(call("payments.capture", { orderId }, meta))).code).to.equal(403);
 			expect((await refusal(call("payments.refund", { orderId }, meta))).code).to.equal(403);
-			expect((await refusal(call("payments.get", { orderId }, meta))).code).to.equal(403);
-			expect((await call("payments.get", { orderId }))[0].status).to.equal("authorized");
+			expect((await refusal(call("payments.list", { orderId }, meta))).code).to.equal(403);
+			expect((await call("payments.list", { orderId }))[0].status).to.equal("authorized");
 		});
 	});
 

@@ -7,6 +7,7 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { Errors } from "moleculer";
+import { action, event } from "../../contracts/actions";
 import { EngineOptions, RedisSagaStore, saga, SagaEngine, SagaExistsError, SagaRecord } from "../../sagas";
 
 interface Data {
@@ -14,9 +15,20 @@ interface Data {
 }
 
 const def = saga<Data>("redis-flow")
-	.step("createThing", { invoke: "svc.a", params: d => ({ n: d.n }), compensate: "svc.undoA" })
-	.step("reserveStuff", { invoke: "svc.b", params: d => ({ n: d.n }), compensate: "svc.undoB" })
-	.step("finish", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 400 } });
+	.step("createThing", { invoke: action<{ n: number }>("svc.a"), params: d => ({ n: d.n }), compensate: action<{ n: number }>("svc.undoA") })
+	.step("reserveStuff", { invoke: action<{ n: number }>("svc.b"), params: d => ({ n: d.n }), compensate: action<{ n: number }>("svc.undoB") })
+	.step("finish", { invoke: action<{ n: number }>("svc.c"), params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 400 } });
+
+/** A waiting step: send, then wait for paid / declined for the saga's n, at most 300 ms. */
+const waiting = saga<Data>("redis-wait")
+	.step("chargeMoney", {
+		invoke: action<{ n: number }>("svc.charge"),
+		params: d => ({ n: d.n }),
+		compensate: action<{ n: number }>("svc.refund"),
+		await: { event: event<{ ok: true }>("test.paid"), failOn: event<{ reason: string }>("test.declined"), key: d => `n-${d.n}`, deadlineMs: 300 }
+	})
+	.pivot()
+	.step("finish", { invoke: action<{ n: number }>("svc.finish"), params: d => ({ n: d.n }) });
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const runPrefix = `${process.env.REDIS_PREFIX ?? "it:"}saga-store-${Math.random().toString(36).slice(2)}:`;
@@ -251,5 +263,48 @@ describe("Redis saga store (real Redis)", function () {
 		expect(end.status).to.equal("completed");
 		expect(p.actions().filter(x => x === "svc.c")).to.have.length(2);
 		expect(await redis.zscore(`${prefix}sagas:deadlines`, id)).to.equal(null);
+	});
+
+	it("a wait lives in Redis: its event reaches the saga through any replica, its deadline fires on another after the first died", async () => {
+		const p = participant();
+		const a = replica("replica-a", p.invoke, { definitions: [waiting] });
+		const paid = (await a.engine.start(waiting.name, { n: 1 })).id;
+		const silent = (await a.engine.start(waiting.name, { n: 2 })).id;
+		while ((await store.get(silent))?.stepStatus !== "waiting" || (await store.get(paid))?.stepStatus !== "waiting") await sleep(5);
+		expect(await redis.hgetall(`${prefix}sagas:waits`)).to.deep.equal({ "test.paid|n-1": paid, "test.declined|n-1": paid, "test.paid|n-2": silent, "test.declined|n-2": silent });
+		expect(Number(await redis.zscore(`${prefix}sagas:deadlines`, silent))).to.equal((await store.get(silent))!.wait!.until);
+		await a.engine.stop(); // replica-a goes away while both wait
+
+		const b = replica("replica-b", p.invoke, { definitions: [waiting] });
+		expect(await b.engine.deliver("test.paid", "n-1", { ok: true })).to.deep.equal({ accepted: true, sagaId: paid });
+		expect((await b.engine.waitFor(paid, { timeoutMs: 3000 }))!.status).to.equal("completed");
+		expect(await b.engine.recover()).to.equal(0); // the silent one's deadline is not due yet
+		await sleep(350);
+		expect(await b.engine.recover()).to.equal(1);
+		const end = (await b.engine.waitFor(silent, { timeoutMs: 3000 }))!;
+		expect(end.status).to.equal("compensated");
+		expect(end.failure).to.include({ type: "DEADLINE_PASSED" });
+		expect(p.actions().sort()).to.deep.equal(["svc.charge", "svc.charge", "svc.finish", "svc.refund"]);
+		expect(await b.engine.deliver("test.paid", "n-2", { ok: true })).to.deep.equal({ accepted: false, reason: "no saga waits for it" });
+		expect(await redis.hgetall(`${prefix}sagas:waits`)).to.deep.equal({});
+		expect(await redis.zscore(`${prefix}sagas:deadlines`, silent)).to.equal(null);
+	});
+
+	it("a replica reported gone has its leases freed at once, so another takes its saga over before the lease expires", async () => {
+		let answerDeadCall = () => {};
+		const dying = participant({ "svc.b": () => new Promise(r => (answerDeadCall = () => r("too late"))) });
+		const a = replica("node-a:1", dying.invoke, { leaseMs: 60_000 });
+		const { id } = await a.engine.start(def.name, { n: 4 });
+		while (!dying.actions().includes("svc.b")) await sleep(5);
+		try {
+			const survivor = participant();
+			const b = replica("node-b:1", survivor.invoke, { leaseMs: 60_000 });
+			expect(await b.engine.recover()).to.equal(0); // node-a's lease holds for a minute
+			expect(await b.engine.takeOver("node-a")).to.equal(1);
+			expect((await b.engine.waitFor(id, { timeoutMs: 3000 }))!.status).to.equal("completed");
+			expect(survivor.actions()).to.deep.equal(["svc.b", "svc.c"]);
+		} finally {
+			answerDeadCall();
+		}
 	});
 });

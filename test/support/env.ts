@@ -25,3 +25,5 @@ process.env.BCRYPT_ROUNDS ??= "4";
 // Tests act as many customers from one address; the rate-limit test starts a gateway with low limits of its own.
 process.env.RATE_LIMIT_MAX ??= "1000000";
 process.env.RATE_LIMIT_AUTH_MAX ??= "1000000";
+process.env.WEBHOOK_SECRET ??= "test-webhook-secret-" + run;
+process.env.BLIK_ANSWER_DELAY_MS ??= "200";

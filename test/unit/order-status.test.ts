@@ -38,6 +38,7 @@ describe("order status lifecycle", () => {
 		expect(failureStatus("PAYMENT_DECLINED")).to.equal("payment_failed");
 		expect(failureStatus("INSUFFICIENT_FUNDS")).to.equal("payment_failed");
 		expect(failureStatus("UNSUPPORTED_CARD")).to.equal("payment_failed");
+		expect(failureStatus("DEADLINE_PASSED"), "BLIK / PayPal never completed").to.equal("payment_failed");
 		expect(failureStatus("OUT_OF_STOCK")).to.equal("cancelled");
 		expect(failureStatus(undefined)).to.equal("cancelled");
 		expect(failureStatus(null)).to.equal("cancelled");

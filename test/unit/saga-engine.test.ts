@@ -5,6 +5,7 @@
 import { expect } from "chai";
 import Redis from "ioredis";
 import { Errors } from "moleculer";
+import { action } from "../../contracts/actions";
 import { compensationState, EngineOptions, forwardState, MemorySagaStore, RedisSagaStore, saga, SagaEngine, SagaExistsError, SagaRecord, SagaStore } from "../../sagas";
 
 interface Data {
@@ -18,11 +19,21 @@ const outage = () => new Errors.MoleculerRetryableError("broker hiccup", 503, "T
 const quiet = { info() {}, warn() {}, error() {} };
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
+const Svc = {
+	a: action<{ n: number }, string>("svc.a"),
+	undoA: action<{ n: number; why: string }>("svc.undoA"),
+	b: action<{ n: number }>("svc.b"),
+	undoB: action<{ n: number }>("svc.undoB"),
+	c: action<{ n: number }>("svc.c"),
+	undoC: action<{ n: number }>("svc.undoC"),
+	d: action<{ n: number }>("svc.d")
+};
+
 const def = saga<Data>("test-flow")
-	.step("createThing", { invoke: "svc.a", params: d => ({ n: d.n }), onReply: (d, r) => ({ ...d, trail: [...(d.trail ?? []), r] }), compensate: "svc.undoA", compensateParams: (d, f) => ({ n: d.n, why: f.message }) })
-	.step("reserveStuff", { invoke: "svc.b", params: d => ({ n: d.n }), when: d => !d.skipB, compensate: "svc.undoB" })
-	.step("chargeMoney", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 3, backoffMs: 20 }, compensate: "svc.undoC" })
-	.step("finish", { invoke: "svc.d", params: d => ({ n: d.n }) });
+	.step("createThing", { invoke: Svc.a, params: d => ({ n: d.n }), onReply: (d, r) => ({ ...d, trail: [...(d.trail ?? []), r] }), compensate: Svc.undoA, compensateParams: (d, f) => ({ n: d.n, why: f.message }) })
+	.step("reserveStuff", { invoke: Svc.b, params: d => ({ n: d.n }), when: d => !d.skipB, compensate: Svc.undoB })
+	.step("chargeMoney", { invoke: Svc.c, params: d => ({ n: d.n }), retry: { attempts: 3, backoffMs: 20 }, compensate: Svc.undoC })
+	.step("finish", { invoke: Svc.d, params: d => ({ n: d.n }) });
 
 type Behaviour = Record<string, (call: number) => unknown>;
 
@@ -88,13 +99,13 @@ describe("saga state names", () => {
 });
 
 describe("saga definitions", () => {
-	const noop = { invoke: "s.a", params: () => ({}) };
+	const noop = { invoke: action<object>("s.a"), params: () => ({}) };
 	it("keep their steps in order and each addition makes a new definition", () => {
 		const one = saga("x").step("doThis", noop);
 		const two = one.step("doThat", noop);
 		expect(one.steps.map(s => s.name)).to.deep.equal(["doThis"]);
 		expect(two.steps.map(s => s.name)).to.deep.equal(["doThis", "doThat"]);
-		expect(two.stepNamed("doThat")!.invoke).to.equal("s.a");
+		expect(two.stepNamed("doThat")!.invoke.name).to.equal("s.a");
 	});
 
 	it("refuse two steps with one name, a name that is not camelCase, and compensation params without a compensation", () => {
@@ -218,7 +229,7 @@ for (const { name, make } of stores) {
 				const rec = await runToEnd(engine(p.invoke), { n: 2 });
 				expect(rec.status).to.equal("compensated");
 				expect(rec.state).to.equal("compensated");
-				expect(rec.failure).to.deep.equal({ step: def.steps.find(s => s.invoke === failing)!.name, message: "refused", type: "OUT_OF_STOCK", code: 409 });
+				expect(rec.failure).to.deep.equal({ step: def.steps.find(s => s.invoke.name === failing)!.name, message: "refused", type: "OUT_OF_STOCK", code: 409 });
 				expect(p.actions().filter(a => a.includes("undo"))).to.deep.equal(undone);
 				expect(p.actions().filter(a => a === failing)).to.have.length(1);
 				const undoA = p.callsOf("svc.undoA")[0]!;
@@ -467,7 +478,7 @@ for (const { name, make } of stores) {
 		it("a retry due later than the in-process limit becomes a deadline that another replica fires", async () => {
 			let up = false;
 			const p = participant({ "svc.c": () => (up ? "ok" : outage()) });
-			const slowRetry = saga<Data>("test-flow").step("chargeMoney", { invoke: "svc.c", params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 300 } });
+			const slowRetry = saga<Data>("test-flow").step("chargeMoney", { invoke: Svc.c, params: d => ({ n: d.n }), retry: { attempts: 2, backoffMs: 300 } });
 			const a = engine(p.invoke, { definitions: [slowRetry], maxInProcessWaitMs: 50 });
 			const rec = await a.start("test-flow", { n: 15 });
 			await sleep(100);
