@@ -1,6 +1,7 @@
 /**
  * A small demo shop for a first start: a vendor, a few categories and about twenty products
- * with stock, created through the services' own actions (as an admin would). Loaded by
+ * with stock, a promo code (DEMO10) and an add-on for the knives, created through the services'
+ * own actions (as an admin would). Shipping methods and gift wrapping come with a fresh shop. Loaded by
  * `npm start` when the embedded shop is empty, unless DEMO_DATA=0; a system with servers
  * (TRANSPORTER / DATABASE_URL) loads it only with DEMO_DATA=1.
  */
@@ -58,10 +59,12 @@ export async function loadDemoData(broker: ServiceBroker): Promise<number> {
 	if (existing.total > 0) return 0;
 	const vendor = await call("catalog.createVendor", { name: "Demo Supplies", email: "vendor@shop.local", phone: "+48 600 000 000" });
 	let made = 0;
+	const categories = new Map<string, string>();
 	for (const [top, subs] of Object.entries(DEMO)) {
 		const parent = await call("catalog.createCategory", { name: top });
 		for (const [sub, products] of Object.entries(subs)) {
 			const category = await call("catalog.createCategory", { name: sub, parentId: parent.id });
+			categories.set(sub, category.id);
 			for (const [name, amount, stock, description] of products) {
 				const p = await call("catalog.createProduct", {
 					name, description, price: { amount, currency: "PLN" }, categoryId: category.id, vendorId: vendor.id, initialStock: stock, lowStockThreshold: 3
@@ -71,6 +74,10 @@ export async function loadDemoData(broker: ServiceBroker): Promise<number> {
 			}
 		}
 	}
+	// What the other services offer, when they run here.
+	const running = (name: string) => broker.registry.getServiceList({ onlyAvailable: true }).some((svc: any) => svc.name === name);
+	if (running("promotions")) await call("promotions.create", { name: "Demo: 10% off everything", code: "DEMO10", kind: "percentage", value: 10 });
+	if (running("addons")) await call("addons.create", { name: "Knife sharpening", description: "Sharpened by hand before shipping", price: { amount: 1500, currency: "PLN" }, categoryIds: [categories.get("Knives")] });
 	return made;
 }
 
@@ -86,7 +93,9 @@ export function demoBanner(s: Settings, made: number, env: NodeJS.ProcessEnv = p
 	const base = `http://localhost:${s.port}`;
 	const password = env.ADMIN_PASSWORD ? "(the ADMIN_PASSWORD you set)" : s.adminPassword;
 	return [
-		made > 0 ? `Demo shop loaded: ${made} products in 3 categories from the vendor "Demo Supplies" (DEMO_DATA=0 starts empty).` : "The catalog has products already: no demo data loaded.",
+		made > 0
+			? `Demo shop loaded: ${made} products in 3 categories from the vendor "Demo Supplies", promo code DEMO10 (DEMO_DATA=0 starts empty).`
+			: "The catalog has products already: no demo data loaded.",
 		`Admin login: ${s.adminEmail} / ${password}`,
 		"Try:",
 		`  curl ${base}/api/products`,

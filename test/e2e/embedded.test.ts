@@ -54,6 +54,9 @@ describe("the embedded default (`npm start` with no environment)", function () {
 		expect(inKitchen.total).to.equal(10);
 		const log = output.join("");
 		expect(log).to.include("Demo shop loaded").and.include("admin@shop.local / admin-password-1").and.include(`curl http://localhost:${port}/api/products`);
+		const admin = expectStatus(await http.post("/api/auth/login", { email: "admin@shop.local", password: "admin-password-1" }), 200).token;
+		expect(expectStatus(await http.get("/api/admin/promotions", admin), 200).rows.map((p: any) => p.code)).to.include("DEMO10");
+		expect(expectStatus(await http.get("/api/admin/addons", admin), 200).rows.map((a: any) => a.name)).to.include("Knife sharpening");
 	});
 
 	it("serves the API and takes an order from cart to confirmed", async () => {
