@@ -9,7 +9,7 @@ import Redis from "ioredis";
 import jwt from "jsonwebtoken";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { forbidden, unauthorized } from "../contracts/errors";
+import { forbidden, unauthorized, validationError } from "../contracts/errors";
 import { SIGNATURE_HEADER, verifyWebhook } from "../contracts/webhook";
 import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
@@ -106,6 +106,8 @@ export default defineService<object, Vars>({
 					ctx.meta.correlationId = correlationId;
 					res.setHeader("X-Correlation-Id", correlationId);
 					await this.limitRate(req, res, alias);
+					// A JSON array is no request body: its elements would otherwise vanish into the params.
+					if (Array.isArray(req.body)) throw validationError("The request body must be a JSON object", [{ field: "body", message: "\"body\" must be an object", type: "object.base" }]);
 					if (alias?.signed) this.checkSignature(req);
 					const key = req.headers["idempotency-key"];
 					if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
