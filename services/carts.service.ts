@@ -11,6 +11,10 @@
  * Carts nobody touched for CART_TTL_MS (default 7 days) expire (`cart.expired`) through a job
  * that runs every CART_EXPIRY_INTERVAL_MS on whichever replica takes the advisory lock first.
  *
+ * Soft reservation (CART_HOLD_MS > 0; off by default): a cart's lines hold their stock in
+ * inventory for that long after the cart last changed; removing lines, emptying, expiry and a
+ * removed product give it back; at checkout the hold is let go for the order's own reservation.
+ *
  * The checkout saga locks the cart while it runs (changes answer 409 CART_LOCKED), and empties
  * it once the order is confirmed.
  */
@@ -51,7 +55,8 @@ interface Methods {
 	items(cartId: string, trx?: Knex.Transaction): Promise<CartItemRow[]>;
 	view(ctx: Ctx, cart: CartRow): Promise<any>;
 	products(ctx: Ctx, ids: string[]): Promise<Product[]>;
-	availableOf(ctx: Ctx, skus: string[]): Promise<Map<string, number>>;
+	availableOf(ctx: Ctx, skus: string[], cartId?: string): Promise<Map<string, number>>;
+	syncHold(ctx: Ctx | null, cartId: string, lines: Array<{ sku: string; quantity: number }> | null, strict: boolean): Promise<void>;
 	lockedCart(cartId: string, trx: Knex.Transaction): Promise<CartRow>;
 	editable(cart: CartRow): void;
 	touch(cartId: string, trx: Knex.Transaction): Promise<void>;
@@ -61,6 +66,7 @@ interface Methods {
 
 interface Vars {
 	expiry: { timer: NodeJS.Timeout | null; ttlMs: number; intervalMs: number; running: boolean };
+	holdMs: number;
 }
 
 type This = ServiceThis<Methods, Vars>;
@@ -120,11 +126,12 @@ export default defineService<Methods, Vars>({
 				if (others.some(p => p.price.currency !== product.price.currency)) {
 					throw conflict("CURRENCY_MISMATCH", `This cart is in ${others[0]!.price.currency}; the product is priced in ${product.price.currency}`);
 				}
-				const available = (await this.availableOf(ctx, [sku])).get(sku) ?? 0;
+				const available = (await this.availableOf(ctx, [sku], cart.id)).get(sku) ?? 0;
 				const target = cappedQuantity(existing?.quantity ?? 0, requested, available);
 				if (target <= 0 || target <= (existing?.quantity ?? 0)) {
 					throw conflict("OUT_OF_STOCK", "Not enough stock for this product", { productId, sku, available, inCart: existing?.quantity ?? 0 });
 				}
+				await this.syncHold(ctx, cart.id, [...current.filter(i => i !== existing).map(i => ({ sku: i.sku, quantity: i.quantity })), { sku, quantity: target }], true);
 				await this.transaction(async trx => {
 					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
 					const price = { unit_amount: product.price.amount, currency: product.price.currency, category_id: product.categoryId };
@@ -151,9 +158,11 @@ export default defineService<Methods, Vars>({
 				if (!item) throw notFound("Cart item", ctx.params.itemId);
 				const q: number = ctx.params.quantity;
 				if (q > 0) {
-					const available = (await this.availableOf(ctx, [item.sku])).get(item.sku) ?? 0;
+					const available = (await this.availableOf(ctx, [item.sku], cart.id)).get(item.sku) ?? 0;
 					if (q > available) throw conflict("OUT_OF_STOCK", `Only ${available} in stock`, { sku: item.sku, requested: q, available });
 				}
+				const others = (await this.items(cart.id)).filter(i => i.id !== item.id).map(i => ({ sku: i.sku, quantity: i.quantity }));
+				await this.syncHold(ctx, cart.id, q > 0 ? [...others, { sku: item.sku, quantity: q }] : others, q > 0);
 				await this.transaction(async trx => {
 					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
 					if (q === 0) {
@@ -184,6 +193,7 @@ export default defineService<Methods, Vars>({
 					await this.touch(cart.id, trx);
 					await this.record(trx, "cart.item_removed", cart.id, { cartId: cart.id, customerId: cart.customer_id, itemId: item.id, productId: item.product_id, variantId: item.variant_id, sku: item.sku, reason: "customer", removedAt: new Date().toISOString() }, ctx);
 				});
+				await this.syncHold(ctx, cart.id, null, false);
 				return this.view(ctx, cart);
 			}
 		},
@@ -200,6 +210,7 @@ export default defineService<Methods, Vars>({
 					await this.touch(cart.id, trx);
 					if (removed > 0) await this.record(trx, "cart.cleared", cart.id, { cartId: cart.id, customerId: cart.customer_id, reason: "customer", clearedAt: new Date().toISOString() }, ctx);
 				});
+				await this.syncHold(ctx, cart.id, [], false);
 				return this.view(ctx, cart);
 			}
 		},
@@ -219,7 +230,8 @@ export default defineService<Methods, Vars>({
 				const guestItems = await this.items(guest.id);
 				const products = new Map((await this.products(ctx, [...new Set(guestItems.map(i => i.product_id))])).map(p => [p.id, p]));
 				const forSale = guestItems.filter(i => products.get(i.product_id)?.status === "active");
-				const available = await this.availableOf(ctx, forSale.map(i => i.sku));
+				await this.syncHold(ctx, guest.id, [], false); // what the guest cart held is the customer's to take now
+				const available = await this.availableOf(ctx, forSale.map(i => i.sku), cart.id);
 				const merged = await this.transaction(async trx => {
 					// Both carts in id order: two merges never wait on each other crosswise.
 					for (const id of [cart.id, guest.id].sort()) this.editable(await this.lockedCart(id, trx));
@@ -239,6 +251,7 @@ export default defineService<Methods, Vars>({
 					await this.record(trx, "cart.merged", cart.id, { cartId: cart.id, guestCartId: guest.id, customerId: user.id, mergedItems, mergedAt: new Date().toISOString() }, ctx);
 					return mergedItems;
 				});
+				await this.syncHold(ctx, cart.id, null, false);
 				return { ...(await this.view(ctx, cart)), merged };
 			}
 		},
@@ -259,6 +272,8 @@ export default defineService<Methods, Vars>({
 					if (!c.locked_by) await this.table("carts", trx).where({ id: cartId }).update({ locked_by: sagaId, locked_at: this.knex.fn.now() });
 					return c;
 				});
+				// The order reserves its own stock next: the cart's hold lets go of it.
+				await this.syncHold(ctx, cartId, [], false);
 				const items = await this.items(cartId);
 				const lines = priceLines(items, await this.products(ctx, items.map(i => i.product_id)));
 				const inactive = lines.find(l => !l.active);
@@ -399,9 +414,9 @@ export default defineService<Methods, Vars>({
 		},
 
 		/** Available stock per SKU, asked of inventory itself (the catalog's copy may lag a moment). */
-		async availableOf(this: This, ctx: Ctx, skus: string[]): Promise<Map<string, number>> {
+		async availableOf(this: This, ctx: Ctx, skus: string[], cartId?: string): Promise<Map<string, number>> {
 			if (skus.length === 0) return new Map();
-			const rows = await ctx.call<any[], any>("inventory.getMany", { skus: [...new Set(skus)] });
+			const rows = await ctx.call<any[], any>("inventory.getMany", { skus: [...new Set(skus)], ...(cartId && this.holdMs > 0 ? { cartId } : {}) });
 			return new Map(rows.map(r => [r.sku, r.sellable === false ? 0 : r.available]));
 		},
 
@@ -424,16 +439,35 @@ export default defineService<Methods, Vars>({
 			};
 		},
 
+		/**
+		 * With soft reservation on, makes the cart's hold match `lines` (null: the cart's lines as
+		 * they are now). Strict: a refusal (OUT_OF_STOCK) is the caller's; else a failure is only
+		 * logged (an unneeded hold expires by itself).
+		 */
+		async syncHold(this: This, ctx: Ctx | null, cartId: string, lines: Array<{ sku: string; quantity: number }> | null, strict: boolean) {
+			if (this.holdMs <= 0) return;
+			const wanted = lines ?? (await this.items(cartId)).map(i => ({ sku: i.sku, quantity: i.quantity }));
+			const params = { cartId, lines: wanted, ttlMs: this.holdMs };
+			try {
+				await (ctx ? ctx.call("inventory.hold", params) : this.broker.call("inventory.hold", params));
+			} catch (err: any) {
+				if (strict) throw err;
+				this.logger.warn(`Cart ${cartId}: its stock hold could not be updated (${err?.message}); it expires by itself`);
+			}
+		},
+
 		/** A deleted or deactivated product leaves every open cart; each cart keeps a notice of why. */
 		async removeProduct(this: This, event: EventEnvelope, why: string) {
 			const productId = (event.payload as any)?.productId;
 			if (typeof productId !== "string") return;
+			const touched = new Set<string>();
 			await this.handleOnce(event, `carts.${event.event_name}`, async trx => {
 				const items = await this.table("cart_items as i", trx)
 					.join(this.knex.raw("?? as c", [`${this.schemaName}.carts`]), "c.id", "i.cart_id")
 					.where({ "i.product_id": productId, "c.status": "active" })
 					.select("i.*", "c.customer_id");
 				for (const item of items) {
+					touched.add(item.cart_id);
 					await this.table("cart_items", trx).where({ id: item.id }).delete();
 					await this.table("cart_notices", trx).insert({ cart_id: item.cart_id, kind: "item_removed", product_id: productId, message: why, data: JSON.stringify({ productId, sku: item.sku, quantity: item.quantity, reason: event.event_name }) });
 					await this.record(trx, "cart.item_removed", item.cart_id, {
@@ -441,13 +475,14 @@ export default defineService<Methods, Vars>({
 					}, event);
 				}
 			});
+			for (const cartId of touched) await this.syncHold(null, cartId, null, false);
 		},
 
 		/** One replica at a time (a transaction-scoped advisory lock): carts with lines, untouched for the TTL, not in checkout. */
 		async expireInactive(this: This): Promise<number> {
 			return this.transaction(async trx => {
 				const lock = await trx.raw("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS ok", [`${this.schemaName}.expire-carts`]);
-				if (!(lock.rows ?? lock)[0]?.ok) return 0;
+				if (!(lock.rows ?? lock)[0]?.ok) return [] as string[];
 				const cutoff = new Date(Date.now() - this.expiry.ttlMs);
 				const carts: CartRow[] = await this.table("carts", trx)
 					.where({ status: "active" })
@@ -466,7 +501,10 @@ export default defineService<Methods, Vars>({
 						items: items.map((i: CartItemRow) => ({ productId: i.product_id, sku: i.sku, quantity: i.quantity }))
 					}, null);
 				}
-				return carts.length;
+				return carts.map(c => c.id);
+			}).then(async ids => {
+				for (const id of ids) await this.syncHold(null, id, [], false);
+				return ids.length;
 			});
 		}
 	},
@@ -478,6 +516,7 @@ export default defineService<Methods, Vars>({
 			ttlMs: Number(process.env.CART_TTL_MS ?? 7 * 24 * 3600_000),
 			intervalMs: Number(process.env.CART_EXPIRY_INTERVAL_MS ?? 60_000)
 		};
+		this.holdMs = Math.max(0, Number(process.env.CART_HOLD_MS ?? 0) || 0);
 	},
 
 	async started() {

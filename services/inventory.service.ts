@@ -4,6 +4,9 @@
  * never goes negative (row locks in SKU order, plus a CHECK constraint), and every change
  * leaves an audit row in the same transaction.
  *
+ * A cart may hold stock for a while (a soft reservation, `hold`): counted as reserved until the
+ * cart changes it, or the hold expires (a job on one replica at a time).
+ *
  * A deleted or deactivated product keeps its stock rows and their history, but they take no new
  * reservations. Every change bumps the row's version and publishes inventory.updated with it, so
  * a reader (the catalog's listing) keeps the newest state whatever order events arrive in.
@@ -30,7 +33,7 @@ const reason = Joi.string().trim().min(1).max(200);
 interface Change {
 	onHand: number;
 	reserved: number;
-	change: "created" | "set" | "adjusted" | "reserved" | "released" | "deducted";
+	change: "created" | "set" | "adjusted" | "reserved" | "released" | "deducted" | "held" | "unheld";
 	reason?: string | null;
 	orderId?: string | null;
 }
@@ -41,13 +44,19 @@ interface Methods {
 	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
 	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string; variants: Array<{ id: string; sku: string }> } | null>;
 	setSellable(event: EventEnvelope, sellable: boolean): Promise<void>;
+	setHold(trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]>;
+	expireHolds(): Promise<number>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
 
-type This = ServiceThis<Methods>;
+interface Vars {
+	holdExpiry: { timer: NodeJS.Timeout | null; running: boolean };
+}
 
-export default defineService<Methods>({
+type This = ServiceThis<Methods, Vars>;
+
+export default defineService<Methods, Vars>({
 	name: "inventory",
 	mixins: [DbMixin("inventory"), OutboxMixin()],
 
@@ -62,11 +71,15 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** Stock of these SKUs; with `cartId`, `available` also counts what that cart holds (it may keep it). */
 		getMany: {
-			params: Joi.object({ skus: Joi.array().items(sku).max(200).required() }),
+			params: Joi.object({ skus: Joi.array().items(sku).max(200).required(), cartId: uuid }),
 			async handler(ctx) {
 				if (ctx.params.skus.length === 0) return [];
-				return (await this.table("stock").whereIn("sku", ctx.params.skus)).map(view);
+				const rows = (await this.table("stock").whereIn("sku", ctx.params.skus)).map(view);
+				if (!ctx.params.cartId) return rows;
+				const held = new Map((await this.table("holds").where({ cart_id: ctx.params.cartId }).whereIn("sku", ctx.params.skus)).map((h: any) => [h.sku, h.quantity]));
+				return rows.map((r: any) => ({ ...r, available: r.available + (held.get(r.sku) ?? 0), heldByCart: held.get(r.sku) ?? 0 }));
 			}
 		},
 
@@ -203,6 +216,22 @@ export default defineService<Methods>({
 			}
 		},
 
+		/**
+		 * A cart's soft reservation: the cart now holds exactly these lines (none: it holds nothing),
+		 * for `ttlMs`. More than is available (counting what the cart held already) is OUT_OF_STOCK
+		 * and changes nothing.
+		 */
+		hold: {
+			params: Joi.object({
+				cartId: uuid.required(),
+				lines: Joi.array().items(Joi.object({ sku: sku.required(), quantity: Joi.number().integer().min(1).max(1_000_000).required() })).max(100).required(),
+				ttlMs: Joi.number().integer().min(1000).max(30 * 24 * 3600_000).default(15 * 60_000)
+			}),
+			async handler(ctx) {
+				return this.transaction(async trx => ({ cartId: ctx.params.cartId, lines: await this.setHold(trx, ctx.params.cartId, normalizeLines(ctx.params.lines), ctx.params.ttlMs, ctx) }));
+			}
+		},
+
 		audit: {
 			rest: "GET /api/inventory/:sku/audit",
 			params: Joi.object({ sku: sku.required(), page, pageSize }),
@@ -286,6 +315,40 @@ export default defineService<Methods>({
 	},
 
 	methods: {
+		/** Replaces a cart's holds with `lines`, under the cart's advisory lock and the rows' locks in SKU order. */
+		async setHold(this: This, trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]> {
+			await this.lockOrder(`cart:${cartId}`, trx);
+			const old: Array<{ sku: string; quantity: number }> = await this.table("holds", trx).where({ cart_id: cartId });
+			const rows = await this.lockRows([...old.map(o => o.sku), ...lines.map(l => l.sku)], trx);
+			for (const l of lines) {
+				const row = rows.find(r => r.sku === l.sku);
+				const had = old.find(o => o.sku === l.sku)?.quantity ?? 0;
+				const free = row && row.sellable !== false ? available(row) + had : had;
+				if (l.quantity > free) throw conflict("OUT_OF_STOCK", `Only ${free} of ${l.sku} can be held for this cart, ${l.quantity} asked`, { sku: l.sku, requested: l.quantity, available: free });
+			}
+			const expiresAt = new Date(Date.now() + ttlMs);
+			for (const row of rows) {
+				const had = old.find(o => o.sku === row.sku)?.quantity ?? 0;
+				const wants = lines.find(l => l.sku === row.sku)?.quantity ?? 0;
+				if (wants !== had) await this.apply(trx, row, { onHand: 0, reserved: wants - had, change: wants > had ? "held" : "unheld", reason: `cart ${cartId}` }, ctx);
+				if (wants === 0) await this.table("holds", trx).where({ cart_id: cartId, sku: row.sku }).delete();
+				else await this.table("holds", trx).insert({ cart_id: cartId, sku: row.sku, quantity: wants, expires_at: expiresAt }).onConflict(["cart_id", "sku"]).merge();
+			}
+			return lines;
+		},
+
+		/** Holds past their time give their stock back: one replica at a time, a batch per run. */
+		async expireHolds(this: This): Promise<number> {
+			return this.transaction(async trx => {
+				const lock = await trx.raw("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS ok", [`${this.schemaName}.expire-holds`]);
+				if (!(lock.rows ?? lock)[0]?.ok) return 0;
+				const carts: string[] = await this.table("holds", trx).where("expires_at", "<", new Date()).distinct("cart_id").limit(100).pluck("cart_id");
+				// A cart's holds are set together and expire together.
+				for (const cartId of carts) await this.setHold(trx, cartId, [], 60_000, null);
+				return carts.length;
+			});
+		},
+
 		async setSellable(this: This, event: EventEnvelope, sellable: boolean) {
 			const productId = event?.payload?.productId;
 			if (typeof productId !== "string") return;
@@ -361,5 +424,28 @@ export default defineService<Methods>({
 			if (user) return `${user.role}:${user.id}`;
 			return ctx?.meta?.sagaId ? `saga:${ctx.meta.sagaId}` : "system";
 		}
+	}
+,
+
+	created() {
+		this.holdExpiry = { timer: null, running: false };
+	},
+
+	async started() {
+		const intervalMs = Number(process.env.HOLD_EXPIRY_INTERVAL_MS ?? 30_000);
+		if (intervalMs <= 0) return;
+		this.holdExpiry.timer = setInterval(() => {
+			if (this.holdExpiry.running) return;
+			this.holdExpiry.running = true;
+			this.schemaReady
+				.then(() => this.expireHolds())
+				.catch(err => this.logger.warn(`Expiring cart holds failed: ${err.message}`))
+				.finally(() => (this.holdExpiry.running = false));
+		}, intervalMs);
+	},
+
+	async stopped() {
+		if (this.holdExpiry.timer) clearInterval(this.holdExpiry.timer);
+		while (this.holdExpiry.running) await new Promise(r => setTimeout(r, 10));
 	}
 });

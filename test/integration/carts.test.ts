@@ -53,6 +53,8 @@ describe("carts (real RabbitMQ and Postgres)", function () {
 		const p = await product(3);
 		const cart = await cluster.call("carts.addItem", { productId: p.id, quantity: 5 }, me);
 		expect(cart.items[0].quantity).to.equal(3);
+		// Soft reservation is off by default: a cart holds no stock.
+		expect(await cluster.call("inventory.get", { sku: p.sku })).to.include({ reserved: 0, available: 3 });
 		const none = await cluster.call("carts.addItem", { productId: p.id, quantity: 1 }, me).catch(e => e);
 		expect(none.type).to.equal("OUT_OF_STOCK");
 		const empty = await product(0);
@@ -256,5 +258,63 @@ describe("carts expire when nobody touches them, on one replica at a time", func
 		const next = await cluster.call("carts.get", {}, people[0]);
 		expect(next.id).to.not.equal(carts[0].id);
 		expect(next.items).to.have.length(0);
+	});
+});
+
+describe("carts with soft reservation on (CART_HOLD_MS)", function () {
+	this.timeout(60_000);
+	let cluster: Cluster;
+	const saved = { hold: process.env.CART_HOLD_MS, interval: process.env.HOLD_EXPIRY_INTERVAL_MS };
+
+	before(async () => {
+		process.env.CART_HOLD_MS = "2500";
+		process.env.HOLD_EXPIRY_INTERVAL_MS = "200";
+		cluster = await startCluster([[], ["catalog", "inventory"], ["carts"]]);
+	});
+	after(async () => {
+		await cluster?.stop();
+		for (const [k, v] of [["CART_HOLD_MS", saved.hold], ["HOLD_EXPIRY_INTERVAL_MS", saved.interval]] as const) {
+			if (v === undefined) delete process.env[k];
+			else process.env[k] = v;
+		}
+	});
+
+	async function product(stock: number) {
+		const cat = await cluster.call("catalog.createCategory", { name: `Hold ${randomUUID().slice(0, 8)}` });
+		const p = await cluster.call("catalog.createProduct", { name: "Vase", price: { amount: 900, currency: "PLN" }, categoryId: cat.id, initialStock: stock }, admin);
+		await cluster.call("catalog.activateProduct", { id: p.id }, admin);
+		await eventually(() => cluster.call("inventory.get", { sku: p.sku }).catch(() => null), 15_000, "stock row");
+		return p;
+	}
+	const stock = (sku: string) => cluster.call("inventory.get", { sku });
+
+	it("a cart's lines hold their stock: others cannot take it; changing, removing and checking out give it back", async () => {
+		const p = await product(4);
+		const a = customer();
+		const b = customer();
+		const cartA = await cluster.call("carts.addItem", { productId: p.id, quantity: 3 }, a);
+		expect(await stock(p.sku)).to.include({ onHand: 4, reserved: 3, available: 1 });
+		// The holder may still raise its own line up to what is there.
+		const cartB = await cluster.call("carts.addItem", { productId: p.id, quantity: 2 }, b);
+		expect(cartB.items[0].quantity, "capped to what A does not hold").to.equal(1);
+		expect(await stock(p.sku)).to.include({ reserved: 4, available: 0 });
+		expect((await refusal(cluster.call("carts.addItem", { productId: p.id, quantity: 1 }, customer()))).type).to.equal("OUT_OF_STOCK");
+		await cluster.call("carts.updateItem", { itemId: cartA.items[0].id, quantity: 2 }, a);
+		expect(await stock(p.sku)).to.include({ reserved: 3, available: 1 });
+		await cluster.call("carts.removeItem", { itemId: cartA.items[0].id }, a);
+		expect(await stock(p.sku)).to.include({ reserved: 1, available: 3 });
+		await cluster.call("carts.lock", { cartId: cartB.id, sagaId: randomUUID() });
+		expect(await stock(p.sku), "the order reserves its own stock after the lock").to.include({ reserved: 0, available: 4 });
+		const audit = await cluster.call("inventory.audit", { sku: p.sku }, admin);
+		expect(audit.rows.map((r: any) => r.change)).to.include.members(["held", "unheld"]);
+	});
+
+	it("a hold expires after CART_HOLD_MS; the line stays in the cart", async () => {
+		const p = await product(2);
+		const me = customer();
+		await cluster.call("carts.addItem", { productId: p.id, quantity: 2 }, me);
+		expect(await stock(p.sku)).to.include({ reserved: 2 });
+		await eventually(async () => (await stock(p.sku)).reserved === 0, 15_000, "the hold to expire");
+		expect((await cluster.call("carts.get", {}, me)).items[0].quantity).to.equal(2);
 	});
 });
