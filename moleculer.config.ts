@@ -6,6 +6,7 @@
 import type { BrokerOptions } from "moleculer";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
+import { asUnavailable } from "./contracts/errors";
 import { CorrelationLogging } from "./mixins/correlation.middleware";
 import { JoiValidator } from "./mixins/joi-validator";
 import { settings, Settings } from "./mixins/settings";
@@ -55,6 +56,10 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		logLevel: s.logLevel as any,
 		validator: new JoiValidator({}) as any,
 		errorRegenerator: undefined,
+		// A lost Redis or database is the service's temporary trouble, not the client's: 503, retryable.
+		errorHandler(err: any) {
+			throw asUnavailable(err);
+		},
 		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 		metrics: { enabled: false },

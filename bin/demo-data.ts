@@ -81,17 +81,10 @@ export async function loadDemoData(broker: ServiceBroker): Promise<number> {
 	return made;
 }
 
-/** Whether this start should load the demo: embedded and not DEMO_DATA=0, or DEMO_DATA=1 anywhere. */
-export function wantsDemoData(s: Settings, env: NodeJS.ProcessEnv = process.env): boolean {
-	if (env.DEMO_DATA === "1") return true;
-	if (env.DEMO_DATA === "0") return false;
-	return !s.transporter && !s.databaseUrl && !s.redisUrl;
-}
-
 /** What the start-up log says after loading: where to look, how to log in, two requests to try. */
-export function demoBanner(s: Settings, made: number, env: NodeJS.ProcessEnv = process.env): string {
+export function demoBanner(s: Settings, made: number, passwordWasSet: boolean): string {
 	const base = `http://localhost:${s.port}`;
-	const password = env.ADMIN_PASSWORD ? "(the ADMIN_PASSWORD you set)" : s.adminPassword;
+	const password = passwordWasSet ? "(the ADMIN_PASSWORD you set)" : s.adminPassword;
 	return [
 		made > 0
 			? `Demo shop loaded: ${made} products in 3 categories from the vendor "Demo Supplies", promo code DEMO10 (DEMO_DATA=0 starts empty).`
@@ -99,6 +92,6 @@ export function demoBanner(s: Settings, made: number, env: NodeJS.ProcessEnv = p
 		`Admin login: ${s.adminEmail} / ${password}`,
 		"Try:",
 		`  curl ${base}/api/products`,
-		`  curl -X POST ${base}/api/auth/login -H 'Content-Type: application/json' -d '{"email":"${s.adminEmail}","password":"${env.ADMIN_PASSWORD ? "<ADMIN_PASSWORD>" : s.adminPassword}"}'`
+		`  curl -X POST ${base}/api/auth/login -H 'Content-Type: application/json' -d '{"email":"${s.adminEmail}","password":"${passwordWasSet ? "<ADMIN_PASSWORD>" : s.adminPassword}"}'`
 	].join("\n");
 }

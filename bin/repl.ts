@@ -4,6 +4,7 @@
  * Commands beside Moleculer's own: `sagas [state]`, `saga <id>`, `saga-retry <id>`, `saga-compensate <id>`.
  */
 import type { ServiceBroker } from "moleculer";
+import { settings } from "../mixins/settings";
 import { createBroker } from "./broker";
 
 const customCommands = [
@@ -41,6 +42,6 @@ const customCommands = [
 	}
 ];
 
-const joinsCluster = !!process.env.TRANSPORTER && !process.env.SERVICES;
+const joinsCluster = !!settings.transporter && !settings.services;
 const broker = createBroker({ services: joinsCluster ? [] : undefined, options: { replOptions: { customCommands } } as any });
 broker.start().then(() => broker.repl());

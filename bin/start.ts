@@ -4,17 +4,17 @@
  */
 import { createBroker } from "./broker";
 import { readSettings } from "../mixins/settings";
-import { demoBanner, loadDemoData, wantsDemoData } from "./demo-data";
+import { demoBanner, loadDemoData } from "./demo-data";
 
 const settings = readSettings();
 const broker = createBroker();
 broker
 	.start()
 	.then(async () => {
-		if (!wantsDemoData(settings) || !broker.getLocalService("catalog")) return;
+		if (!settings.demoData || !broker.getLocalService("catalog")) return;
 		try {
 			const made = await loadDemoData(broker);
-			broker.logger.info(`\n${demoBanner(settings, made)}`);
+			broker.logger.info(`\n${demoBanner(settings, made, settings.adminPassword !== readSettings({}).adminPassword)}`);
 		} catch (err) {
 			broker.logger.warn("Demo data could not be loaded", (err as Error).message);
 		}

@@ -9,6 +9,9 @@
  * (`<sagaId>:<step>`, compensations `<sagaId>:<step>:compensate`): params here leave it out.
  */
 import type { Money } from "./money";
+import type * as A from "./addons";
+import type * as P from "./promotions";
+import type * as S from "./shipping";
 
 /** A participant action: its name, and (only for the compiler) the shapes of its params and reply. */
 export interface ActionRef<P, R> {
@@ -51,7 +54,8 @@ export interface CartLine {
 
 export const Carts = {
 	/** Locks the cart for one saga and answers its lines at current prices. */
-	lock: action<{ cartId: string; sagaId: string }, { cartId: string; customerId: string; lines: CartLine[]; total: Money }>("carts.lock"),
+	/** A cart whose total is no longer `expectedTotal` (what the checkout showed) is refused: 409 CART_CHANGED. */
+	lock: action<{ cartId: string; sagaId: string; expectedTotal?: Money }, { cartId: string; customerId: string; lines: CartLine[]; total: Money }>("carts.lock"),
 	unlock: action<{ cartId: string; sagaId: string }, { cartId: string; unlocked: boolean }>("carts.unlock"),
 	/** Empties the cart into the order. */
 	checkout: action<{ cartId: string; sagaId: string; orderId: string }, { cartId: string; orderId: string }>("carts.checkout")
@@ -69,14 +73,15 @@ export interface OrderLineInput {
 
 /** What checkout snapshots into the order besides its lines (all optional: the card-only path has none). */
 export interface OrderSnapshot {
-	shippingAddress?: Record<string, unknown>;
-	shippingMethod?: { id: string; name: string; carrier: string; price: Money };
-	deliveryDate?: string;
+	shippingAddress?: { recipientName: string; street: string; city: string; state: string | null; postalCode: string; country: string; addressId?: string | null } | null;
+	shippingMethod?: { id: string; name: string; carrier: string; price: Money } | null;
+	deliveryDate?: string | null;
 	express?: boolean;
 	addons?: Array<{ id: string; name: string; price: Money }>;
-	promotions?: Array<{ promotionId: string; code?: string; name: string; discount: Money }>;
-	totals?: { cartTotal: Money; promotionDiscount: Money; shippingTotal: Money; servicesTotal: Money; grandTotal: Money; currency: string };
-	paymentMethod?: PaymentMethod;
+	promotions?: Array<{ promotionId: string; code?: string | null; name: string; discount: Money }>;
+	/** Amounts in minor units of `currency`, as the checkout showed them. */
+	totals?: { cartTotal: number; promotionDiscount: number; shippingTotal: number; servicesTotal: number; grandTotal: number; currency: string } | null;
+	paymentMethod?: PaymentMethod | null;
 }
 
 export interface OrderView {
@@ -156,7 +161,11 @@ export const Payments = {
 	void: action<{ orderId: string; reason?: string | null }, PaymentView | null>("payments.void"),
 	capture: action<{ orderId: string }, PaymentView>("payments.capture"),
 	/** Never more than captured. */
-	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund")
+	refund: action<{ orderId: string; amount?: Money; reason: string }, PaymentView & { refundId?: string }>("payments.refund"),
+	/** The checkout's chosen method for a cart; payment.method_selected when it changes. */
+	selectMethod: action<{ cartId: string; customerId?: string | null; method: PaymentMethod }, { cartId: string; method: PaymentMethod; changed: boolean }>("payments.selectMethod"),
+	/** The order's payment (the active one, else the latest attempt); 404 when it never paid. */
+	get: action<{ orderId: string }, PaymentView>("payments.get")
 };
 
 export interface PaymentAuthorized {
@@ -181,13 +190,37 @@ export const PaymentEvents = {
 	failed: event<PaymentFailed>("payment.failed")
 };
 
-// --- promotions ------------------------------------------------------------------------------
+// --- promotions, shipping, add-ons (shapes in contracts/promotions.ts, shipping.ts, addons.ts) ---
 
 export const Promotions = {
-	/** One use of a code for this order; 409 PROMO_CODE_USED_UP when its limits are reached. */
-	redeem: action<{ orderId: string; customerId: string; code: string }, { redemptionId: string; promotionId: string }>("promotions.redeem"),
-	/** Gives the use back (compensation / cancel). */
-	release: action<{ orderId: string }, { released: boolean; [more: string]: unknown }>("promotions.release")
+	/** What the cart's promotions take off; changes nothing. */
+	evaluate: action<P.EvaluateParams, P.EvaluateReply>("promotions.evaluate"),
+	/** The checkout's cart changed: promotion.applied / promotion.removed for what differs. */
+	recalculate: action<P.RecalculateParams, P.CheckoutPromotionsReply>("promotions.recalculate"),
+	/** The customer enters a code: 422 PROMO_CODE_INVALID or 409 PROMO_CODE_USED_UP, else promotion.code_applied. */
+	applyCode: action<P.ApplyCodeParams, P.CheckoutPromotionsReply>("promotions.applyCode"),
+	removeCode: action<P.RemoveCodeParams, P.CheckoutPromotionsReply>("promotions.removeCode"),
+	/** One use of a code for this order; 409 PROMO_CODE_USED_UP when its limits are reached, PROMO_CODE_INVALID when unknown or expired. */
+	redeem: action<Omit<P.RedeemParams, "idempotencyKey">, P.RedeemReply>("promotions.redeem"),
+	/** Gives the use back (compensation / cancel); a no-op (released: false) for an order that never redeemed. */
+	release: action<Omit<P.ReleaseParams, "idempotencyKey">, P.ReleaseReply>("promotions.release")
+};
+
+export const Shipping = {
+	listMethods: action<S.ListMethodsParams, S.ListMethodsReply>("shipping.listMethods"),
+	/** Price and delivery date for a cart; 422 naming the field for an unknown method, a country not served, a date outside the window. */
+	quote: action<S.QuoteParams, S.QuoteReply>("shipping.quote"),
+	selectMethod: action<S.SelectMethodParams, S.SelectMethodReply>("shipping.selectMethod"),
+	provideAddress: action<S.ProvideAddressParams, S.ProvideAddressReply>("shipping.provideAddress"),
+	selectDeliveryDate: action<S.SelectDeliveryDateParams, S.SelectDeliveryDateReply>("shipping.selectDeliveryDate")
+};
+
+export const Addons = {
+	available: action<A.AvailableParams, A.AvailableReply>("addons.available"),
+	/** 422 naming addonIds when one is unknown or not offered for these lines. */
+	price: action<A.PriceParams, A.PriceReply>("addons.price"),
+	/** The checkout's cart changed: addons.availability_calculated when the answer differs. */
+	calculateAvailability: action<A.CalculateAvailabilityParams, A.CalculateAvailabilityReply>("addons.calculateAvailability")
 };
 
 // --- checkout --------------------------------------------------------------------------------

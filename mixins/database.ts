@@ -15,7 +15,7 @@ function createKnex(s: Settings): Knex {
 		return knexFactory({
 			client: "pg",
 			connection: s.databaseUrl,
-			pool: { min: 0, max: Number(process.env.DB_POOL_MAX ?? 10) }
+			pool: { min: 0, max: s.dbPoolMax }
 		});
 	}
 	fs.mkdirSync(s.dataDir, { recursive: true });

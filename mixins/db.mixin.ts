@@ -6,6 +6,11 @@
  * Also: idempotent actions (a key's first answer — result or refusal — is stored in the same
  * transaction as the effect and returned to every repeat) and idempotent event handling
  * (an inbox of handled event ids, written in the same transaction as the handler's effect).
+ *
+ * Retention: inbox rows and sent outbox rows older than INBOX_RETENTION_DAYS, and idempotency
+ * keys older than IDEMPOTENCY_RETENTION_DAYS (both 7 by default), are deleted every
+ * PRUNE_INTERVAL_MS by one replica at a time (a Postgres advisory lock per schema). Inside the
+ * window nothing changes: a redelivered event or a repeated key is still recognised.
  */
 import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
@@ -28,6 +33,21 @@ export interface DbMethods {
 	idempotent<T>(key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
 	/** Runs `fn` once per (handler, event_id); a redelivered event is skipped. Returns false when skipped. */
 	handleOnce(event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
+	/** Deletes messaging rows past their retention; null when another replica holds the job's lock. */
+	pruneMessaging(): Promise<PruneResult | null>;
+}
+
+export interface PruneResult {
+	inbox: number;
+	idempotencyKeys: number;
+	outbox: number;
+}
+
+const PRUNE_BATCH = 5000;
+
+/** The advisory lock that lets one replica of a service prune its schema at a time. */
+export function pruneLockName(schema: string): string {
+	return `${schema}:prune-messaging`;
 }
 
 export function DbMixin(service: string): Partial<ServiceSchema> {
@@ -42,8 +62,21 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 		async started(this: any) {
 			await migrate(this.knex, service, schemaName);
 			this.markSchemaReady();
+			// First run at a random point of the interval, so replicas and services do not all start at once.
+			const every = settings.pruneIntervalMs;
+			if (every > 0) {
+				const run = () =>
+					this.pruneMessaging()
+						.then((r: PruneResult | null) => r && r.inbox + r.idempotencyKeys + r.outbox > 0 && this.logger.info(`Pruned ${r.inbox} inbox rows, ${r.idempotencyKeys} idempotency keys, ${r.outbox} sent outbox rows`))
+						.catch((err: Error) => this.logger.warn(`Pruning messaging rows failed: ${err.message}`))
+						.finally(() => this.pruneTimer && (this.pruneTimer = setTimeout(run, every)));
+				this.pruneTimer = setTimeout(run, Math.floor(Math.random() * every));
+			}
 		},
 		async stopped(this: any) {
+			const timer = this.pruneTimer;
+			this.pruneTimer = null;
+			clearTimeout(timer);
 			await releaseKnex(settings);
 		},
 		methods: {
@@ -90,6 +123,35 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					}
 					throw err;
 				}
+			},
+			async pruneMessaging(this: DbMethods): Promise<PruneResult | null> {
+				const done: PruneResult = { inbox: 0, idempotencyKeys: 0, outbox: 0 };
+				const jobs: Array<[keyof PruneResult, string, string, number]> = [
+					["inbox", "inbox", "handled_at", settings.inboxRetentionDays],
+					["idempotencyKeys", "idempotency_keys", "created_at", settings.idempotencyRetentionDays],
+					// Unsent rows are never pruned: they still have to be published.
+					["outbox", "outbox", "sent_at", settings.inboxRetentionDays]
+				];
+				for (const [what, table, column, days] of jobs) {
+					for (;;) {
+						// Each batch is its own short transaction that holds the schema's lock; a replica
+						// that cannot take it leaves the job to the one that has it.
+						const deleted = await this.transaction(async trx => {
+							const lock = await trx.raw("SELECT pg_try_advisory_xact_lock(hashtext(?)) AS ok", [pruneLockName(this.schemaName)]);
+							if (!(lock.rows ?? lock)[0].ok) return null;
+							const r = await trx.raw(
+								`WITH gone AS (DELETE FROM ??.?? WHERE ctid IN (SELECT ctid FROM ??.?? WHERE ?? < now() - interval '1 second' * ? LIMIT ${PRUNE_BATCH}) RETURNING 1)
+								 SELECT count(*)::int AS n FROM gone`,
+								[this.schemaName, table, this.schemaName, table, column, Math.round(days * 86_400)]
+							);
+							return Number((r.rows ?? r)[0].n);
+						});
+						if (deleted === null) return null;
+						done[what] += deleted;
+						if (deleted < PRUNE_BATCH) break;
+					}
+				}
+				return done;
 			},
 			async handleOnce(this: DbMethods, event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>) {
 				return this.transaction(async trx => {

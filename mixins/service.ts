@@ -61,7 +61,8 @@ export interface CommerceServiceSchema<M, V> {
 
 /**
  * Every service also answers `<service>.describeParams`: the joi descriptions of its actions'
- * params. It is not published over HTTP; the gateway builds its OpenAPI document from it.
+ * params, and `<service>.describeChannels`: the events it consumes and under which group. They
+ * are not published over HTTP; the gateway builds its OpenAPI and AsyncAPI documents from them.
  */
 export function defineService<M extends object = object, V extends object = object>(
 	schema: CommerceServiceSchema<M, V>
@@ -77,5 +78,14 @@ export function defineService<M extends object = object, V extends object = obje
 			return out;
 		}
 	};
-	return { ...schema, actions: { ...actions, describeParams } } as unknown as ServiceSchema;
+	const describeChannels: ActionDef<any> = {
+		visibility: "public",
+		handler: () => channelConsumers(schema)
+	};
+	return { ...schema, actions: { ...actions, describeParams, describeChannels } } as unknown as ServiceSchema;
+}
+
+/** The events a service schema consumes, each with its consumer group (the service's name unless it says otherwise). */
+export function channelConsumers(schema: { name: string; channels?: Record<string, { group?: string }> }): Array<{ event: string; group: string }> {
+	return Object.entries(schema.channels ?? {}).map(([event, def]) => ({ event, group: def.group ?? schema.name }));
 }

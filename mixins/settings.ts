@@ -1,6 +1,10 @@
 /**
- * Every setting of the system, read once from the environment. No variable set means the
+ * Every setting of the system, and the only place that reads the environment: each variable
+ * here has a row in the README's table (a test checks both). No variable set means the
  * embedded default: one process, local transport, PGlite under ./data, in-process saga store.
+ *
+ * `settings` is read once at start-up. A value that may change while the process runs (the
+ * tests shorten the verification intervals, for one) is read with `readSettings()` where it is used.
  */
 import path from "node:path";
 
@@ -37,6 +41,61 @@ export interface Settings {
 	paypalApproveUrl: string;
 	/** The topic exchange the integration events of outside systems go to. */
 	integrationExchange: string;
+	/** Inbox rows (and sent outbox rows) older than this are pruned; a redelivery older than it would run twice. */
+	inboxRetentionDays: number;
+	/** Idempotency keys older than this are pruned; a repeat with an older key would run again. */
+	idempotencyRetentionDays: number;
+	/** How often each service looks for rows to prune (one replica at a time does it). */
+	pruneIntervalMs: number;
+	/** Gateway: the address it listens on, the largest body and its deepest nesting, rate limits, proxies whose X-Forwarded-For is believed. */
+	host: string;
+	bodyLimit: string;
+	maxJsonDepth: number;
+	rateLimitWindowMs: number;
+	rateLimitMax: number;
+	rateLimitAuthMax: number;
+	trustedProxies: string;
+	/** Postgres connections per process. */
+	dbPoolMax: number;
+	/** bcrypt cost of password hashes (4–31). */
+	bcryptRounds: number;
+	/** How long an email verification token lives; how often a customer may ask for a new one. */
+	verificationTtlMs: number;
+	verificationResendIntervalMs: number;
+	/** Where the storefront lives: links in emails point there. */
+	storefrontUrl: string;
+	/** Email: SMTP transport (none: messages are only kept in the delivery log), sender, attempts per message. */
+	smtpUrl: string | null;
+	mailFrom: string;
+	mailAttempts: number;
+	/** The first pause before an email or SMS is tried again (×4 each time). */
+	mailBackoffMs: number;
+	/** SMS: the provider adapter (simulated: sends nowhere, +999… numbers are unreachable), attempts, first pause. */
+	smsProvider: string;
+	smsAttempts: number;
+	smsBackoffMs: number;
+	/** Who gets stock alerts besides the product's vendor (the first admin when not set). */
+	alertEmails: string[];
+	/** A cart with lines untouched this long expires; how often one replica looks. */
+	cartTtlMs: number;
+	cartExpiryIntervalMs: number;
+	/** Soft reservation: how long a cart's lines hold their stock after its last change (0: off); how often expired holds are given back. */
+	cartHoldMs: number;
+	holdExpiryIntervalMs: number;
+	/** Whether `npm start` loads the demo catalog into an empty shop: on when embedded, unless DEMO_DATA=0; else only with DEMO_DATA=1. */
+	demoData: boolean;
+}
+
+/** A number from the environment, else the default (also for an empty or malformed value). */
+function num(value: string | undefined, fallback: number, ok: (n: number) => boolean = Number.isFinite): number {
+	if (value === undefined || value.trim() === "") return fallback;
+	const n = Number(value);
+	return Number.isFinite(n) && ok(n) ? n : fallback;
+}
+
+/** A non-negative number of milliseconds from the environment, else the default. */
+export function msFrom(value: string | undefined, fallback: number): number {
+	return num(value, fallback, n => n >= 0);
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -59,14 +118,42 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		nodeId: env.NODE_ID || undefined,
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
-		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 3000),
+		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
 		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
 		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),
 		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
 		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),
 		paypalApproveUrl: env.PAYPAL_APPROVE_URL ?? "https://www.sandbox.paypal.com/checkoutnow",
-		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration"
+		integrationExchange: env.INTEGRATION_EXCHANGE ?? "integration",
+		inboxRetentionDays: Number(env.INBOX_RETENTION_DAYS ?? 7),
+		idempotencyRetentionDays: Number(env.IDEMPOTENCY_RETENTION_DAYS ?? env.INBOX_RETENTION_DAYS ?? 7),
+		pruneIntervalMs: Number(env.PRUNE_INTERVAL_MS ?? 3_600_000),
+		host: env.HOST || "0.0.0.0",
+		bodyLimit: env.BODY_LIMIT || "64kb",
+		maxJsonDepth: num(env.MAX_JSON_DEPTH, 32, n => Number.isInteger(n) && n >= 1),
+		rateLimitWindowMs: num(env.RATE_LIMIT_WINDOW_MS, 60_000, n => n > 0),
+		rateLimitMax: num(env.RATE_LIMIT_MAX, 300, n => n > 0),
+		rateLimitAuthMax: num(env.RATE_LIMIT_AUTH_MAX, 20, n => n > 0),
+		trustedProxies: env.TRUSTED_PROXIES ?? "",
+		dbPoolMax: num(env.DB_POOL_MAX, 10, n => Number.isInteger(n) && n >= 1),
+		bcryptRounds: num(env.BCRYPT_ROUNDS, 10, n => Number.isInteger(n) && n >= 4 && n <= 31),
+		verificationTtlMs: msFrom(env.VERIFICATION_TTL_MS, 24 * 60 * 60 * 1000),
+		verificationResendIntervalMs: msFrom(env.VERIFICATION_RESEND_INTERVAL_MS, 60 * 1000),
+		storefrontUrl: (env.STOREFRONT_URL || "http://localhost:3000").replace(/\/+$/, ""),
+		smtpUrl: env.SMTP_URL || null,
+		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
+		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),
+		smsProvider: env.SMS_PROVIDER || "simulated",
+		smsAttempts: num(env.SMS_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		smsBackoffMs: msFrom(env.SMS_BACKOFF_MS, 250),
+		alertEmails: (env.ALERT_EMAILS ?? env.ADMIN_EMAIL ?? (embedded ? "admin@shop.local" : "")).split(",").map(e => e.trim().toLowerCase()).filter(Boolean),
+		cartTtlMs: msFrom(env.CART_TTL_MS, 7 * 24 * 60 * 60 * 1000),
+		cartExpiryIntervalMs: msFrom(env.CART_EXPIRY_INTERVAL_MS, 60_000),
+		cartHoldMs: msFrom(env.CART_HOLD_MS, 0),
+		holdExpiryIntervalMs: msFrom(env.HOLD_EXPIRY_INTERVAL_MS, 30_000),
+		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded)
 	};
 }
 

@@ -1,6 +1,6 @@
 /**
  * api — the HTTP gateway (moleculer-web). Routes come from one table (api/routes.ts); each
- * declares who may call it. Bearer JWTs identify the user; errors answer in API.md's shape;
+ * declares who may call it. Bearer JWTs identify the user; errors answer as `{ name, message, code, type, data }`;
  * X-Correlation-Id is accepted (or made), echoed, and carried in every call's meta.
  */
 import { randomUUID } from "node:crypto";
@@ -15,41 +15,50 @@ import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
 import { settings } from "../mixins/settings";
 import { clientAddress, parseTrustedProxies } from "./api/client-address";
+import { badlyEncodedQuery, dirtyFields, IDEMPOTENCY_KEY, InputRefused, refuseFields, verifyJsonBody } from "./api/hostile-input";
 import { toHttpError } from "./api/http-errors";
-import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore } from "./api/rate-limit";
+import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore, ResilientRateLimitStore } from "./api/rate-limit";
+import { buildAsyncApi } from "./api/asyncapi";
 import { buildOpenApi } from "./api/openapi";
-import { Access, ROUTES } from "./api/routes";
+import { Access, GATEWAY_ROUTES, ROUTES } from "./api/routes";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
 const GUEST_TOKEN = /^[A-Za-z0-9_-]{20,100}$/;
-const BODY_LIMIT = process.env.BODY_LIMIT ?? "64kb";
+
+/** Each route of GATEWAY_ROUTES answered by the gateway itself, by `METHOD path`. */
+function documentHandler(method: "openApi" | "asyncApi") {
+	return function (this: any, _req: IncomingMessage, res: ServerResponse) {
+		return this[method]().then(
+			(doc: unknown) => sendJson(res, 200, doc),
+			(err: unknown) => {
+				const { status, body } = toHttpError(err);
+				sendJson(res, status, body);
+			}
+		);
+	};
+}
+
+const OWN_HANDLERS: Record<string, (this: any, req: IncomingMessage, res: ServerResponse) => unknown> = {
+	"GET /health/live": (_req, res) => sendJson(res, 200, { status: "ok" }),
+	"GET /health/ready": function (this: any, _req, res) {
+		return this.readiness().then((r: any) => sendJson(res, r.status === "ok" ? 200 : 503, r));
+	},
+	"GET /openapi.json": documentHandler("openApi"),
+	"GET /asyncapi.json": documentHandler("asyncApi")
+};
 
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
 		out[`${r.method} ${r.path}`] = { action: r.action, access: r.access, status: r.status, rename: r.rename, authLimit: r.authLimit, signed: r.signed };
 	}
-	out["GET /health/live"] = { access: "public", handler: (_req: IncomingMessage, res: ServerResponse) => sendJson(res, 200, { status: "ok" }) };
-	out["GET /openapi.json"] = {
-		access: "public",
-		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
-			return this.openApi().then(
-				(doc: unknown) => sendJson(res, 200, doc),
-				(err: unknown) => {
-					const { status, body } = toHttpError(err);
-					sendJson(res, status, body);
-				}
-			);
-		}
-	};
-	out["GET /health/ready"] = {
-		access: "public",
-		handler(this: any, _req: IncomingMessage, res: ServerResponse) {
-			return this.readiness().then((r: any) => sendJson(res, r.status === "ok" ? 200 : 503, r));
-		}
-	};
+	for (const r of GATEWAY_ROUTES) {
+		const handler = OWN_HANDLERS[`${r.method} ${r.path}`];
+		if (!handler) throw new Error(`GATEWAY_ROUTES lists ${r.method} ${r.path} but the gateway has no handler for it`);
+		out[`${r.method} ${r.path}`] = { access: r.access, handler };
+	}
 	return out;
 }
 
@@ -67,10 +76,16 @@ interface Vars {
 export default defineService<object, Vars>({
 	name: "api",
 	created() {
-		this.redis = settings.redisUrl ? new Redis(settings.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
+		const redisUrl: string | null = (this.settings as any).redisUrl ?? settings.redisUrl;
+		this.redis = redisUrl ? new Redis(redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false }) : null;
 		if (this.redis) this.redis.on("error", () => undefined);
 		// Each gateway (by its port setting's name space) counts in the shared store under the prefix.
-		this.rateLimits = this.redis ? new RedisRateLimitStore(this.redis, `${settings.redisPrefix}${(this.settings as any).rateLimitPrefix ?? ""}`) : new MemoryRateLimitStore();
+		// While Redis is down the limits are counted in this replica's memory (fail to a local fallback).
+		this.rateLimits = this.redis
+			? new ResilientRateLimitStore(new RedisRateLimitStore(this.redis, `${settings.redisPrefix}${(this.settings as any).rateLimitPrefix ?? ""}`), (degraded, err) =>
+					degraded ? this.logger.warn(`Rate limits counted in memory: Redis unavailable (${err?.message})`) : this.logger.info("Rate limits counted in Redis again")
+				)
+			: new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
 	},
 	async stopped() {
@@ -78,9 +93,18 @@ export default defineService<object, Vars>({
 		await releaseKnex(settings);
 	},
 	mixins: [ApiGateway as any],
+	actions: {
+		/** Readiness calls it through the transporter to prove requests and replies flow. Not routed. */
+		roundTrip: {
+			visibility: "public",
+			handler(this: any) {
+				return { nodeID: this.broker.nodeID };
+			}
+		}
+	},
 	settings: {
 		port: settings.port,
-		ip: process.env.HOST ?? "0.0.0.0",
+		ip: settings.host,
 		routes: [
 			{
 				path: "/api",
@@ -89,18 +113,27 @@ export default defineService<object, Vars>({
 				authorization: true,
 				autoAliases: false,
 				mergeParams: true,
+				// Size (413), encoding and depth (hostile-input.ts) are checked on the raw bytes, before parsing;
+				// a webhook's signature is checked over the exact bytes received.
 				bodyParsers: {
 					json: {
 						strict: true,
-						limit: BODY_LIMIT,
-						// A webhook's signature is checked over the exact bytes received.
-						verify: (req: any, _res: unknown, buf: Buffer) => {
+						limit: settings.bodyLimit,
+						verify: (req: any, res: unknown, buf: Buffer, encoding: string | null) => {
+							verifyJsonBody(req, res, buf, encoding);
 							if (typeof req.url === "string" && req.url.includes("/payments/webhooks/")) req.rawBody = buf;
 						}
 					}
 				},
 				aliases: aliases(),
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
+					// A stopping gateway finishes the requests it holds and takes no new one: the client
+					// (or the load balancer, which already sees readiness 503) retries on another replica.
+					if (this.broker.stopping && !/\/health\/(live|ready)$/.test(String(req.parsedUrl ?? req.url))) {
+						res.setHeader("Connection", "close");
+						res.setHeader("Retry-After", "1");
+						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
+					}
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -109,8 +142,9 @@ export default defineService<object, Vars>({
 					// A JSON array is no request body: its elements would otherwise vanish into the params.
 					if (Array.isArray(req.body)) throw validationError("The request body must be a JSON object", [{ field: "body", message: "\"body\" must be an object", type: "object.base" }]);
 					if (alias?.signed) this.checkSignature(req);
+					this.refuseHostileInput(req);
 					const key = req.headers["idempotency-key"];
-					if (typeof key === "string" && key.length > 0 && key.length <= 200) ctx.meta.idempotencyKey = key;
+					if (typeof key === "string") ctx.meta.idempotencyKey = key;
 					if (alias?.rename) {
 						for (const [from, to] of Object.entries(alias.rename as Record<string, string>)) {
 							if (from in req.$params) {
@@ -120,19 +154,26 @@ export default defineService<object, Vars>({
 						}
 					}
 					if (alias?.status) ctx.meta.$statusCode = alias.status;
+					// Through the action's shared queue, where RabbitMQ hands the request to a live replica
+					// (and to another one if that dies before answering) — not to the node the registry
+					// picked: a replica killed a moment ago stays listed until its heartbeat times out,
+					// and a request pinned to it would go unanswered (504).
+					if (settings.transporter && typeof alias?.action === "string") req.$endpoint = alias.action;
 				},
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
-						// moleculer-web keeps the alias path without its leading slash.
-					const path = String(req.$alias?.path ?? "").replace(/^\/?/, "/");
-					ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
+						// moleculer-web keeps an alias's path without its leading slash ("auth/register").
+						const path = `/${String(req.$alias?.path ?? "").replace(/^\/+/, "")}`;
+						ctx.meta.$location = path === "/auth/register" ? "/api/me" : `/api${path}/${data.id}`;
 					}
 					return data;
 				},
 				onError(this: any, req: any, res: any, err: any) {
 					const { status, body } = toHttpError(err);
-					if (status >= 500) this.logger.error(`${req.method} ${req.originalUrl} failed`, err);
+					// A 503 is a dependency's outage, reported once by whoever saw it, not our bug.
+					if (status === 503) this.logger.warn(`${req.method} ${req.originalUrl}: ${body.message} (${err?.data?.cause ?? err?.message})`);
+					else if (status >= 500) this.logger.error(`${req.method} ${req.originalUrl} failed`, err);
 					if (!res.getHeader("X-Correlation-Id") && req.$ctx?.meta?.correlationId) res.setHeader("X-Correlation-Id", req.$ctx.meta.correlationId);
 					sendJson(res, status, body);
 				}
@@ -144,11 +185,11 @@ export default defineService<object, Vars>({
 		},
 		/** Counted per client address in a store shared by every gateway replica (Redis). */
 		rateLimits: {
-			windowMs: Number(process.env.RATE_LIMIT_WINDOW_MS ?? 60_000),
-			max: Number(process.env.RATE_LIMIT_MAX ?? 300),
-			authMax: Number(process.env.RATE_LIMIT_AUTH_MAX ?? 20),
+			windowMs: settings.rateLimitWindowMs,
+			max: settings.rateLimitMax,
+			authMax: settings.rateLimitAuthMax,
 			/** Comma-separated addresses whose X-Forwarded-For is believed. */
-			trustedProxies: process.env.TRUSTED_PROXIES ?? ""
+			trustedProxies: settings.trustedProxies
 		},
 		log4XXResponses: false,
 		// Request bodies carry passwords and card numbers: never logged, at any level.
@@ -166,6 +207,21 @@ export default defineService<object, Vars>({
 			const why = req.headers[SIGNATURE_HEADER] ? "a wrong signature" : "no signature";
 			this.logger.warn(`Refused a payment webhook ${req.method} ${req.originalUrl ?? req.url} from ${client}: ${why}`);
 			throw unauthorized("The webhook signature is missing or does not match the body", "INVALID_SIGNATURE");
+		},
+
+		/** NUL characters and text that is not UTF-8, anywhere we read: 422 before any service is called. */
+		refuseHostileInput(req: any) {
+			const badQuery = badlyEncodedQuery(req.url);
+			if (badQuery.length) throw refuseFields(badQuery, "the query string");
+			const dirty = dirtyFields(req.$params);
+			if (typeof req.body === "string" || Array.isArray(req.body)) dirty.push(...dirtyFields(req.body));
+			if (dirty.length) throw refuseFields([...new Set(dirty)], "the request");
+			const key = req.headers["idempotency-key"];
+			if (key !== undefined && (typeof key !== "string" || !IDEMPOTENCY_KEY.test(key))) {
+				throw new InputRefused(422, "VALIDATION_ERROR", "Idempotency-Key must be 1–200 printable ASCII characters", [
+					{ field: "Idempotency-Key", type: "header.invalid", message: "'Idempotency-Key' must be 1–200 printable ASCII characters" }
+				]);
+			}
 		},
 
 		/** The general limit for every request, and the strict one for login and register. */
@@ -194,21 +250,47 @@ export default defineService<object, Vars>({
 			return doc;
 		},
 
-		/** Readiness: each server this shop depends on, and which one is down. */
+		/** The AsyncAPI document: the event catalogue plus the consumers of every running service, cached a minute. */
+		async asyncApi(this: any) {
+			if (this.asyncApiCache && this.asyncApiCache.until > Date.now()) return this.asyncApiCache.doc;
+			const services: string[] = [...new Set<string>(this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).map((s: any) => s.name))];
+			// A service not declared with defineService (a test's observer) has no describeChannels: it is left out.
+			const answers = await Promise.all(services.map(s => this.broker.call(`${s}.describeChannels`).catch(() => [])));
+			const doc = buildAsyncApi({ version: PACKAGE_VERSION, namespace: settings.namespace, integrationExchange: settings.integrationExchange, consumers: answers.flat() });
+			this.asyncApiCache = { doc, until: Date.now() + 60_000 };
+			return doc;
+		},
+
+		/**
+		 * Readiness: each server this process depends on, and which one is down. RabbitMQ counts as
+		 * up only when a ping to this very node makes the round trip through the broker (published,
+		 * routed, consumed, answered): a connection that looks open but whose channel is gone fails it.
+		 */
 		async readiness(this: any) {
+			if (this.broker.stopping) return { status: "stopping", checks: {}, down: [] };
 			const check = async (fn: () => Promise<unknown>) => {
+				let timer: NodeJS.Timeout | undefined;
 				try {
-					await Promise.race([fn(), new Promise((_, reject) => setTimeout(() => reject(new Error("timeout")), 2000))]);
+					await Promise.race([fn(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("timeout")), 2000)))]);
 					return "up";
 				} catch {
 					return "down";
+				} finally {
+					clearTimeout(timer);
 				}
 			};
-			const checks: Record<string, string> = {
-				rabbitmq: settings.transporter ? (this.broker.transit?.connected ? "up" : "down") : "embedded",
-				postgres: await check(() => this.knex.raw("select 1")),
-				redis: this.redis ? await check(() => this.redis.ping()) : "embedded"
+			const roundTrip = async () => {
+				if (!this.broker.transit?.connected) throw new Error("not connected");
+				// With RabbitMQ balancing, even a call to our own action is a request queued in the
+				// broker and a response consumed from our reply queue.
+				await this.broker.call("api.roundTrip", {}, { timeout: 2000, tracking: false });
 			};
+			const [rabbitmq, postgres, redis] = await Promise.all([
+				settings.transporter ? check(roundTrip) : "embedded",
+				check(() => this.knex.raw("select 1")),
+				this.redis ? check(() => this.redis.ping()) : "embedded"
+			]);
+			const checks: Record<string, string> = { rabbitmq, postgres, redis };
 			const down = Object.entries(checks).filter(([, v]) => v === "down").map(([k]) => k);
 			return { status: down.length ? "unavailable" : "ok", checks, down };
 		},

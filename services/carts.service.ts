@@ -26,6 +26,7 @@ import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { readSettings } from "../mixins/settings";
 import { cappedQuantity, CartItemRow, cartTotal, mergeLines, priceLines, ProductInfo, MAX_LINE_QUANTITY } from "./carts/cart";
 
 const uuid = Joi.string().guid({ version: ["uuidv4", "uuidv5", "uuidv7"] });
@@ -256,13 +257,29 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** One cart by id, as `get` shows it (checkout follows a cart's changes through it). */
+		getById: {
+			params: Joi.object({ cartId: uuid.required() }),
+			async handler(ctx) {
+				const cart: CartRow | undefined = await this.table("carts").where({ id: ctx.params.cartId }).first();
+				if (!cart) throw notFound("Cart", ctx.params.cartId);
+				return this.view(ctx, cart);
+			}
+		},
+
 		// --- Steps of the place-order saga -------------------------------------------------
 
 		/** Locks the cart for one saga and answers its lines at current prices. Re-locking by the same saga is a no-op. */
 		lock: {
-			params: Joi.object({ cartId: uuid.required(), sagaId: uuid.required(), idempotencyKey: Joi.string().max(200) }),
+			params: Joi.object({
+				cartId: uuid.required(),
+				sagaId: uuid.required(),
+				/** The cart total the checkout showed: a cart changed since then is refused (409 CART_CHANGED), not ordered. */
+				expectedTotal: Joi.object({ amount: Joi.number().integer().min(0).required(), currency: Joi.string().length(3).required() }),
+				idempotencyKey: Joi.string().max(200)
+			}),
 			async handler(ctx) {
-				const { cartId, sagaId } = ctx.params;
+				const { cartId, sagaId, expectedTotal } = ctx.params;
 				const cart = await this.transaction(async trx => {
 					const c = await this.lockedCart(cartId, trx);
 					if (c.status !== "active") throw conflict("CART_EMPTY", "This cart was already checked out");
@@ -272,17 +289,21 @@ export default defineService<Methods, Vars>({
 					if (!c.locked_by) await this.table("carts", trx).where({ id: cartId }).update({ locked_by: sagaId, locked_at: this.knex.fn.now() });
 					return c;
 				});
-				// The order reserves its own stock next: the cart's hold lets go of it.
-				await this.syncHold(ctx, cartId, [], false);
 				const items = await this.items(cartId);
 				const lines = priceLines(items, await this.products(ctx, items.map(i => i.product_id)));
 				const inactive = lines.find(l => !l.active);
 				if (inactive) throw conflict("PRODUCT_INACTIVE", `'${inactive.name}' is no longer for sale`, { productId: inactive.productId });
+				const total = cartTotal(lines);
+				if (expectedTotal && (expectedTotal.amount !== total.amount || expectedTotal.currency !== total.currency)) {
+					throw conflict("CART_CHANGED", "The cart changed since the checkout was shown; review it and place again", { expectedTotal, total });
+				}
+				// The order reserves its own stock next: the cart's hold lets go of it.
+				await this.syncHold(ctx, cartId, [], false);
 				return {
 					cartId,
 					customerId: cart.customer_id,
 					lines: lines.map(l => ({ productId: l.productId, variantId: l.variantId, categoryId: l.categoryId, sku: l.sku, name: l.name, quantity: l.quantity, unitPrice: l.unitPrice })),
-					total: cartTotal(lines)
+					total
 				};
 			}
 		},
@@ -510,13 +531,15 @@ export default defineService<Methods, Vars>({
 	},
 
 	created() {
+		// Read when the service is made (not at import): a test may set its own times.
+		const s = readSettings();
 		this.expiry = {
 			timer: null,
 			running: false,
-			ttlMs: Number(process.env.CART_TTL_MS ?? 7 * 24 * 3600_000),
-			intervalMs: Number(process.env.CART_EXPIRY_INTERVAL_MS ?? 60_000)
+			ttlMs: s.cartTtlMs,
+			intervalMs: s.cartExpiryIntervalMs
 		};
-		this.holdMs = Math.max(0, Number(process.env.CART_HOLD_MS ?? 0) || 0);
+		this.holdMs = s.cartHoldMs;
 	},
 
 	async started() {

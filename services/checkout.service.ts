@@ -21,12 +21,16 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { settings } from "../mixins/settings";
 import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
+import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
 import { placeIds } from "./checkout/place-ids";
+import { cancelActions } from "./checkout/cancel.actions";
+import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
 const uuid = Joi.string().guid();
-const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD"]);
+/** Failures that leave the order payment_failed (as orders.fail decides): refusals, and a payment that never came. */
+const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD", "DEADLINE_PASSED"]);
 /** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
 const RETRY_ANSWER_WAIT_MS = 1000;
 
@@ -39,7 +43,7 @@ interface Vars {
 	redis: Redis | null;
 }
 
-interface Methods {
+interface Methods extends SessionMethods {
 	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
 	operate(fn: () => Promise<SagaRecord>): Promise<any>;
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
@@ -55,16 +59,17 @@ export default defineService<Methods, Vars>({
 	dependencies: ["carts", "orders", "inventory", "payments", "customers"],
 
 	actions: {
+		// The checkout session: address, shipping, delivery date, payment method, promo code, add-ons, totals.
+		...sessionActions,
+
+		// Cancelling an order before shipment: the cancel-order saga.
+		...cancelActions,
+
 		place: {
 			rest: "POST /api/checkout/place",
 			params: Joi.object({
-				paymentDetails: Joi.object({
-					// The message must not echo the number back (it would land in logs).
-					cardNumber: Joi.string().trim().pattern(/^[0-9 ]{12,23}$/).required().messages({ "string.pattern.base": "'cardNumber' must be 12 to 19 digits" }),
-					expMonth: Joi.number().integer().min(1).max(12).required(),
-					expYear: Joi.number().integer().min(2000).max(2100).required(),
-					cvc: Joi.string().pattern(/^[0-9]{3,4}$/).required()
-				}).required(),
+				// Checked against the checkout's payment method: card fields, { blikCode } or { returnUrl, cancelUrl }.
+				paymentDetails: Joi.object().required(),
 				idempotencyKey: Joi.string().max(200)
 			}),
 			async handler(ctx) {
@@ -72,14 +77,9 @@ export default defineService<Methods, Vars>({
 				if (!user) throw unauthorized();
 				const key: string | undefined = ctx.params.idempotencyKey ?? (ctx.meta.idempotencyKey as string | undefined);
 				return this.placeOnce(ctx, user.id, key, async ({ sagaId, orderId }) => {
-					const customer = await ctx.call<any, any>("customers.get", { id: user.id });
-					if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
-					const cart = await ctx.call<any, any>("carts.get", {});
-					if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
-					if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
-					const card = { ...ctx.params.paymentDetails, cardNumber: ctx.params.paymentDetails.cardNumber.replace(/ /g, "") };
-					const { paymentToken, last4 } = await ctx.call<any, any>("payments.tokenize", card);
-					return { sagaId, orderId, cartId: cart.id, customerId: user.id, customerEmail: customer.email, paymentToken, last4 };
+					const ready = await this.readyToPlace(ctx, ctx.params.paymentDetails);
+					const payment = await paymentOf(ctx, ready);
+					return { sagaId, orderId, ...orderSnapshot(ready), ...payment };
 				});
 			}
 		},
@@ -138,6 +138,8 @@ export default defineService<Methods, Vars>({
 	},
 
 	methods: {
+		...sessionMethods,
+
 		/**
 		 * Place, exactly once per (customer, Idempotency-Key): the saga id is derived from them, a
 		 * saga that exists answers at once with its current status (202), and otherwise `prepare`
@@ -170,7 +172,12 @@ export default defineService<Methods, Vars>({
 		},
 
 		async answer(this: This, ctx: Ctx, sagaId: string, waitMs: number) {
-			const rec = (waitMs > 0 ? await this.engine.waitFor(sagaId, { timeoutMs: waitMs }) : await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
+			// Until the saga ends — or waits for the buyer (BLIK, PayPal): the answer then carries what the buyer needs.
+			const until = Date.now() + waitMs;
+			let rec = (await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
+			while (rec && isUnderWay(rec) && Date.now() < until) {
+				rec = (await this.engine.waitFor(sagaId, { timeoutMs: Math.min(100, until - Date.now()) })) as SagaRecord<PlaceOrderData> | null;
+			}
 			if (!rec) throw notFound("Checkout", sagaId);
 			if (ctx.meta.user?.role === "customer" && rec.data.customerId !== ctx.meta.user.id) throw notFound("Checkout", sagaId);
 			const refusal = refusalAtLock(rec);
@@ -188,13 +195,14 @@ export default defineService<Methods, Vars>({
 					.onConflict("saga_id")
 					.ignore()
 					.returning("saga_id");
-				if (first.length === 0) return;
+				// A cancel-order saga announces itself through the order (order.cancelled).
+				if (first.length === 0 || rec.type !== placeOrder.name) return;
 				const d = rec.data;
 				if (rec.status === "completed") {
-					await this.record(trx, "checkout.completed", rec.id, { sagaId: rec.id, orderId: d.orderId, orderNumber: d.orderNumber, customerId: d.customerId, total: d.total, paymentId: d.paymentId }, cause);
+					await this.record(trx, "checkout.completed", rec.id, { sagaId: rec.id, checkoutId: d.checkoutId, orderId: d.orderId, orderNumber: d.orderNumber, customerId: d.customerId, total: d.total, paymentId: d.paymentId }, cause);
 				} else {
 					await this.record(trx, "checkout.failed", rec.id, {
-						sagaId: rec.id, orderId: d.orderId, customerId: d.customerId,
+						sagaId: rec.id, checkoutId: d.checkoutId, orderId: d.orderId, customerId: d.customerId,
 						reason: rec.failure?.message ?? rec.parkedReason ?? "unknown", type: rec.failure?.type ?? null, step: rec.failure?.step ?? null
 					}, cause);
 				}
@@ -203,6 +211,9 @@ export default defineService<Methods, Vars>({
 	},
 
 	channels: {
+		// The cart's changes: the checkout session recomputes its totals.
+		...sessionChannels,
+
 		// The outcome of a payment that answered "pending" (BLIK, PayPal): the waiting step goes on or compensates.
 		"payment.authorized": {
 			handler(env: EventEnvelope<PaymentAuthorized>) {
@@ -238,7 +249,7 @@ export default defineService<Methods, Vars>({
 		}
 		this.engine = new SagaEngine({
 			store: this.store,
-			definitions: [placeOrder],
+			definitions: [placeOrder, cancelOrder],
 			// `<nodeID>:…`: on $node.disconnected the others know whose leases to free.
 			owner: `${this.broker.nodeID}:${randomUUID().slice(0, 8)}`,
 			leaseMs: settings.sagaLeaseMs,
@@ -257,8 +268,13 @@ export default defineService<Methods, Vars>({
 	}
 });
 
+/** Still running, and not waiting for an outside answer. */
+function isUnderWay(rec: SagaRecord): boolean {
+	return (rec.status === "running" && rec.stepStatus !== "waiting") || rec.status === "compensating";
+}
+
 /** A saga record as operators see it: the payment token stays inside. */
 function redact(rec: SagaRecord<any>) {
-	const { paymentToken: _token, ...data } = rec.data ?? {};
+	const { paymentToken: _token, blikCode: _code, ...data } = rec.data ?? {};
 	return { ...rec, data };
 }

@@ -23,7 +23,7 @@ import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { settings } from "../mixins/settings";
+import { readSettings, settings } from "../mixins/settings";
 import {
 	AddressRow,
 	assertPostalAddress,
@@ -38,12 +38,9 @@ import { hashPassword, signAccessToken, verifyPassword } from "./customers/crede
 import {
 	assertPassword,
 	CustomerRow,
-	DEFAULT_RESEND_INTERVAL_MS,
-	DEFAULT_VERIFICATION_TTL_MS,
 	hashToken,
 	invalidCredentials,
 	judgeToken,
-	msFromEnv,
 	newVerificationToken,
 	normalizeEmail,
 	passwordProblems,
@@ -222,7 +219,7 @@ export default defineService<Methods>({
 			params: Joi.object({ email: email.required() }),
 			async handler(ctx) {
 				const address = normalizeEmail(ctx.params.email);
-				const interval = msFromEnv(process.env.VERIFICATION_RESEND_INTERVAL_MS, DEFAULT_RESEND_INTERVAL_MS);
+				const interval = readSettings().verificationResendIntervalMs;
 				await this.transaction(async trx => {
 					const found = await this.byEmail(address, trx);
 					if (!found) return;
@@ -266,6 +263,23 @@ export default defineService<Methods>({
 					await this.record(trx, "customer.address_added", user.id, { customerId: user.id, addressId: row!.id, country }, ctx);
 					return toAddress(row!);
 				});
+			}
+		},
+
+		/** An address checked as `addAddress` checks it, not stored (checkout's inline address): answers it in canonical form or 422 naming the field. */
+		validateAddress: {
+			params: Joi.object({
+				recipientName: text(200).required(),
+				street: text(200).required(),
+				city: text(100).required(),
+				state: Joi.string().trim().max(100).allow("", null),
+				postalCode: text(20).required(),
+				country: text(60).required()
+			}),
+			handler(ctx) {
+				const p = ctx.params;
+				const { country, postalCode } = assertPostalAddress(p.country, p.postalCode);
+				return { recipientName: p.recipientName, street: p.street, city: p.city, state: p.state || null, postalCode, country };
 			}
 		},
 
@@ -398,7 +412,7 @@ export default defineService<Methods>({
 
 		/** Issues a token (only its hash is stored) and records the event that carries it to notifications. */
 		async requestVerification(this: This, ctx: Ctx, trx: Knex.Transaction, row: CustomerRow) {
-			const ttl = msFromEnv(process.env.VERIFICATION_TTL_MS, DEFAULT_VERIFICATION_TTL_MS);
+			const ttl = readSettings().verificationTtlMs;
 			const { token, tokenHash, expiresAt } = newVerificationToken(new Date(), ttl);
 			await this.table("email_verification_tokens", trx).insert({ id: randomUUID(), customer_id: row.id, token_hash: tokenHash, expires_at: expiresAt });
 			await this.record(trx, "customer.verification_requested", row.id, {

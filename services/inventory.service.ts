@@ -23,6 +23,7 @@ import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { readSettings } from "../mixins/settings";
 import { alertsFor, available, Line, normalizeLines, onHandRefusal, planReservation, StockRow, view } from "./inventory/stock";
 
 const sku = Joi.string().trim().min(1).max(100);
@@ -432,7 +433,7 @@ export default defineService<Methods, Vars>({
 	},
 
 	async started() {
-		const intervalMs = Number(process.env.HOLD_EXPIRY_INTERVAL_MS ?? 30_000);
+		const intervalMs = readSettings().holdExpiryIntervalMs;
 		if (intervalMs <= 0) return;
 		this.holdExpiry.timer = setInterval(() => {
 			if (this.holdExpiry.running) return;

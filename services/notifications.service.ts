@@ -33,7 +33,7 @@ import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../mixins/service";
-import { settings } from "../mixins/settings";
+import { readSettings, settings } from "../mixins/settings";
 import { createMailer, Mailer } from "./notifications/mailer";
 import { createSmsSender, SmsSender } from "./notifications/sms";
 import { render, TemplateName, verificationData } from "./notifications/templates";
@@ -180,7 +180,7 @@ export default defineService<Methods, Vars>({
 			async handler(env) {
 				const p = this.payloadOf<{ customerId: string; email: string; firstName?: string | null; token: string; expiresAt?: string | null }>(env, PAYLOADS.verificationRequested);
 				if (!p) return;
-				const verifyUrl = `${(process.env.STOREFRONT_URL ?? "http://localhost:3000").replace(/\/+$/, "")}/verify-email`;
+				const verifyUrl = `${settings.storefrontUrl}/verify-email`;
 				await this.notify(env, "notifications.customer.verification_requested", [{
 					channel: "email", to: p.email, template: "email_verification",
 					vars: verificationData({ firstName: p.firstName, token: p.token, expiresAt: p.expiresAt, verifyUrl }),
@@ -359,8 +359,7 @@ export default defineService<Methods, Vars>({
 		},
 
 		adminEmails(this: This): string[] {
-			const list = (process.env.ALERT_EMAILS ?? settings.adminEmail ?? "").split(",").map(s => s.trim().toLowerCase()).filter(Boolean);
-			return [...new Set(list.filter(e => !emailAddress.validate(e).error))];
+			return [...new Set(readSettings().alertEmails.filter(e => !emailAddress.validate(e).error))];
 		},
 
 		/** A stock alert to the product's vendor (email; SMS too when out of stock) and to every admin address. */

@@ -28,10 +28,7 @@ const lineSchema = Joi.object({
 	sku: Joi.string().min(1).max(100).required(),
 	name: Joi.string().min(1).max(300).required(),
 	quantity: Joi.number().integer().min(1).max(10_000).required(),
-	unitPrice: moneySchema.required(),
-	// What a cart line also says (promotions scope by category); the order keeps neither.
-	variantId: uuid.allow(null),
-	categoryId: uuid.allow(null)
+	unitPrice: moneySchema.required()
 });
 
 /** An amount of the checkout's totals: minor units (the currency is the totals'), or Money. */
@@ -458,6 +455,8 @@ export default defineService<Methods>({
 							snapshot: this.knex.raw(`CASE WHEN snapshot IS NULL THEN NULL ELSE jsonb_set(snapshot, '{shippingAddress}', 'null'::jsonb) END`),
 							anonymized_at: this.knex.fn.now()
 						});
+					// The stored answers of earlier requests (create, confirm …) repeat the email and the address.
+					await this.table("idempotency_keys", trx).whereRaw(`result->>'customerId' = ?`, [customerId]).delete();
 					// The events kept in the outbox carried the email too.
 					await this.table("outbox", trx)
 						.whereIn("aggregate_id", mine)

@@ -102,6 +102,27 @@ export default defineService<Methods, Vars>({
 		},
 
 		/**
+		 * The checkout's choice of payment method (card, BLIK, PayPal) for a cart:
+		 * `payment.method_selected` when it changes; choosing the same again changes nothing.
+		 */
+		selectMethod: {
+			params: Joi.object({ cartId: uuid.required(), customerId: uuid.allow(null), method: Joi.string().valid(...PAYMENT_METHODS).required(), idempotencyKey }),
+			async handler(ctx) {
+				const { cartId, customerId, method } = ctx.params;
+				return this.transaction(async trx => {
+					const before = await this.table("method_choices", trx).where({ cart_id: cartId }).forUpdate().first();
+					if (before?.method === method) return { cartId, method, changed: false };
+					await this.table("method_choices", trx)
+						.insert({ cart_id: cartId, customer_id: customerId ?? null, method })
+						.onConflict("cart_id")
+						.merge({ method, customer_id: customerId ?? null, updated_at: this.knex.fn.now() });
+					await this.record(trx, "payment.method_selected", cartId, { cartId, customerId: customerId ?? null, method, previousMethod: before?.method ?? null, selectedAt: new Date().toISOString() }, ctx);
+					return { cartId, method, changed: true };
+				});
+			}
+		},
+
+		/**
 		 * Step `authorizePayment` of place-order. A card is authorized at once (or refused, 402).
 		 * BLIK and PayPal answer `pending`: the buyer decides at the bank / at PayPal, and the
 		 * outcome arrives later (`payment.authorized` or `payment.failed`) through the provider's

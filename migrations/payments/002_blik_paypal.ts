@@ -35,8 +35,16 @@ export async function up(knex: Knex, schema: string): Promise<void> {
 		t.string("outcome", 40).notNullable();
 		t.timestamp("received_at", { useTz: true }).notNullable().defaultTo(knex.fn.now());
 	});
+
+	// The method a checkout (by its cart) chose: payment.method_selected is told only when it changes.
+	await knex.schema.withSchema(schema).createTable("method_choices", t => {
+		t.uuid("cart_id").primary();
+		t.uuid("customer_id");
+		t.string("method", 20).notNullable();
+		t.timestamp("updated_at", { useTz: true }).notNullable().defaultTo(knex.fn.now());
+	});
 }
 
 export async function down(knex: Knex, schema: string): Promise<void> {
-	await knex.schema.withSchema(schema).dropTable("webhook_events");
+	await knex.schema.withSchema(schema).dropTable("method_choices").dropTable("webhook_events");
 }

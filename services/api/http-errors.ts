@@ -1,10 +1,21 @@
-/** Maps any error to the HTTP answer API.md promises: `{ name, message, code, type, data }`. */
+/** Maps any error to the HTTP answer every client gets: `{ name, message, code, type, data }`. */
+import { isInfrastructureError } from "../../contracts/errors";
+import { InputRefused } from "./hostile-input";
+
 export interface HttpError {
 	status: number;
 	body: { name: string; message: string; code: number; type: string; data?: unknown };
 }
 
 export function toHttpError(err: any): HttpError {
+	// The gateway's own refusals of hostile bytes (hostile-input.ts), raised in body-parser or onBeforeCall.
+	if (err instanceof InputRefused) {
+		return { status: err.status, body: { name: err.name, message: err.message, code: err.status, type: err.type, data: err.fields } };
+	}
+	// A path parameter whose percent-encoding is not UTF-8.
+	if (err?.type === "UNABLE_DECODE_PARAM") {
+		return { status: 422, body: { name: "ValidationError", message: "A path parameter is not valid UTF-8", code: 422, type: "VALIDATION_ERROR", data: [{ field: "(path)", type: "string.invalidCharacters", message: "A path parameter is not valid UTF-8" }] } };
+	}
 	// body-parser's own errors carry `status` and a `type` such as entity.too.large.
 	if (err?.type === "entity.too.large" || err?.status === 413) {
 		return { status: 413, body: { name: "PayloadTooLarge", message: "The request body is too large", code: 413, type: "PAYLOAD_TOO_LARGE" } };
@@ -34,7 +45,8 @@ export function toHttpError(err: any): HttpError {
 	if (code >= 400 && code < 500) {
 		return { status: code, body: { name: err.name ?? "Error", message: err.message, code, type: err.type ?? "BAD_REQUEST", data: err.data ?? undefined } };
 	}
-	if (code === 503 && err?.retryable) {
+	// A dependency of the service (its Redis, its database) is down: retry later, not our bug.
+	if (code === 503 || isInfrastructureError(err)) {
 		return { status: 503, body: { name: "ServiceUnavailable", message: "The service is temporarily unavailable", code: 503, type: "SERVICE_UNAVAILABLE" } };
 	}
 	return { status: 500, body: { name: "InternalError", message: "Something went wrong on our side", code: 500, type: "INTERNAL_ERROR" } };

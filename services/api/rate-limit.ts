@@ -1,6 +1,7 @@
 /**
  * Fixed-window rate limits counted in a store every gateway replica shares (Redis), or in
- * memory in the embedded mode. `hit` answers whether the request may go on and, if not,
+ * memory in the embedded mode. While Redis is unreachable the limiter does not fail the
+ * request: each replica counts in its own memory until Redis answers again (ResilientRateLimitStore). `hit` answers whether the request may go on and, if not,
  * how many seconds until the window resets (for `Retry-After`).
  */
 import type Redis from "ioredis";
@@ -44,6 +45,42 @@ export class MemoryRateLimitStore implements RateLimitStore {
 
 	async close() {
 		this.counts.clear();
+	}
+}
+
+/**
+ * Redis first; when a Redis command fails, this replica's memory counts instead, so the limits
+ * still hold (per replica) and no request fails because the limiter's store is down.
+ */
+export class ResilientRateLimitStore implements RateLimitStore {
+	private local = new MemoryRateLimitStore();
+	degraded = false;
+
+	constructor(
+		private shared: RateLimitStore,
+		private onChange: (degraded: boolean, err?: Error) => void = () => undefined
+	) {}
+
+	async increment(key: string, windowMs: number): Promise<number> {
+		try {
+			const count = await this.shared.increment(key, windowMs);
+			if (this.degraded) {
+				this.degraded = false;
+				this.onChange(false);
+			}
+			return count;
+		} catch (err) {
+			if (!this.degraded) {
+				this.degraded = true;
+				this.onChange(true, err as Error);
+			}
+			return this.local.increment(key, windowMs);
+		}
+	}
+
+	async close() {
+		await this.shared.close();
+		await this.local.close();
 	}
 }
 

@@ -1,7 +1,8 @@
 /**
  * Every route of the gateway in one table: method, path, the action it calls, who may call
- * it, and how path parameters map to action params. The gateway's aliases are built from it
- * (and later the OpenAPI document), so the contract lives in exactly one place.
+ * it, and how path parameters map to action params. The gateway's aliases, the OpenAPI document
+ * and the route reference in docs/api.md (`npm run docs`) are built from it, so the contract
+ * lives in exactly one place.
  */
 /** `cart`: a logged-in user, or anyone sending the X-Guest-Token of a guest cart. */
 export type Access = "public" | "user" | "admin" | "cart";
@@ -21,6 +22,14 @@ export interface RouteDef {
 	signed?: boolean;
 	summary: string;
 }
+
+/** Routes the gateway answers itself, without calling a service (handlers in api.service.ts). */
+export const GATEWAY_ROUTES: Array<Pick<RouteDef, "method" | "path" | "access" | "summary">> = [
+	{ method: "GET", path: "/health/live", access: "public", summary: "Liveness: answers while the process runs" },
+	{ method: "GET", path: "/health/ready", access: "public", summary: "Readiness: checks RabbitMQ, Postgres and Redis and names the one that is down (503)" },
+	{ method: "GET", path: "/openapi.json", access: "public", summary: "The OpenAPI 3 document of every route, generated from this table and the actions' joi schemas" },
+	{ method: "GET", path: "/asyncapi.json", access: "public", summary: "The AsyncAPI 3 document of every domain and integration event, generated from the event catalogue" }
+];
 
 export const ROUTES: RouteDef[] = [
 	// Customers
@@ -64,6 +73,18 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/cart/merge", action: "carts.merge", access: "user", summary: "After login: the guest cart's lines join the customer's cart, capped to stock" },
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
 	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
+
+	// Checkout session (one per cart): choices and totals before placing the order
+	{ method: "GET", path: "/checkout", action: "checkout.get", access: "user", summary: "The checkout of the current cart: address, shipping, delivery date, payment method, promotions, add-ons, totals" },
+	{ method: "PUT", path: "/checkout/address", action: "checkout.setAddress", access: "user", summary: "Ship to an address-book entry ({addressId}) or an address given here ({address})" },
+	{ method: "GET", path: "/checkout/shipping-methods", action: "checkout.shippingMethods", access: "user", summary: "Shipping methods for the checkout's country" },
+	{ method: "PUT", path: "/checkout/shipping-method", action: "checkout.setShippingMethod", access: "user", summary: "Choose the shipping method" },
+	{ method: "PUT", path: "/checkout/delivery-date", action: "checkout.setDeliveryDate", access: "user", summary: "Choose the delivery date; express adds the method's express fee" },
+	{ method: "PUT", path: "/checkout/payment-method", action: "checkout.setPaymentMethod", access: "user", summary: "Choose card, BLIK or PayPal" },
+	{ method: "POST", path: "/checkout/promo-code", action: "checkout.applyPromoCode", access: "user", summary: "Apply a promo code (422 unknown/expired/not applicable, 409 PROMO_CODE_USED_UP)" },
+	{ method: "DELETE", path: "/checkout/promo-code", action: "checkout.removePromoCode", access: "user", summary: "Remove the promo code" },
+	{ method: "GET", path: "/checkout/addons", action: "checkout.addons", access: "user", summary: "Additional services offered for the cart's products" },
+	{ method: "PUT", path: "/checkout/addons", action: "checkout.setAddons", access: "user", summary: "Choose additional services" },
 
 	// Shipping methods, promotions, add-ons (shipping, promotions, addons services)
 	{ method: "GET", path: "/shipping-methods", action: "shipping.listMethods", access: "public", summary: "Shipping methods on offer (?country= those delivering there); admins also see retired ones" },

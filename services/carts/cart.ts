@@ -15,7 +15,7 @@ export interface ProductInfo {
 	name: string;
 	price: Money;
 	status: string;
-	categoryId?: string;
+	categoryId?: string | null;
 	variants?: Array<{ id: string; sku: string; name: string }>;
 }
 
@@ -24,6 +24,7 @@ export interface PricedLine {
 	productId: string;
 	sku: string;
 	variantId: string | null;
+	/** For promotions and add-ons scoped to a category. */
 	categoryId: string | null;
 	name: string;
 	quantity: number;
@@ -68,7 +69,7 @@ export function cartTotal(lines: PricedLine[], fallbackCurrency = "PLN"): Money 
 
 /**
  * How many units an add may put in the cart: what the customer asks for on top of what is
- * already there, capped to the available stock (API.md: "capped to available stock").
+ * already there, capped to the available stock.
  */
 export function cappedQuantity(alreadyInCart: number, requested: number, available: number): number {
 	return Math.min(alreadyInCart + requested, available, MAX_LINE_QUANTITY);

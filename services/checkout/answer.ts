@@ -8,15 +8,28 @@ export function refusalAtLock(rec: SagaRecord<PlaceOrderData>): { type: string; 
 	return { type: rec.failure.type ?? "CART_LOCKED", message: rec.failure.message };
 }
 
+/** True when the saga failed because the payment was refused (a declined card, a BLIK code the bank rejected): the order is payment_failed, as orders.fail decides. */
+export function paymentFailed(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<string>): boolean {
+	return rec.status === "compensated" && paymentTypes.has(rec.failure?.type ?? "");
+}
+
 export function orderStatus(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<string>): string {
 	switch (rec.status) {
 		case "completed":
 			return "confirmed";
 		case "compensated":
-			return paymentTypes.has(rec.failure?.type ?? "") ? "payment_failed" : "cancelled";
+			return paymentFailed(rec, paymentTypes) ? "payment_failed" : "cancelled";
 		default:
-			return "pending";
+			// BLIK and PayPal: the order waits for the bank's answer once it was marked so.
+			return rec.completedSteps.includes("markAwaitingPayment") && !rec.failure ? "awaiting_payment" : "pending";
 	}
+}
+
+function paymentStatus(rec: SagaRecord<PlaceOrderData>, status: string, paymentTypes: Set<string>): string {
+	if (status === "confirmed") return "authorized";
+	if (paymentFailed(rec, paymentTypes)) return "failed";
+	if (status === "pending" || status === "awaiting_payment") return "pending";
+	return rec.data.paymentId ? "voided" : "none";
 }
 
 export function placeAnswer(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<string>) {
@@ -27,11 +40,15 @@ export function placeAnswer(rec: SagaRecord<PlaceOrderData>, paymentTypes: Set<s
 		orderNumber: d.orderNumber ?? null,
 		status,
 		total: d.total ?? null,
+		totals: d.totals ?? null,
 		payment: {
-			method: "card",
-			last4: d.last4 ?? null,
-			status: status === "confirmed" ? "authorized" : rec.failure && paymentTypes.has(rec.failure.type ?? "") ? "failed" : status === "pending" ? "pending" : "voided"
+			method: d.paymentMethod ?? "card",
+			status: paymentStatus(rec, status, paymentTypes),
+			amount: d.total ?? null,
+			transactionId: d.transactionId ?? null,
+			...(d.last4 ? { last4: d.last4 } : {}),
+			...(d.paymentMethod === "paypal" ? { redirectUrl: d.redirectUrl ?? null } : {})
 		},
-		checkout: { sagaId: rec.id, state: rec.state, status: rec.status, reason: rec.failure?.message ?? rec.parkedReason ?? null }
+		checkout: { sagaId: rec.id, state: rec.state, status: rec.status, reason: rec.failure?.message ?? rec.parkedReason ?? null, failure: rec.failure?.type ?? null }
 	};
 }

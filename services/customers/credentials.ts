@@ -9,11 +9,11 @@
 import { createHash } from "node:crypto";
 import bcrypt from "bcryptjs";
 import jwt from "jsonwebtoken";
+import { settings } from "../../mixins/settings";
 import type { CustomerRow } from "./rules";
 
 function rounds(): number {
-	const n = Number(process.env.BCRYPT_ROUNDS ?? 10);
-	return Number.isInteger(n) && n >= 4 && n <= 31 ? n : 10;
+	return settings.bcryptRounds;
 }
 
 function prehash(password: string): string {

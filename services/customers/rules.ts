@@ -46,15 +46,6 @@ export function newVerificationToken(now: Date, ttlMs: number): { token: string;
 	return { token, tokenHash: hashToken(token), expiresAt: new Date(now.getTime() + ttlMs) };
 }
 
-export const DEFAULT_VERIFICATION_TTL_MS = 24 * 60 * 60 * 1000;
-export const DEFAULT_RESEND_INTERVAL_MS = 60 * 1000;
-
-/** A positive number of milliseconds from the environment, else the default. Read at each use. */
-export function msFromEnv(value: string | undefined, fallback: number): number {
-	const n = Number(value);
-	return value !== undefined && value !== "" && Number.isFinite(n) && n >= 0 ? n : fallback;
-}
-
 export interface TokenRow {
 	id: string;
 	customer_id: string;

@@ -5,6 +5,7 @@
  * transaction (see notifications.service.ts).
  */
 import nodemailer from "nodemailer";
+import { readSettings, Settings } from "../../mixins/settings";
 
 export interface OutgoingEmail {
 	to: string;
@@ -19,13 +20,13 @@ export interface Mailer {
 	close(): void;
 }
 
-export function createMailer(env: NodeJS.ProcessEnv = process.env): Mailer {
-	const from = env.MAIL_FROM || "saga-commerce <no-reply@shop.local>";
-	const transport = env.SMTP_URL
-		? nodemailer.createTransport({ url: env.SMTP_URL, connectionTimeout: 5_000, greetingTimeout: 5_000, socketTimeout: 10_000 } as any)
+export function createMailer(s: Pick<Settings, "smtpUrl" | "mailFrom" | "mailAttempts" | "mailBackoffMs"> = readSettings()): Mailer {
+	const from = s.mailFrom;
+	const transport = s.smtpUrl
+		? nodemailer.createTransport({ url: s.smtpUrl, connectionTimeout: 5_000, greetingTimeout: 5_000, socketTimeout: 10_000 } as any)
 		: nodemailer.createTransport({ jsonTransport: true });
-	const attempts = Math.max(1, Number(env.MAIL_ATTEMPTS ?? 3) || 3);
-	const backoffMs = Math.max(0, Number(env.MAIL_BACKOFF_MS ?? 250) || 0);
+	const attempts = s.mailAttempts;
+	const backoffMs = s.mailBackoffMs;
 	return {
 		async send(mail) {
 			for (let attempt = 1; ; attempt++) {

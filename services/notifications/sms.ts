@@ -5,6 +5,7 @@
  * `send`. A failure is retried with backoff (SMS_ATTEMPTS, default 3); then the last error is thrown.
  */
 import { randomUUID } from "node:crypto";
+import { readSettings, Settings } from "../../mixins/settings";
 
 export interface OutgoingSms {
 	to: string;
@@ -27,12 +28,11 @@ export class SimulatedSmsProvider {
 	}
 }
 
-export function createSmsSender(env: NodeJS.ProcessEnv = process.env): SmsSender {
-	const kind = env.SMS_PROVIDER ?? "simulated";
-	if (kind !== "simulated") throw new Error(`SMS_PROVIDER=${kind} is not known (simulated is)`);
+export function createSmsSender(s: Pick<Settings, "smsProvider" | "smsAttempts" | "smsBackoffMs"> = readSettings()): SmsSender {
+	if (s.smsProvider !== "simulated") throw new Error(`SMS_PROVIDER=${s.smsProvider} is not known (simulated is)`);
 	const provider = new SimulatedSmsProvider();
-	const attempts = Math.max(1, Number(env.SMS_ATTEMPTS ?? 3) || 3);
-	const backoffMs = Math.max(0, Number(env.SMS_BACKOFF_MS ?? 250) || 0);
+	const attempts = s.smsAttempts;
+	const backoffMs = s.smsBackoffMs;
 	return {
 		async send(sms) {
 			for (let attempt = 1; ; attempt++) {

@@ -1,7 +1,7 @@
 /**
  * The card payment provider, behind an interface: the payments service talks only to
- * `CardProvider`. `SimulatedCardProvider` behaves like a real one for the test cards of
- * API.md, so everything runs and is tested here:
+ * `CardProvider`. `SimulatedCardProvider` behaves like a real one for the test cards
+ * below (docs/api.md lists them too), so everything runs and is tested here:
  *
  *   4242 4242 4242 4242  authorizes
  *   4000 0000 0000 0002  declined                   → PAYMENT_DECLINED

@@ -75,6 +75,12 @@ describe("the gateway", function () {
 			expect(huge.status).to.equal(413);
 		});
 
+		it("a 201 says where the new resource lives", async () => {
+			const created = await http.post("/api/categories", { name: `Located ${randomUUID().slice(0, 8)}` }, admin);
+			expect(created.status).to.equal(201);
+			expect(created.headers.get("location")).to.equal(`/api/categories/${created.body.id}`);
+		});
+
 		it("X-Correlation-Id is echoed, or made when absent, and carried into the saga", async () => {
 			const sent = `corr-${randomUUID()}`;
 			const r = await http.get("/api/health/live", undefined, { "x-correlation-id": sent });

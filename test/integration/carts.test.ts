@@ -1,5 +1,5 @@
 /**
- * carts against the real servers: seed 004's cart failure conditions, totals at current prices,
+ * carts against the real servers: the cart commands' failure conditions, totals at current prices,
  * guest carts and their merge after login (capped to stock), carts following price changes and
  * deleted products, and inactive carts expiring on one replica at a time.
  */

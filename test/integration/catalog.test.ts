@@ -1,8 +1,8 @@
 /**
  * catalog against the real servers (RabbitMQ, Postgres): vendors, the category tree, the product
  * lifecycle (create, patch, activate, deactivate, soft delete), variants, what anonymous
- * shoppers see, stock following inventory's events, and seed 004's CMD-CAT-001 /
- * CMD-PROD-001..003 failure conditions refused with nothing changed.
+ * shoppers see, stock following inventory's events, and the failure conditions of
+ * createCategory / createProduct / updateProduct / deleteProduct refused with nothing changed.
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";

@@ -1,5 +1,5 @@
 /**
- * Shipping addresses (seed 004 CMD-CUST-003, EVT-CUST-003) on real Moleculer nodes over
+ * Shipping addresses (customers.addAddress, customer.address_added) on real Moleculer nodes over
  * RabbitMQ, data in Postgres: a client node calls customers as the gateway would, with the
  * logged-in customer in meta; events are observed on their channel.
  */

@@ -1,10 +1,11 @@
 /**
- * GDPR erasure (seed 004 CMD-CUST-004, EVT-CUST-004) on real Moleculer nodes over RabbitMQ,
+ * GDPR erasure (customers.erase, customer.erased) on real Moleculer nodes over RabbitMQ,
  * data in Postgres: customers (with notifications) and orders on nodes of their own, a client
  * node calling as the gateway would with the logged-in customer in meta.
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
+import { envelope } from "../../contracts/events";
 import { eventually, refusal, useShop } from "../support/cluster";
 
 const SCHEMA = `${process.env.SCHEMA_PREFIX}customers`;
@@ -16,7 +17,7 @@ const ADDRESS = { recipientName: "Grace Hopper", street: "Hopperstraße 7", city
 
 describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 	this.timeout(60_000);
-	const shop = useShop([[], ["customers", "notifications"], ["orders"]], ["customer.registered", "customer.verification_requested", "customer.erased", "order.placed"]);
+	const shop = useShop([[], ["customers", "notifications"], ["orders"], ["payments", "inventory"]], ["customer.registered", "customer.verification_requested", "customer.erased", "order.placed"]);
 	const call = shop.call;
 
 	/** A registered customer with a distinctive name, one address, and the meta the gateway would send. */
@@ -66,6 +67,11 @@ describe("customer GDPR erasure (real RabbitMQ and Postgres)", function () {
 		await call("orders.fail", { orderId: pending.id, reason: "card declined", code: "PAYMENT_DECLINED" });
 		await call("orders.fail", { orderId: awaiting.id, reason: "customer gave up" });
 		expect((await refusal(call("customers.erase", { confirmation: true }, c.me))).data.openOrders).to.equal(1);
+		// Shipping takes the order's reserved stock: the stock row and the reservation the checkout would have made.
+		const productId = randomUUID();
+		await (shop.cluster.broker as any).sendToChannel("product.created", envelope("product.created", productId, { productId, sku: "MUG-1", name: "Mug", initialStock: 100 }));
+		await eventually(() => call("inventory.get", { sku: "MUG-1" }).catch(() => null), 15_000, "the stock row");
+		await call("inventory.reserve", { orderId: confirmed.id, lines: [{ sku: "MUG-1", quantity: 1 }] });
 		await call("orders.ship", { orderId: confirmed.id, trackingNumber: "TRK-1", carrier: "DHL" });
 		expect(await stateOf(c.id)).to.deep.equal(before);
 

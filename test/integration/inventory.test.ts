@@ -1,7 +1,7 @@
 /**
  * inventory against the real servers, with TWO inventory replicas behind RabbitMQ: stock never
  * negative under concurrency, reservations all lines or none and once per order, release safe
- * as a compensation, every change audited, and seed 004's CMD-INV-001..004 failure conditions
+ * as a compensation, every change audited, and the failure conditions of set / adjust / reserve / release
  * refused with nothing changed.
  */
 import { expect } from "chai";

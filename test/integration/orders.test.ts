@@ -406,9 +406,11 @@ describe("orders service (real RabbitMQ and Postgres)", function () {
 
 		it("GDPR erasure clears the address kept in the snapshot", async () => {
 			const customerId = randomUUID();
-			const order = await call("orders.create", { ...orderParams({ customerId }), ...snapshot });
+			const order = await call("orders.create", { ...orderParams({ customerId }), ...snapshot, idempotencyKey: `${randomUUID()}:createOrder` });
 			await (shop.cluster.broker as any).sendToChannel("customer.erased", envelope("customer.erased", customerId, { customerId }));
 			await eventually(async () => (await call("orders.get", { id: order.id })).shippingAddress === null, 10_000, "the address to be erased");
+			const kept = await shop.db.withSchema(SCHEMA).table("idempotency_keys").whereRaw(`result->>'id' = ?`, [order.id]);
+			expect(kept, "no stored answer keeps the address").to.deep.equal([]);
 			expect((await call("orders.get", { id: order.id })).totals).to.deep.equal(snapshot.totals);
 		});
 	});

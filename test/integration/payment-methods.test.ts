@@ -10,7 +10,7 @@ import type { Http } from "../support/http";
 import { CountingProvider, gatewayOf, postWebhook, webhookBody } from "../support/payments";
 import { signWebhook } from "../../contracts/webhook";
 
-const EVENTS = ["payment.initiated", "payment.authorized", "payment.failed", "payment.voided", "payment.captured", "payment.refunded"];
+const EVENTS = ["payment.method_selected", "payment.initiated", "payment.authorized", "payment.failed", "payment.voided", "payment.captured", "payment.refunded"];
 const SCHEMA = `${process.env.SCHEMA_PREFIX}payments`;
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
 const SHOP = { returnUrl: "https://shop.example/checkout/paypal-return", cancelUrl: "https://shop.example/checkout/paypal-cancel" };
@@ -49,6 +49,22 @@ describe("payments: BLIK and PayPal (real gateway, RabbitMQ and Postgres; simula
 
 	/** The browser following PayPal's redirect back to the shop: the answer, not where it leads. */
 	const browse = (path: string) => fetch(http.baseUrl + path, { redirect: "manual" });
+
+	describe("choosing the method", () => {
+		it("payment.method_selected when a cart's method changes; the same choice again changes nothing; an unknown method is 422", async () => {
+			const cartId = randomUUID();
+			const customerId = randomUUID();
+			expect(await call("payments.selectMethod", { cartId, customerId, method: "blik" })).to.deep.equal({ cartId, method: "blik", changed: true });
+			expect((await call("payments.selectMethod", { cartId, customerId, method: "blik" })).changed).to.equal(false);
+			expect((await call("payments.selectMethod", { cartId, customerId, method: "paypal" })).changed).to.equal(true);
+			const err = await refusal(call("payments.selectMethod", { cartId, customerId, method: "cash" }));
+			expect(err.code).to.equal(422);
+			expect(err.data[0].field).to.equal("method");
+			await eventually(() => shop.events.of("payment.method_selected", cartId).length === 2, 10_000, "two selections");
+			await settle();
+			expect(shop.events.of("payment.method_selected", cartId).map(e => [e.payload.previousMethod, e.payload.method])).to.deep.equal([[null, "blik"], ["blik", "paypal"]]);
+		});
+	});
 
 	describe("BLIK", () => {
 		it("777123: authorize answers pending; the bank's signed webhook arrives through the gateway and authorizes it", async () => {
@@ -110,9 +126,14 @@ describe("payments: BLIK and PayPal (real gateway, RabbitMQ and Postgres; simula
 	describe("the provider's webhook at the gateway", () => {
 		it("without a signature: 401, logged, and the payment stays pending", async () => {
 			const { orderId, answer } = await blik("123456");
-			const res = await postWebhook(http, webhookBody(answer.transactionId, "approved"), { signature: null });
+			const api: any = shop.cluster.brokers[0]!.getLocalService("api");
+			const logged: string[] = [];
+			const warn = api.logger.warn;
+			api.logger.warn = (...args: unknown[]) => (logged.push(args.map(String).join(" ")), warn.apply(api.logger, args));
+			const res = await postWebhook(http, webhookBody(answer.transactionId, "approved"), { signature: null }).finally(() => (api.logger.warn = warn));
 			expect(res.status).to.equal(401);
 			expect(res.body).to.include({ type: "INVALID_SIGNATURE" });
+			expect(logged.filter(l => /webhook/i.test(l) && /no signature/.test(l))).to.have.length(1);
 			expect((await paymentOf(orderId)).status).to.equal("pending");
 			expect(await webhookRows(answer.transactionId)).to.have.length(0);
 		});

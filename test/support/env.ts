@@ -27,3 +27,5 @@ process.env.RATE_LIMIT_MAX ??= "1000000";
 process.env.RATE_LIMIT_AUTH_MAX ??= "1000000";
 process.env.WEBHOOK_SECRET ??= "test-webhook-secret-" + run;
 process.env.BLIK_ANSWER_DELAY_MS ??= "200";
+// BLIK / PayPal payments nobody answers give up this soon in tests (the default is two minutes).
+process.env.PAYMENT_DEADLINE_MS ??= "4000";

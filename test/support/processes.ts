@@ -1,6 +1,8 @@
 /**
- * Runs services as real OS processes (`tsx bin/start.ts` with SERVICES=…), the way they are
- * deployed, so a test can SIGKILL one in the middle of its work.
+ * Runs services as real OS processes (`node --import tsx bin/start.ts` with SERVICES=…), the way
+ * they are deployed, so a test can SIGKILL one in the middle of its work. One process, not the
+ * `tsx` command: that one runs the program in a child of its own, and a SIGKILL of the wrapper
+ * would leave the services running on as an orphan.
  */
 import { ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
@@ -15,14 +17,14 @@ export interface ServiceProcess {
 
 export function spawnServices(services: string[], env: Record<string, string> = {}): ServiceProcess {
 	const output: string[] = [];
-	const child = spawn(path.join(root, "node_modules", ".bin", "tsx"), ["bin/start.ts"], {
+	const child = spawn(process.execPath, ["--import", "tsx", "bin/start.ts"], {
 		cwd: root,
 		env: { ...process.env, SERVICES: services.join(","), NODE_ID: `${process.env.TEST_RUN_ID}-${services.join("+")}-${Date.now().toString(36)}`, ...env },
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	const keep = (b: Buffer) => {
 		output.push(b.toString());
-		if (output.length > 500) output.shift();
+		if (output.length > 5000) output.shift();
 	};
 	child.stdout!.on("data", keep);
 	child.stderr!.on("data", keep);

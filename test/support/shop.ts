@@ -70,3 +70,16 @@ export async function finishedSaga(http: Http, adminToken: string, sagaId: strin
 		return r.status === 200 && ["completed", "compensated", "parked"].includes(r.body.status) ? r.body : null;
 	}, timeoutMs, `saga ${sagaId} to finish`);
 }
+
+export const ADDRESS = { recipientName: "Ada Lovelace", street: "Marszałkowska 1", city: "Warszawa", postalCode: "00-950", country: "PL" };
+
+/**
+ * What a storefront does before placing an order: ships to an address, picks a shipping
+ * method (the first offered unless named) and a payment method. Answers the checkout.
+ */
+export async function readyCheckout(http: Http, token: string, opts: { paymentMethod?: "card" | "blik" | "paypal"; methodId?: string; address?: typeof ADDRESS } = {}) {
+	expectStatus(await http.put("/api/checkout/address", { address: opts.address ?? ADDRESS }, token), 200);
+	const methodId = opts.methodId ?? (expectStatus(await http.get("/api/checkout/shipping-methods", token), 200) as any[])[0].id;
+	expectStatus(await http.put("/api/checkout/shipping-method", { methodId }, token), 200);
+	return expectStatus(await http.put("/api/checkout/payment-method", { method: opts.paymentMethod ?? "card" }, token), 200);
+}

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { createHash } from "node:crypto";
+import { readSettings } from "../../mixins/settings";
 import {
 	assertPassword,
 	hashToken,
 	judgeToken,
-	msFromEnv,
 	newVerificationToken,
 	normalizeEmail,
 	PASSWORD_RULES,
@@ -99,11 +99,12 @@ describe("customer rules", () => {
 		});
 
 		it("its lifetime comes from the environment when set to a number, else 24 hours", () => {
-			expect(msFromEnv(undefined, 86_400_000)).to.equal(86_400_000);
-			expect(msFromEnv("", 86_400_000)).to.equal(86_400_000);
-			expect(msFromEnv("soon", 86_400_000)).to.equal(86_400_000);
-			expect(msFromEnv("-5", 86_400_000)).to.equal(86_400_000);
-			expect(msFromEnv("1500", 86_400_000)).to.equal(1500);
+			const ttl = (value?: string) => readSettings({ VERIFICATION_TTL_MS: value }).verificationTtlMs;
+			expect(ttl(undefined)).to.equal(86_400_000);
+			expect(ttl("")).to.equal(86_400_000);
+			expect(ttl("soon")).to.equal(86_400_000);
+			expect(ttl("-5")).to.equal(86_400_000);
+			expect(ttl("1500")).to.equal(1500);
 		});
 	});
 

@@ -3,21 +3,34 @@
  * expect the next command or compensation (test/support/saga-scenario.ts).
  */
 import { expect } from "chai";
-import { Carts, Inventory, Orders, PaymentEvents, Payments } from "../../contracts/actions";
+import { Carts, Inventory, Orders, PaymentEvents, Payments, Promotions } from "../../contracts/actions";
 import { settings } from "../../mixins/settings";
 import { placeOrder, PlaceOrderData } from "../../sagas/place-order.saga";
 import { outage, refused, sagaScenario, SagaScenario } from "../support/saga-scenario";
 
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
+const lines = [{ productId: "p1", sku: "SKU-1", name: "Lamp", categoryId: null, quantity: 2, unitPrice: PLN(5000) }];
+/** A card checkout: 2 lamps, no code, free shipping, no services. */
 const data: PlaceOrderData = {
 	sagaId: "5a9a0000-0000-4000-8000-000000000001",
 	orderId: "0a0e0000-0000-4000-8000-000000000001",
 	cartId: "ca700000-0000-4000-8000-000000000001",
+	checkoutId: "c4ec0000-0000-4000-8000-000000000001",
 	customerId: "c0570000-0000-4000-8000-000000000001",
 	customerEmail: "ada@example.com",
+	lines,
+	shippingAddress: { addressId: null, recipientName: "Ada", street: "Marszałkowska 1", city: "Warszawa", state: null, postalCode: "00-950", country: "PL" },
+	shippingMethod: { id: "5e1f0000-0000-4000-8000-000000000001", name: "Courier", carrier: "DPD", price: PLN(0) },
+	deliveryDate: "2030-01-02",
+	express: false,
+	addons: [],
+	promotions: [],
+	promoCode: null,
+	totals: { cartTotal: 10000, promotionDiscount: 0, shippingTotal: 0, servicesTotal: 0, grandTotal: 10000, currency: "PLN" },
+	total: PLN(10000),
+	paymentMethod: "card",
 	paymentToken: "tok_1"
 };
-const lines = [{ productId: "p1", sku: "SKU-1", name: "Lamp", quantity: 2, unitPrice: PLN(5000) }];
 const paymentId = "9a900000-0000-4000-8000-000000000001";
 
 /** Given: the cart locks, the order is created and the stock reserved; the payment is the command now out. */
@@ -56,7 +69,9 @@ describe("place-order saga (given/expect)", () => {
 		expect(placeOrder.steps.map(s => [s.name, s.pivot, s.retriable, !!s.compensate, !!s.await])).to.deep.equal([
 			["lockCart", false, false, true, false],
 			["createOrder", false, false, true, false],
+			["redeemPromotion", false, false, true, false],
 			["reserveStock", false, false, true, false],
+			["markAwaitingPayment", false, false, false, false],
 			["authorizePayment", true, false, true, true],
 			["confirmOrder", false, true, false, false],
 			["checkOutCart", false, true, false, false]
@@ -271,6 +286,97 @@ describe("place-order saga (given/expect)", () => {
 			await t.reply({});
 			await t.expectEnd("completed");
 			expect(t.trail()).to.deep.equal(["carts.lock", "orders.create", "inventory.reserve", "payments.authorize", "orders.confirm", "orders.confirm", "carts.checkout"]);
+		});
+	});
+
+	describe("a BLIK checkout with a promo code, express delivery and an add-on", () => {
+		const blik: PlaceOrderData = {
+			...data,
+			paymentMethod: "blik",
+			paymentToken: undefined,
+			blikCode: "777123",
+			promoCode: "SAVE10",
+			express: true,
+			addons: [{ id: "add0", name: "Gift box", price: PLN(500) }],
+			promotions: [{ promotionId: "pr1", name: "Ten off", code: "SAVE10", discount: PLN(1000) }],
+			totals: { cartTotal: 10000, promotionDiscount: 1000, shippingTotal: 3500, servicesTotal: 500, grandTotal: 13000, currency: "PLN" },
+			total: PLN(13000)
+		};
+
+		/** Given: up to the payment, the code redeemed and the order awaiting payment. */
+		async function upToBlik(): Promise<SagaScenario<PlaceOrderData>> {
+			const s = await sagaScenario(placeOrder, blik, { sagaId: blik.sagaId });
+			s.expectCommand(Carts.lock, { cartId: blik.cartId, expectedTotal: PLN(10000) });
+			await s.reply({ cartId: blik.cartId, customerId: blik.customerId, lines, total: PLN(10000) });
+			s.expectCommand(Orders.create, { orderId: blik.orderId, totals: blik.totals, shippingMethod: blik.shippingMethod, addons: blik.addons, promotions: blik.promotions, express: true, paymentMethod: "blik" });
+			await s.reply({ id: blik.orderId, orderNumber: "ORD-2", status: "pending", customerId: blik.customerId, total: PLN(13000) });
+			s.expectCommand(Promotions.redeem, { orderId: blik.orderId, customerId: blik.customerId, code: "SAVE10" });
+			await s.reply({ redemptionId: "r1", promotionId: "pr1" });
+			s.expectCommand(Inventory.reserve);
+			await s.reply({ orderId: blik.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
+			s.expectCommand(Orders.markAwaitingPayment, { orderId: blik.orderId });
+			await s.reply({ id: blik.orderId, status: "awaiting_payment" });
+			s.expectCommand(Payments.authorize, { orderId: blik.orderId, amount: PLN(13000), method: "blik", blikCode: "777123" });
+			return s;
+		}
+
+		it("the bank approves: the order is confirmed for the grand total, the code stays redeemed", async () => {
+			t = await upToBlik();
+			await t.reply({ paymentId, status: "pending", transactionId: "blik-1" });
+			await t.expectWaiting(PaymentEvents.authorized);
+			await t.event(PaymentEvents.authorized, blik.orderId, { paymentId, orderId: blik.orderId, method: "blik", amount: PLN(13000), transactionId: "blik-1" });
+			t.expectCommand(Orders.confirm, { orderId: blik.orderId, paymentId });
+			await t.reply({});
+			await t.reply({});
+			const rec = await t.expectEnd("completed");
+			expect(rec.data.transactionId).to.equal("blik-1");
+			expect(t.trail()).to.deep.equal(["carts.lock", "orders.create", "promotions.redeem", "inventory.reserve", "orders.markAwaitingPayment", "payments.authorize", "orders.confirm", "carts.checkout"]);
+		});
+
+		it("the bank rejects: payment voided, stock released, the code's use given back, the order failed, the cart unlocked", async () => {
+			t = await upToBlik();
+			await t.reply({ paymentId, status: "pending" });
+			await t.event(PaymentEvents.failed, blik.orderId, { paymentId, orderId: blik.orderId, method: "blik", amount: PLN(13000), reason: "Rejected by the bank", type: "PAYMENT_DECLINED" });
+			t.expectCompensation(Payments.void, { orderId: blik.orderId });
+			await t.reply(null);
+			t.expectCompensation(Inventory.release, { orderId: blik.orderId });
+			await t.reply({});
+			t.expectCompensation(Promotions.release, { orderId: blik.orderId });
+			await t.reply({ released: true });
+			t.expectCompensation(Orders.fail, { orderId: blik.orderId, code: "PAYMENT_DECLINED" });
+			await t.reply(null);
+			t.expectCompensation(Carts.unlock);
+			await t.reply({});
+			await t.expectEnd("compensated");
+		});
+
+		it("the code is used up when the order redeems it: the order fails, nothing is reserved or charged", async () => {
+			t = await sagaScenario(placeOrder, blik, { sagaId: blik.sagaId });
+			await t.reply({ cartId: blik.cartId, customerId: blik.customerId, lines, total: PLN(10000) });
+			await t.reply({ id: blik.orderId, orderNumber: "ORD-3", status: "pending" });
+			t.expectCommand(Promotions.redeem);
+			await t.fail(refused("PROMO_CODE_USED_UP"));
+			t.expectCompensation(Promotions.release, { orderId: blik.orderId });
+			await t.reply({ released: false });
+			t.expectCompensation(Orders.fail, { code: "PROMO_CODE_USED_UP" });
+			await t.reply(null);
+			t.expectCompensation(Carts.unlock);
+			await t.reply({});
+			const rec = await t.expectEnd("compensated");
+			expect(rec.failure).to.include({ step: "redeemPromotion", type: "PROMO_CODE_USED_UP" });
+			expect(t.trail()).to.not.include("inventory.reserve");
+			expect(t.trail()).to.not.include("payments.authorize");
+		});
+
+		it("a cart changed since the checkout showed it is refused at the lock: nothing is created", async () => {
+			t = await sagaScenario(placeOrder, blik, { sagaId: blik.sagaId });
+			t.expectCommand(Carts.lock);
+			await t.fail(refused("CART_CHANGED"));
+			t.expectCompensation(Carts.unlock);
+			await t.reply({ unlocked: false });
+			const rec = await t.expectEnd("compensated");
+			expect(rec.failure).to.include({ step: "lockCart", type: "CART_CHANGED" });
+			expect(t.trail()).to.deep.equal(["carts.lock", "undo carts.unlock"]);
 		});
 	});
 });
