@@ -7,7 +7,7 @@ import { expect } from "chai";
 import type { AddressInfo } from "node:net";
 import { Cluster, eventually, startCluster } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
-import { adminLogin, CARDS, finishedSaga, productInStock, verifiedCustomer } from "../support/shop";
+import { adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
 
 describe("carts through the gateway (real RabbitMQ, Postgres, Redis)", function () {
 	this.timeout(120_000);
@@ -52,6 +52,7 @@ describe("carts through the gateway (real RabbitMQ, Postgres, Redis)", function 
 		expect(cart.total).to.deep.equal({ amount: 8400, currency: "PLN" });
 		expect(cart.notices[0]).to.include({ kind: "price_changed" });
 
+		await readyCheckout(http, c.token);
 		const placed = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token);
 		expect(placed.status, JSON.stringify(placed.body)).to.equal(202);
 		expect((await finishedSaga(http, admin, placed.body.checkout.sagaId)).status).to.equal("completed");
@@ -63,6 +64,7 @@ describe("carts through the gateway (real RabbitMQ, Postgres, Redis)", function 
 		const p = await productInStock(http, admin, { stock: 10, price: 700 });
 		const buyer = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, buyer.token), 200);
+		await readyCheckout(http, buyer.token);
 		const placed = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, buyer.token);
 		expect((await finishedSaga(http, admin, placed.body.checkout.sagaId)).status).to.equal("completed");
 

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
-import { CARDS, finishedSaga, productInStock, stockOf, verifiedCustomer } from "../support/shop";
+import { CARDS, finishedSaga, productInStock, readyCheckout, stockOf, verifiedCustomer } from "../support/shop";
 
 describe("the embedded default (`npm start` with no environment)", function () {
 	this.timeout(180_000);
@@ -69,6 +69,7 @@ describe("the embedded default (`npm start` with no environment)", function () {
 		const p = await productInStock(http, admin, { stock: 3, price: 4999 });
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+		await readyCheckout(http, c.token);
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
 		const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
 		expect(saga.status).to.equal("completed");
