@@ -176,17 +176,31 @@ export function integrationRoutingKey(name: IntegrationEventName): string {
  * queue. A service that adds a `channels` handler adds itself here (a unit test compares).
  */
 export const EVENT_CONSUMERS: Readonly<Partial<Record<EventName, readonly string[]>>> = {
-	"product.created": ["inventory"],
+	"customer.registered": ["notifications"],
+	"customer.updated": ["notifications"],
 	"customer.verification_requested": ["notifications"],
 	"customer.erased": ["notifications", "orders"],
+	"product.created": ["inventory"],
+	"product.updated": ["carts", "inventory"],
+	"product.deleted": ["carts", "inventory"],
+	"product.activated": ["inventory"],
+	"product.deactivated": ["carts", "inventory"],
+	"inventory.created": ["catalog"],
+	"inventory.updated": ["catalog"],
+	"inventory.low_stock": ["notifications"],
+	"inventory.out_of_stock": ["notifications"],
 	"cart.item_added": ["checkout"],
 	"cart.item_quantity_changed": ["checkout"],
 	"cart.item_removed": ["checkout"],
 	"cart.cleared": ["checkout"],
-	"order.placed": ["checkout"],
+	"cart.expired": ["notifications"],
+	"order.placed": ["checkout", "notifications"],
+	"order.confirmed": ["notifications"],
+	"order.shipped": ["notifications"],
+	"order.cancelled": ["notifications"],
 	"payment.authorized": ["checkout"],
-	"payment.failed": ["checkout"],
-	"order.confirmed": ["notifications"]
+	"payment.failed": ["checkout", "notifications"],
+	"payment.refunded": ["notifications"]
 };
 
 export function envelope<P extends Record<string, unknown>>(
