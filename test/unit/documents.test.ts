@@ -125,7 +125,8 @@ describe("documents", () => {
 				for (const step of def.steps) expect(text).to.include(`| ${step.name} |`);
 			}
 			const placeOrder = sagaDiagram(sagas.find(s => s.name === "place-order")!);
-			expect(placeOrder).to.include("compensating_reserve_stock --> compensating_create_order");
+			expect(placeOrder).to.include("compensating_reserve_stock --> compensating_redeem_promotion");
+			expect(placeOrder).to.include("compensating_redeem_promotion --> compensating_create_order");
 			expect(placeOrder).to.include("compensating_lock_cart --> compensated");
 		});
 	});
