@@ -10,8 +10,8 @@ import { outage, refused, sagaScenario, SagaScenario } from "../support/saga-sce
 
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
 const lines = [{ productId: "p1", sku: "SKU-1", name: "Lamp", categoryId: null, quantity: 2, unitPrice: PLN(5000) }];
-/** The lines as orders takes them (no category). */
-const orderLines = lines.map(({ categoryId: _category, ...l }) => l);
+/** The lines as orders takes them: the category stays with the cart. */
+const orderLines = lines.map(({ categoryId: _category, ...line }) => line);
 /** A card checkout: 2 lamps, no code, free shipping, no services. */
 const data: PlaceOrderData = {
 	sagaId: "5a9a0000-0000-4000-8000-000000000001",
