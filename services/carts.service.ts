@@ -143,6 +143,15 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** The caller's active cart as `get` shows it, or null when there is none (creates nothing). */
+		peek: {
+			params: Joi.object({}),
+			async handler(ctx) {
+				const found: CartRow | undefined = await this.table("carts").where({ customer_id: this.customerId(ctx), status: "active" }).first();
+				return found ? this.view(ctx, found) : null;
+			}
+		},
+
 		/** One cart by id, as `get` shows it (checkout follows a cart's changes through it). */
 		getById: {
 			params: Joi.object({ cartId: uuid.required() }),
