@@ -338,9 +338,20 @@ export function sagaDiagram(def: SagaDefinition<any>): string {
 			lines.push(`    ${fwd[i]} --> parked: refused`);
 		}
 	});
+	/** The latest step before i that can be undone, -1 when none. */
+	const undoableBefore = (i: number) => {
+		for (let j = i - 1; j >= 0; j--) if (steps[j]!.compensate) return j;
+		return -1;
+	};
 	for (let i = steps.length - 1; i >= 0; i--) {
 		if (!steps[i]!.compensate) continue;
 		lines.push(`    ${undo(i)} --> ${i > 0 ? firstUndoFrom(i - 1) : "compensated"}`);
+		// A conditional step that did not run was never sent: undoing goes past it.
+		for (let j = undoableBefore(i); j >= 0 && steps[j]!.when; ) {
+			const k = undoableBefore(j);
+			lines.push(`    ${undo(i)} --> ${k >= 0 ? undo(k) : "compensated"}: ${steps[j]!.name} was skipped`);
+			j = k;
+		}
 		lines.push(`    ${undo(i)} --> parked: cannot be undone`);
 	}
 

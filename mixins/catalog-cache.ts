@@ -1,11 +1,12 @@
 /**
  * The catalog's read cache. Its reads (`cache: { keys }` on the actions) are kept by the
  * broker's cacher — Redis under the run's key prefix in the distributed system, memory in the
- * embedded one — so a warm product list costs one gateway → catalog call and neither Postgres
- * nor inventory. Everything the cache holds is dropped
+ * embedded one — so a warm product list costs one gateway → catalog call and no Postgres query.
+ * Everything the cache holds is dropped
  *   - right after any catalog change answers (an action with a non-GET route): its writer, and
  *     anyone after it, reads the change at once;
- *   - when `inventory.updated` arrives (the stock shown in the lists changed);
+ *   - when the catalog takes in inventory's stock events (`inventory.created` / `inventory.updated`:
+ *     the stock shown in the lists changed) — the service calls `cleanCatalogCache()` then;
  *   - at the latest after `CATALOG_CACHE_TTL_S` seconds, which also bounds a read that raced a
  *     change (started before the commit, stored after the clean).
  */

@@ -1,12 +1,12 @@
 /**
  * The catalog's read cache (mixins/catalog-cache.ts) on the real system: a warm product list
- * asks neither Postgres-backed inventory nor anything else again, a catalog change is seen by
- * the very next read, and a stock change reaches the lists through `inventory.updated`
- * long before the cache's own expiry.
+ * runs no query, a catalog change (a new price, a product taken off sale) is seen by the very
+ * next read, a stock change reaches the lists through `inventory.updated` long before the
+ * cache's own expiry, and the gateway answers a revalidation with 304.
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
-import { Cluster, countCalls, eventually, startCluster } from "../support/cluster";
+import { Cluster, eventually, startCluster } from "../support/cluster";
 import { Http } from "../support/http";
 import { gatewayOf } from "../support/payments";
 
@@ -33,23 +33,31 @@ describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
 	}
 	const listed = async (categoryId: string) => (await cluster.call("catalog.listProducts", { categoryId, page: 1, pageSize: 20 })).rows as any[];
 
-	it("answers a warm list from the cache, and a catalog change is in the very next list and product read", async () => {
+	it("answers a warm list from the cache, and a price change or a deactivation is in the very next list and product read", async () => {
 		const p = await activeProduct(7);
 		expect((await listed(p.categoryId)).map(r => r.id)).to.deep.equal([p.id]);
 		expect((await cluster.call("catalog.getProduct", { id: p.id })).id).to.equal(p.id);
 
-		const stockCalls = countCalls(cluster.brokers[2]!, "inventory.getMany");
+		// Warm reads run no query at all (the catalog's own Postgres connection stays silent).
+		let queries = 0;
+		const knex = (cluster.brokers[1]!.getLocalService("catalog") as any).knex;
+		const onQuery = () => void queries++;
+		knex.on("query", onQuery);
 		try {
-			// The product's own inventory.updated may still arrive and drop the cache once: then it warms again.
+			// The product's own stock events may still arrive and drop the cache once: then it warms again.
 			await eventually(async () => {
-				stockCalls.count = 0;
+				queries = 0;
 				for (let i = 0; i < 3; i++) expect((await listed(p.categoryId)).map(r => r.id)).to.deep.equal([p.id]);
 				await cluster.call("catalog.getProduct", { id: p.id });
-				return stockCalls.count === 0;
-			}, 5_000, "warm reads that do not ask inventory");
+				return queries === 0;
+			}, 5_000, "warm reads that run no query");
 		} finally {
-			stockCalls.restore();
+			knex.off("query", onQuery);
 		}
+
+		await cluster.call("catalog.updateProduct", { id: p.id, price: { amount: 3999, currency: "PLN" } }, admin);
+		expect((await listed(p.categoryId))[0].price, "the new price is in the very next list").to.deep.equal({ amount: 3999, currency: "PLN" });
+		expect((await cluster.call("catalog.getProduct", { id: p.id })).price.amount).to.equal(3999);
 
 		await cluster.call("catalog.deactivateProduct", { id: p.id }, admin);
 		expect(await listed(p.categoryId), "the deactivated product left the cached list at once").to.deep.equal([]);
