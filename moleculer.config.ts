@@ -62,8 +62,19 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		},
 		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
-		metrics: { enabled: false },
-		tracing: { enabled: false }
+		// Every node keeps its own metrics; the gateway's `GET /metrics` gathers them from all nodes.
+		metrics: { enabled: s.metrics, reporter: s.metricsPort ? [{ type: "Prometheus", options: { port: s.metricsPort, path: "/metrics" } }] : [] },
+		// Off unless TRACING_EXPORTER names one. Spans carry the correlation id, never the params (card numbers, passwords).
+		tracing: s.tracingExporter
+			? {
+					enabled: true,
+					exporter: [{ type: s.tracingExporter as any }],
+					tags: {
+						action: { params: false, meta: ["correlationId", "sagaId", "step"] },
+						event: { params: false, meta: ["correlationId"] }
+					}
+				}
+			: { enabled: false }
 	};
 }
 

@@ -68,6 +68,12 @@ export interface Settings {
 	smtpUrl: string | null;
 	mailFrom: string;
 	mailAttempts: number;
+	/** Moleculer's metrics (what `GET /metrics` shows); on unless METRICS=false. */
+	metrics: boolean;
+	/** A port of its own for this process's Prometheus reporter (none: only the gateway's `/metrics`). */
+	metricsPort: number | null;
+	/** Moleculer's tracer exporter: Console, Jaeger, Zipkin, Datadog, NewRelic, Event (none: tracing off). */
+	tracingExporter: string | null;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -127,7 +133,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		storefrontUrl: (env.STOREFRONT_URL || "http://localhost:3000").replace(/\/+$/, ""),
 		smtpUrl: env.SMTP_URL || null,
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
-		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1)
+		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		metrics: env.METRICS !== "false",
+		metricsPort: env.METRICS_PORT ? num(env.METRICS_PORT, 0, n => Number.isInteger(n) && n > 0) || null : null,
+		tracingExporter: env.TRACING_EXPORTER || null
 	};
 }
 

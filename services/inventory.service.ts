@@ -178,6 +178,16 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** Operators: what an order holds or held (reservation lines with their status: held, released, deducted). */
+		reservationOf: {
+			visibility: "public",
+			params: Joi.object({ orderId: uuid.required() }),
+			async handler(ctx) {
+				const rows = await this.table("reservations").where({ order_id: ctx.params.orderId }).orderBy("sku");
+				return rows.map((r: any) => ({ sku: r.sku, quantity: r.quantity, status: r.status, updatedAt: r.updated_at ? new Date(r.updated_at).toISOString() : null }));
+			}
+		},
+
 		audit: {
 			rest: "GET /api/inventory/:sku/audit",
 			params: Joi.object({ sku: sku.required(), page, pageSize }),
