@@ -53,8 +53,10 @@ export default defineService<Methods, Vars>({
 					this.quiet(ctx.call<any[], any>("inventory.reservationOf", { orderId }))
 				]);
 				const correlationIds = [...new Set(sagas.map((s: any) => s.correlationId).filter(Boolean))] as string[];
+				// Every service with an outbox answers `<service>.outboxEvents`.
+				const withOutbox = SERVICE_NAMES.filter(name => this.broker.registry.actions.isAvailable(`${name}.outboxEvents`));
 				const found = await Promise.all(
-					SERVICE_NAMES.flatMap(name => [
+					withOutbox.flatMap(name => [
 						this.quiet(ctx.call<any[], any>(`${name}.outboxEvents`, { aggregateId: orderId, limit: 20 })),
 						...correlationIds.map(c => this.quiet(ctx.call<any[], any>(`${name}.outboxEvents`, { correlationId: c, limit: 20 })))
 					])
