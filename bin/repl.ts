@@ -13,4 +13,8 @@ if (!settings.transporter) {
 	process.exit(2);
 }
 const broker = createBroker({ services: settings.services ?? [], options: { replOptions: { customCommands: operatorCommands() } } as any });
-broker.start().then(() => broker.repl());
+broker
+	.start()
+	// The cluster's services are known once their INFO arrived: the commands can be used at the first prompt.
+	.then(() => broker.waitForServices(["checkout", "ops"], 15_000).catch(() => broker.logger.warn("checkout or ops is not running in this cluster: some commands will fail")))
+	.then(() => broker.repl());
