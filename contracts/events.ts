@@ -94,7 +94,7 @@ export const EVENTS = {
 	"promotion.redeemed": on("promotions", "An order took one use of a promotion (place-order saga)", { orderId: id.required(), customerId: id, promotionId: id, code: text.allow(null), redemptionId: id }),
 	"promotion.released": on("promotions", "A use of a promotion was given back (compensation or cancel)", { orderId: id.required(), customerId: id, promotionId: id, code: text.allow(null), redemptionId: id, reason: text.allow(null, "") }),
 	"addons.availability_calculated": on("addons", "The additional services a checkout may add were worked out", { checkoutId: id.required(), availableAddons: Joi.array(), selectedAddons: Joi.array(), totalServicesPrice: money }),
-	"payment.method_selected": on("payments", "The customer chose how to pay at checkout", { cartId: id.required(), customerId: id.allow(null), method: text.required() }),
+	"payment.method_selected": on("payments", "A payment method was chosen for a cart's checkout", { cartId: id.required(), customerId: id.allow(null), method: text.required(), previousMethod: text.allow(null), selectedAt: when }),
 	"payment.initiated": on("payments", "A payment was started", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, transactionId: text }),
 	"payment.authorized": on("payments", "The provider authorized the payment (money held)", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, transactionId: text }),
 	"payment.failed": on("payments", "The provider refused the payment", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, reason: text, type: text }),

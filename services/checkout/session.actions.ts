@@ -211,8 +211,10 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/payment-method",
 		params: Joi.object({ method: Joi.string().valid(...PAYMENT_METHODS).required() }),
 		async handler(ctx) {
-			const { cart } = await this.currentSession(ctx);
+			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
+			// payments records the choice (payment.method_selected when it changed).
+			await ctx.call("payments.selectMethod", { cartId: cart.id, customerId: session.customerId, method: ctx.params.method });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { paymentMethod: ctx.params.method }, cause: ctx }));
 		}
 	},

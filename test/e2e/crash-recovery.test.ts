@@ -12,9 +12,9 @@ import { placeOrder } from "../../sagas/place-order.saga";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
-import { adminLogin, CARDS, finishedSaga, productInStock, verifiedCustomer } from "../support/shop";
+import { adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
 
-const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments"];
+const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "addons"];
 
 describe("orchestrator crash in the middle of place-order (separate processes)", function () {
 	this.timeout(300_000);
@@ -51,6 +51,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 
 		const orchestrator = spawnServices(["checkout"], slowOrchestrator);
 		await client.waitForServices(["checkout"], 60_000);
+		await readyCheckout(http, c.token);
 		const placing = http.post("/api/checkout/place", { paymentDetails: card }, c.token);
 		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
 		await eventually(async () => {

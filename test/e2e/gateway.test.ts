@@ -16,7 +16,7 @@ import { createBroker } from "../../bin/broker";
 import { SERVICE_NAMES } from "../../services";
 import { Cluster, eventually, startCluster } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
-import { adminLogin, CARDS, finishedSaga, productInStock, verifiedCustomer } from "../support/shop";
+import { adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
 
 const ALL_BUT_API = SERVICE_NAMES.filter(name => name !== "api");
 
@@ -94,6 +94,7 @@ describe("the gateway", function () {
 			const p = await productInStock(http, admin, { stock: 2 });
 			const c = await verifiedCustomer(http, admin);
 			expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+			await readyCheckout(http, c.token);
 			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token, { "x-correlation-id": sent }), 202);
 			const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
 			expect(saga.correlationId).to.equal(sent);
@@ -161,6 +162,7 @@ describe("the gateway", function () {
 			const p = await productInStock(http, admin, { stock: 5 });
 			productId = p.id;
 			expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, A.token), 200);
+			await readyCheckout(http, A.token);
 			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, A.token), 202);
 			orderOfA = placed.orderId;
 			sagaOfA = placed.checkout.sagaId;
@@ -256,6 +258,7 @@ describe("the gateway", function () {
 
 			const p = await productInStock(http, admin, { stock: 1 });
 			expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+			await readyCheckout(http, c.token);
 			const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
 			await finishedSaga(http, admin, placed.checkout.sagaId);
 			expect((await http.delete("/api/me", c.token, { confirmation: false })).status).to.equal(422);
