@@ -8,7 +8,7 @@ import type { BrokerOptions } from "moleculer";
 const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
 import { asUnavailable } from "./contracts/errors";
 import { CorrelationLogging } from "./mixins/correlation.middleware";
-import { JoiValidator } from "./mixins/joi-validator";
+import { JoiValidator, ReadableParams } from "./mixins/joi-validator";
 import { settings, Settings } from "./mixins/settings";
 
 /** The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process. */
@@ -60,7 +60,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		errorHandler(err: any) {
 			throw asUnavailable(err);
 		},
-		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging],
+		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging, ReadableParams],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 		// Every node keeps its own metrics; the gateway's `GET /metrics` gathers them from all nodes.
 		metrics: { enabled: s.metrics, reporter: s.metricsPort ? [{ type: "Prometheus", options: { port: s.metricsPort, path: "/metrics" } }] : [] },
