@@ -168,6 +168,41 @@ export function integrationRoutingKey(name: IntegrationEventName): string {
 	return `${name}.v${INTEGRATION_EVENTS[name].version}`;
 }
 
+/**
+ * Who consumes what: for each event, the services (consumer groups) that handle it through a
+ * channel. Every process that publishes declares this topology in RabbitMQ before its first
+ * publish (exchange `<namespace>.<event>`, durable queue `<service>.<namespace>.<event>`
+ * bound to it), so an event sent before its consumer ever started waits in the consumer's
+ * queue. A service that adds a `channels` handler adds itself here (a unit test compares).
+ */
+export const EVENT_CONSUMERS: Readonly<Partial<Record<EventName, readonly string[]>>> = {
+	"customer.registered": ["notifications"],
+	"customer.updated": ["notifications"],
+	"customer.verification_requested": ["notifications"],
+	"customer.erased": ["notifications", "orders"],
+	"product.created": ["inventory"],
+	"product.updated": ["carts", "inventory"],
+	"product.deleted": ["carts", "inventory"],
+	"product.activated": ["inventory"],
+	"product.deactivated": ["carts", "inventory"],
+	"inventory.created": ["catalog"],
+	"inventory.updated": ["catalog"],
+	"inventory.low_stock": ["notifications"],
+	"inventory.out_of_stock": ["notifications"],
+	"cart.item_added": ["checkout"],
+	"cart.item_quantity_changed": ["checkout"],
+	"cart.item_removed": ["checkout"],
+	"cart.cleared": ["checkout"],
+	"cart.expired": ["notifications"],
+	"order.placed": ["checkout", "notifications"],
+	"order.confirmed": ["notifications"],
+	"order.shipped": ["notifications"],
+	"order.cancelled": ["notifications"],
+	"payment.authorized": ["checkout"],
+	"payment.failed": ["checkout", "notifications"],
+	"payment.refunded": ["notifications"]
+};
+
 export function envelope<P extends Record<string, unknown>>(
 	name: EventName,
 	aggregateId: string,

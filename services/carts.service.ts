@@ -216,6 +216,18 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** The caller's active cart (the customer's, or the guest cart its token names) as `get` shows it, or null: creates nothing. */
+		peek: {
+			params: Joi.object({}),
+			async handler(ctx) {
+				let found: CartRow | null = null;
+				if (ctx.meta.user) found = (await this.table("carts").where({ customer_id: ctx.meta.user.id, status: "active" }).first()) ?? null;
+				else if (typeof ctx.meta.guestToken === "string" && ctx.meta.guestToken.length > 0) found = await this.guestCart(ctx.meta.guestToken);
+				else throw unauthorized("Log in, or send the X-Guest-Token of a guest cart");
+				return found ? this.view(ctx, found) : null;
+			}
+		},
+
 		/** After login: the guest cart's lines join the customer's cart, each capped to the available stock; the guest cart ends. */
 		merge: {
 			rest: "POST /api/cart/merge",
