@@ -12,17 +12,20 @@ import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
+import { readSettings } from "../mixins/settings";
 import { SERVICE_NAMES } from "../services";
 
 const root = path.join(__dirname, "..");
-const logDir = path.resolve(process.env.CLUSTER_LOG_DIR ?? path.join(root, "logs"));
+const s = readSettings();
+const logDir = s.clusterLogDir;
 fs.mkdirSync(logDir, { recursive: true });
 
+/** Every setting passes on to the processes as it is; the three servers default to localhost. */
 const env: NodeJS.ProcessEnv = {
 	...process.env,
-	TRANSPORTER: process.env.TRANSPORTER || "amqp://guest:guest@localhost:5672",
-	DATABASE_URL: process.env.DATABASE_URL || "postgres://postgres@localhost:5432/saga_commerce",
-	REDIS_URL: process.env.REDIS_URL || "redis://localhost:6379"
+	TRANSPORTER: s.transporter ?? "amqp://guest:guest@localhost:5672",
+	DATABASE_URL: s.databaseUrl ?? "postgres://postgres@localhost:5432/saga_commerce",
+	REDIS_URL: s.redisUrl ?? "redis://localhost:6379"
 };
 
 /** One process per service; the saga orchestrator twice (either takes over the other's sagas). */

@@ -59,7 +59,7 @@ export function paramSummary(params: any): Record<string, string> | null {
  */
 export const ReadableParams = {
 	name: "ReadableParams",
-	serviceStarted(this: any, service: any) {
+	async serviceStarted(this: any, service: any) {
 		const broker = service.broker;
 		broker.registry.actions.actions.forEach((list: any, name: string) => {
 			if (!name.startsWith(`${service.fullName}.`)) return;

@@ -90,6 +90,8 @@ export interface Settings {
 	metricsPort: number | null;
 	/** Moleculer's tracer exporter: Console, Jaeger, Zipkin, Datadog, NewRelic, Event (none: tracing off). */
 	tracingExporter: string | null;
+	/** Where `npm run cluster` writes each process's log. */
+	clusterLogDir: string;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -162,7 +164,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded),
 		metrics: env.METRICS !== "false",
 		metricsPort: env.METRICS_PORT ? num(env.METRICS_PORT, 0, n => Number.isInteger(n) && n > 0) || null : null,
-		tracingExporter: env.TRACING_EXPORTER || null
+		tracingExporter: env.TRACING_EXPORTER || null,
+		clusterLogDir: path.resolve(env.CLUSTER_LOG_DIR ?? "logs")
 	};
 }
 
