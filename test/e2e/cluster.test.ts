@@ -61,6 +61,8 @@ describe("npm run cluster: the whole system as local processes", function () {
 		const p = await productInStock(http, admin, { stock: 3, price: 4000 });
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 1 }, c.token), 200);
+		// The gateway is ready before every service is: the checkout processes may still be migrating.
+		await eventually(async () => (await http.get("/api/checkout", c.token)).status === 200, 180_000, "the checkout service answering");
 		await readyCheckout(http, c.token, { paymentMethod: "card", methodId });
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
 		expect((await finishedSaga(http, admin, placed.checkout.sagaId, 60_000)).status).to.equal("completed");
