@@ -88,6 +88,14 @@ export interface Settings {
 	holdExpiryIntervalMs: number;
 	/** Whether `npm start` loads the demo catalog into an empty shop: on when embedded, unless DEMO_DATA=0; else only with DEMO_DATA=1. */
 	demoData: boolean;
+	/** Moleculer's metrics (what `GET /metrics` shows); on unless METRICS=false. */
+	metrics: boolean;
+	/** A port of its own for this process's Prometheus reporter (none: only the gateway's `/metrics`). */
+	metricsPort: number | null;
+	/** Moleculer's tracer exporter: Console, Jaeger, Zipkin, Datadog, NewRelic, Event (none: tracing off). */
+	tracingExporter: string | null;
+	/** Where `npm run cluster` writes each process's log. */
+	clusterLogDir: string;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -172,7 +180,11 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		cartExpiryIntervalMs: msFrom(env.CART_EXPIRY_INTERVAL_MS, 60_000),
 		cartHoldMs: msFrom(env.CART_HOLD_MS, 0),
 		holdExpiryIntervalMs: msFrom(env.HOLD_EXPIRY_INTERVAL_MS, 30_000),
-		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded)
+		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded),
+		metrics: env.METRICS !== "false",
+		metricsPort: env.METRICS_PORT ? num(env.METRICS_PORT, 0, n => Number.isInteger(n) && n > 0) || null : null,
+		tracingExporter: env.TRACING_EXPORTER || null,
+		clusterLogDir: path.resolve(env.CLUSTER_LOG_DIR ?? "logs")
 	};
 }
 

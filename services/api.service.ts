@@ -49,6 +49,24 @@ const OWN_HANDLERS: Record<string, (this: any, req: IncomingMessage, res: Server
 	"GET /asyncapi.json": documentHandler("asyncApi")
 };
 
+const HTTP_REQUESTS = "http.requests.total";
+const HTTP_DURATION = "http.request.duration";
+
+/** `GET /metrics`, outside /api: every node's metrics in Prometheus format, for a scraper. */
+function metricsHandler(this: any, _req: IncomingMessage, res: ServerResponse) {
+	return this.broker.call("ops.metrics").then(
+		(text: string) => {
+			res.statusCode = 200;
+			res.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+			res.end(text);
+		},
+		(err: unknown) => {
+			const { status, body } = toHttpError(err);
+			sendJson(res, status, body);
+		}
+	);
+}
+
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
@@ -90,6 +108,13 @@ export default defineService<object, Vars>({
 				)
 			: new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
+		if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(HTTP_REQUESTS)) {
+			this.broker.metrics.register({ type: "counter", name: HTTP_REQUESTS, labelNames: ["method", "route", "status"], description: "HTTP requests per route and status" });
+			this.broker.metrics.register({
+				type: "histogram", name: HTTP_DURATION, labelNames: ["method", "route"], unit: "millisecond", description: "HTTP request latency per route (ms)",
+				buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+			});
+		}
 	},
 	async started() {
 		// Client connections stay open between requests, longer than a load balancer's usual 60 s idle timeout.
@@ -119,6 +144,12 @@ export default defineService<object, Vars>({
 		ip: settings.host,
 		routes: [
 			{
+				path: "",
+				mappingPolicy: "restrict",
+				autoAliases: false,
+				aliases: { "GET /metrics": metricsHandler }
+			},
+			{
 				path: "/api",
 				mappingPolicy: "restrict",
 				authentication: true,
@@ -146,6 +177,7 @@ export default defineService<object, Vars>({
 						res.setHeader("Retry-After", "1");
 						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
 					}
+					this.countRequest(req, res, alias);
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -219,6 +251,17 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
+		/** Counts the request and its latency under its route (`GET /api/orders/:id`) once it is answered. */
+		countRequest(this: any, req: any, res: ServerResponse, alias: any) {
+			if (!this.broker.metrics.isEnabled()) return;
+			const started = process.hrtime.bigint();
+			const route = `/api/${String(alias?.path ?? req.$alias?.path ?? "?").replace(/^\/+/, "")}`;
+			const method = String(req.method);
+			res.once("finish", () => {
+				this.broker.metrics.increment(HTTP_REQUESTS, { method, route, status: String(res.statusCode) });
+				this.broker.metrics.observe(HTTP_DURATION, Number(process.hrtime.bigint() - started) / 1e6, { method, route });
+			});
+		},
 		/** A provider's webhook must carry the HMAC of its raw body; anything else is logged and refused, changing nothing. */
 		checkSignature(this: any, req: any) {
 			if (verifyWebhook(req.rawBody, req.headers[SIGNATURE_HEADER], settings.webhookSecret)) return;

@@ -24,6 +24,7 @@ import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRec
 import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
+import { sagaMetrics } from "./checkout/metrics";
 import { placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
@@ -119,6 +120,16 @@ export default defineService<Methods, Vars>({
 				const rec = await this.store.get(ctx.params.id);
 				if (!rec) throw notFound("Saga", ctx.params.id);
 				return redact(rec);
+			}
+		},
+
+		/** Operators (`ops.order`): the sagas of one order, newest first (its place-order saga, a cancel-order saga). */
+		sagasOfOrder: {
+			visibility: "public",
+			params: Joi.object({ orderId: uuid.required() }),
+			async handler(ctx) {
+				const { rows } = await this.store.list({ limit: 5000, offset: 0 });
+				return rows.filter(r => r.data?.orderId === ctx.params.orderId).map(redact);
 			}
 		},
 
@@ -280,7 +291,8 @@ export default defineService<Methods, Vars>({
 			stepDelayMs: settings.sagaStepDelayMs,
 			logger: this.logger,
 			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
-			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>)
+			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>),
+			listener: sagaMetrics(this.broker)
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
