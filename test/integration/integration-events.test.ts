@@ -67,11 +67,12 @@ describe("integration events for outside systems (topic exchange 'integration', 
 	});
 
 	it("OrderShipped, OrderCancelled, LowStock and OutOfStock come from orders and inventory", async () => {
-		const p = await product(3, 1);
+		// Low stock is available stock strictly below the threshold: 3 − 2 = 1 < 2.
+		const p = await product(3, 2);
 		const shipped = await order(p.sku, 2);
 		await call("inventory.reserve", { orderId: shipped.id, lines: [{ sku: p.sku, quantity: 2 }] });
 		const low = await outside.waitFor("LowStockNotification.v1", b => b.payload.productId === p.productId);
-		expect(low.body.payload).to.deep.equal({ productId: p.productId, productName: p.name, sku: p.sku, currentStock: 1, threshold: 1 });
+		expect(low.body.payload).to.deep.equal({ productId: p.productId, productName: p.name, sku: p.sku, currentStock: 1, threshold: 2 });
 		expect(low.body.source).to.equal("inventory");
 
 		await call("orders.confirm", { orderId: shipped.id });
