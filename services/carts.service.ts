@@ -20,6 +20,7 @@ interface CartRow {
 	customer_id: string | null;
 	status: string;
 	locked_by: string | null;
+	locked_at?: Date | string | null;
 	order_id: string | null;
 }
 
@@ -198,6 +199,19 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const n = await this.table("carts").where({ id: ctx.params.cartId, locked_by: ctx.params.sagaId }).update({ locked_by: null, locked_at: null });
 				return { cartId: ctx.params.cartId, unlocked: n > 0 };
+			}
+		},
+
+		/** Internal (checkout's reconciler): carts locked by a checkout for more than `olderThanMs`, with the saga holding them. */
+		listLocked: {
+			params: Joi.object({ olderThanMs: Joi.number().integer().min(0).required(), limit: Joi.number().integer().min(1).max(1000).default(200) }),
+			async handler(ctx) {
+				const rows = await this.table("carts")
+					.whereNotNull("locked_by")
+					.where("locked_at", "<", new Date(Date.now() - ctx.params.olderThanMs))
+					.orderBy("locked_at")
+					.limit(ctx.params.limit);
+				return rows.map((c: CartRow) => ({ cartId: c.id, sagaId: c.locked_by!, customerId: c.customer_id, lockedAt: new Date(c.locked_at as any).toISOString() }));
 			}
 		},
 

@@ -26,6 +26,7 @@ import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
 import { placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
+import { reconcile, ReconcileReport } from "./checkout/reconciler";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
 const uuid = Joi.string().guid();
@@ -41,6 +42,7 @@ interface Vars {
 	store: SagaStore;
 	engine: SagaEngine;
 	redis: Redis | null;
+	reconcileTimer: NodeJS.Timeout | null;
 }
 
 interface Methods extends SessionMethods {
@@ -49,6 +51,8 @@ interface Methods extends SessionMethods {
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
 	placeOnce(ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>): Promise<any>;
 	deliver(env: EventEnvelope<any>, key: string | undefined): Promise<void>;
+	reconcile(): Promise<ReconcileReport>;
+	answerFromOrder(ctx: Ctx, sagaId: string, orderId: string): Promise<any>;
 }
 
 type This = ServiceThis<Methods, Vars>;
@@ -128,6 +132,14 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** Operators and tests: one reconciler pass now (see services/checkout/reconciler.ts); answers what it did. */
+		reconcile: {
+			params: Joi.object({}),
+			handler() {
+				return this.reconcile();
+			}
+		},
+
 		compensateSaga: {
 			rest: "POST /api/admin/sagas/:id/compensate",
 			params: Joi.object({ id: uuid.required() }),
@@ -149,9 +161,57 @@ export default defineService<Methods, Vars>({
 		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
 			const ids = placeIds(customerId, key);
 			if (key && (await this.store.get(ids.sagaId))) return this.answer(ctx, ids.sagaId, RETRY_ANSWER_WAIT_MS);
+			// The saga store lost it (Redis emptied) but its order exists: the order's own state is the answer.
+			if (key) {
+				const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
+				if (fromOrder) return fromOrder;
+			}
 			const data = await prepare(ids);
 			const { created } = await this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
 			return this.answer(ctx, ids.sagaId, created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+		},
+
+		/**
+		 * A retry whose saga is gone from the store: answered from the order orders keeps (202, as
+		 * any retry), with the payment as payments knows it — null when there is no such order.
+		 */
+		async answerFromOrder(this: This, ctx: Ctx, sagaId: string, orderId: string) {
+			const order = await ctx.call<any, any>("orders.get", { id: orderId }).catch((err: any) => {
+				if (err?.code === 404) return null;
+				throw err;
+			});
+			if (!order) return null;
+			const payment = order.payment ?? null;
+			ctx.meta.$statusCode = 202;
+			return {
+				orderId: order.id,
+				orderNumber: order.orderNumber ?? null,
+				status: order.status,
+				total: order.total ?? null,
+				totals: order.totals ?? null,
+				payment: {
+					method: payment?.method ?? order.paymentMethod ?? "card",
+					status: payment?.status ?? "none",
+					amount: payment?.amount ?? order.total ?? null,
+					transactionId: payment?.transactionId ?? null
+				},
+				// No saga record: the checkout's progress is no longer known, the order's state is.
+				checkout: { sagaId, state: null, status: null, reason: order.cancellation?.reason ?? null, failure: null }
+			};
+		},
+
+		/** One reconciler pass, logged when it did anything. */
+		async reconcile(this: This) {
+			const report = await reconcile({
+				knex: this.knex,
+				store: this.store,
+				call: (action, params) => this.broker.call(action, params),
+				logger: this.logger,
+				afterMs: settings.reconcileAfterMs
+			});
+			const acted = report.finished + report.compensated + report.cartsCheckedOut + report.cartsUnlocked + report.failed;
+			if (acted > 0) this.logger.info("Reconciler pass", report);
+			return report;
 		},
 
 		/** Hands a payment's outcome to the saga waiting for it; an event nobody waits for any more is logged. */
@@ -260,9 +320,23 @@ export default defineService<Methods, Vars>({
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
+		// Orders, carts and payments whose saga the store lost are finished or compensated (one replica at a time).
+		this.reconcileTimer = null;
+		if (settings.reconcileIntervalMs > 0) {
+			const tick = () => {
+				this.reconcileTimer = setTimeout(() => {
+					this.reconcile()
+						.catch((err: unknown) => this.logger.warn(`Reconciler pass failed (the next one tries again): ${(err as Error).message}`))
+						.finally(() => this.reconcileTimer && tick());
+				}, settings.reconcileIntervalMs);
+			};
+			tick();
+		}
 	},
 
 	async stopped() {
+		if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+		this.reconcileTimer = null;
 		await this.engine?.stop();
 		if (this.redis) this.redis.disconnect();
 	}
