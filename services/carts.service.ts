@@ -6,7 +6,7 @@
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { conflict, isClientError, notFound, temporary, unauthorized } from "../contracts/errors";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
@@ -22,6 +22,11 @@ interface CartRow {
 	locked_by: string | null;
 	locked_at?: Date | string | null;
 	order_id: string | null;
+}
+
+/** The answer when the stock cannot be checked (inventory unreachable): retry soon. */
+function stockUnknown(productId: string) {
+	return temporary("The stock of this product cannot be checked right now; try again in a moment", { productId });
 }
 
 interface Methods {
@@ -65,6 +70,8 @@ export default defineService<Methods>({
 				if (others.some(p => p.price.currency !== product.price.currency)) {
 					throw conflict("CURRENCY_MISMATCH", `This cart is in ${others[0]!.price.currency}; the product is priced in ${product.price.currency}`);
 				}
+				// Inventory could not be asked: a retryable 503, never a false OUT_OF_STOCK.
+				if (product.stockKnown === false) throw stockUnknown(productId);
 				const target = cappedQuantity(existing?.quantity ?? 0, requested, product.available);
 				if (target <= 0 || target <= (existing?.quantity ?? 0)) {
 					throw conflict("OUT_OF_STOCK", "Not enough stock for this product", { productId, available: product.available, inCart: existing?.quantity ?? 0 });
@@ -93,7 +100,9 @@ export default defineService<Methods>({
 				if (!item) throw notFound("Cart item", ctx.params.itemId);
 				const q: number = ctx.params.quantity;
 				if (q > 0) {
-					const stock = await ctx.call<any[], any>("inventory.getMany", { skus: [item.sku] });
+					const stock = await ctx.call<any[], any>("inventory.getMany", { skus: [item.sku] }, { timeout: 2000 }).catch((err: unknown) => {
+						throw isClientError(err) ? err : stockUnknown(item.product_id);
+					});
 					const available = stock[0]?.available ?? 0;
 					if (q > available) throw conflict("OUT_OF_STOCK", `Only ${available} in stock`, { sku: item.sku, requested: q, available });
 				}

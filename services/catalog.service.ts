@@ -16,7 +16,7 @@ import { categoryTree, depthUnder, MAX_CATEGORY_DEPTH, productView } from "./cat
 const uuid = Joi.string().guid();
 
 interface Methods {
-	availability(ctx: Ctx, skus: string[]): Promise<Map<string, number>>;
+	availability(ctx: Ctx, skus: string[]): Promise<Map<string, number> | null>;
 	setStatus(ctx: Ctx, id: string, status: "active" | "inactive"): Promise<any>;
 	isAdmin(ctx: Ctx): boolean;
 }
@@ -106,7 +106,7 @@ export default defineService<Methods>({
 				const row = await this.table("products").where({ id: ctx.params.id }).whereNot({ status: "deleted" }).first();
 				if (!row || (row.status !== "active" && !ctx.params.includeInactive && !this.isAdmin(ctx))) throw notFound("Product", ctx.params.id);
 				const stock = await this.availability(ctx, [row.sku]);
-				return productView(row, stock.get(row.sku) ?? 0);
+				return productView(row, stock ? (stock.get(row.sku) ?? 0) : null);
 			}
 		},
 
@@ -123,7 +123,7 @@ export default defineService<Methods>({
 				const [{ n }] = await query.clone().count<{ n: string }[]>("* as n");
 				const rows = await query.orderBy("created_at", "desc").orderBy("id").limit(pageSize).offset((page - 1) * pageSize);
 				const stock = await this.availability(ctx, rows.map((r: any) => r.sku));
-				return { rows: rows.map((r: any) => productView(r, stock.get(r.sku) ?? 0)), total: Number(n), page, pageSize };
+				return { rows: rows.map((r: any) => productView(r, stock ? (stock.get(r.sku) ?? 0) : null)), total: Number(n), page, pageSize };
 			}
 		},
 
@@ -142,15 +142,15 @@ export default defineService<Methods>({
 			return ctx.meta.user?.role === "admin";
 		},
 
-		/** Available stock per SKU; a catalog page still answers when inventory does not. */
-		async availability(this: This, ctx: Ctx, skus: string[]): Promise<Map<string, number>> {
+		/** Available stock per SKU; null when inventory does not answer (the page still answers, its stock unknown). */
+		async availability(this: This, ctx: Ctx, skus: string[]): Promise<Map<string, number> | null> {
 			if (skus.length === 0) return new Map();
 			try {
 				const rows = await ctx.call<any[], any>("inventory.getMany", { skus }, { timeout: 2000 });
 				return new Map(rows.map(r => [r.sku, r.available]));
 			} catch (err) {
 				this.logger.warn("Stock unavailable for a catalog answer", (err as Error).message);
-				return new Map();
+				return null;
 			}
 		},
 

@@ -14,7 +14,7 @@ import Redis from "ioredis";
 import { randomUUID } from "node:crypto";
 import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
 import type { EventEnvelope } from "../contracts/events";
-import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { conflict, notFound, temporary, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -160,15 +160,26 @@ export default defineService<Methods, Vars>({
 		 */
 		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
 			const ids = placeIds(customerId, key);
-			if (key && (await this.store.get(ids.sagaId))) return this.answer(ctx, ids.sagaId, RETRY_ANSWER_WAIT_MS);
-			// The saga store lost it (Redis emptied) but its order exists: the order's own state is the answer.
+			// The saga store may lose the saga (Redis emptied) while its order lives on: then the order's own state is the answer.
+			const answer = async (waitMs: number) => {
+				try {
+					return await this.answer(ctx, ids.sagaId, waitMs);
+				} catch (err) {
+					if ((err as any)?.code !== 404) throw err;
+					const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
+					// Lost before it made an order: nothing was placed; the same key places it again (once the reconciler freed the cart).
+					if (!fromOrder) throw temporary("The checkout was interrupted before its order was made; place again with the same Idempotency-Key", { sagaId: ids.sagaId });
+					return fromOrder;
+				}
+			};
+			if (key && (await this.store.get(ids.sagaId))) return answer(RETRY_ANSWER_WAIT_MS);
 			if (key) {
 				const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
 				if (fromOrder) return fromOrder;
 			}
 			const data = await prepare(ids);
 			const { created } = await this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
-			return this.answer(ctx, ids.sagaId, created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+			return answer(created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
 		},
 
 		/**

@@ -5,7 +5,12 @@ export function depthUnder(parent: { depth: number } | null): number {
 	return parent ? parent.depth + 1 : 1;
 }
 
-export function productView(row: any, available?: number) {
+/**
+ * A product as the API shows it; with its stock when asked for: `available` (a number, 0 for a
+ * SKU inventory does not know) and `stockKnown` — `available: null, stockKnown: false` when
+ * inventory could not be asked, never a made-up 0 that would read as "sold out".
+ */
+export function productView(row: any, available?: number | null) {
 	return {
 		id: row.id,
 		sku: row.sku,
@@ -17,7 +22,7 @@ export function productView(row: any, available?: number) {
 		status: row.status,
 		createdAt: row.created_at,
 		updatedAt: row.updated_at,
-		...(available === undefined ? {} : { available })
+		...(available === undefined ? {} : { available, stockKnown: available !== null })
 	};
 }
 
