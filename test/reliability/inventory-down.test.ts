@@ -24,6 +24,7 @@ describe("inventory killed: stock unknown, not zero", function () {
 	let client: ServiceBroker;
 	let http: Http;
 	const figures: string[] = [];
+	let firstNode: string;
 
 	const startInventory = async () => {
 		const nodeID = `${process.env.TEST_RUN_ID}-inventory-${Date.now().toString(36)}`;
@@ -38,7 +39,9 @@ describe("inventory killed: stock unknown, not zero", function () {
 		rest = spawnServices(OTHERS, { PORT: port });
 		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-inv-down-client` });
 		await client.start();
-		await client.waitForServices(OTHERS, 90_000);
+		// Services that depend on inventory (checkout) start only once it is there.
+		firstNode = await startInventory();
+		await client.waitForServices(OTHERS, 120_000);
 	});
 
 	after(async () => {
@@ -48,7 +51,7 @@ describe("inventory killed: stock unknown, not zero", function () {
 	});
 
 	it("catalog: available null / stockKnown false (or 503); cart: 503, never OUT_OF_STOCK; the dead node leaves the registry within seconds; all well again after its restart", async () => {
-		const nodeID = await startInventory();
+		const nodeID = firstNode;
 		const admin = await adminLogin(http);
 		const product = await productInStock(http, admin, { stock: 10_000_000 });
 		const customer = await verifiedCustomer(http, admin);
