@@ -17,29 +17,17 @@ import { SERVICE_NAMES } from "../../services";
 import { placeIds } from "../../services/checkout/place-ids";
 import { checkBooks } from "../support/books";
 import { eventually } from "../support/cluster";
-import { Http, HttpAnswer } from "../support/http";
+import { Http } from "../support/http";
+import { Customer, Load, newLoad, placeCard, shopper as runShopper } from "../support/shoppers";
 import { freePort, PrivateRedis } from "../support/private-redis";
 import { spawnServices, ServiceProcess } from "../support/processes";
-import { adminLogin, CARDS, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
+import { adminLogin, productInStock, verifiedCustomer } from "../support/shop";
 
 const PARTICIPANTS = SERVICE_NAMES.filter(name => name !== "api" && name !== "checkout");
 const SHOPPERS = 10;
 const STOCK = 100_000;
 const RECONCILE_AFTER_MS = 6000;
-const TERMINAL = new Set(["confirmed", "cancelled", "payment_failed"]);
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
-
-type Customer = Awaited<ReturnType<typeof verifiedCustomer>>;
-
-interface Load {
-	/** Every (customer, key) placed. */
-	placed: Array<{ c: Customer; key: string }>;
-	/** Statuses of every place and retry answered. */
-	statuses: Record<string, number>;
-	/** Answers that are never acceptable: 404 and 5xx other than a retryable 503. */
-	bad: string[];
-	outcomes: Record<string, number>;
-}
 
 describe("losing the saga store (a private redis-server)", function () {
 	this.timeout(420_000);
@@ -89,50 +77,9 @@ describe("losing the saga store (a private redis-server)", function () {
 		await db?.destroy();
 	});
 
-	const place = (c: Customer, key: string) => http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token, { "idempotency-key": key });
+	const place = (c: Customer, key: string) => placeCard(http, c, key);
+	const shopper = (c: Customer, tag: string, until: number, load: Load) => runShopper(http, product.id, c, tag, until, load);
 
-	/** One shopper: fill the cart, get the checkout ready, place, and retry with the same key until the order ends. */
-	async function shopper(c: Customer, tag: string, until: number, load: Load) {
-		const note = (a: HttpAnswer, what: string) => {
-			load.statuses[a.status] = (load.statuses[a.status] ?? 0) + 1;
-			if (a.status === 404 || (a.status >= 500 && a.status !== 503)) load.bad.push(`${what}: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
-		};
-		for (let i = 0; Date.now() < until; i++) {
-			const add = await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token);
-			if (add.status !== 200) {
-				await sleep(300);
-				continue;
-			}
-			try {
-				await readyCheckout(http, c.token);
-			} catch {
-				await sleep(300);
-				continue;
-			}
-			const key = `${tag}-${i}`;
-			load.placed.push({ c, key });
-			const deadline = Date.now() + 120_000;
-			for (;;) {
-				const a = await place(c, key);
-				note(a, `place ${key}`);
-				if (a.status === 202 && TERMINAL.has(a.body.status)) {
-					load.outcomes[a.body.status] = (load.outcomes[a.body.status] ?? 0) + 1;
-					break;
-				}
-				if (a.status === 409 && a.body?.type !== "CART_LOCKED") {
-					load.outcomes[`409 ${a.body?.type}`] = (load.outcomes[`409 ${a.body?.type}`] ?? 0) + 1;
-					break;
-				}
-				if (Date.now() > deadline) {
-					load.bad.push(`place ${key} never ended: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
-					break;
-				}
-				await sleep(300);
-			}
-		}
-	}
-
-	const newLoad = (): Load => ({ placed: [], statuses: {}, bad: [], outcomes: {} });
 	const reconcilerLines = (from: number) => checkout.output.slice(from).join("").split("\n").filter(l => l.includes("Reconciler: "));
 
 	it("emptied (FLUSHALL) during a checkout load: no order pending, no cart locked, books balance within the reconcile window; same-key retries answer the order", async () => {
