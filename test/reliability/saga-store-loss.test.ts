@@ -21,7 +21,7 @@ import { Http } from "../support/http";
 import { Customer, Load, newLoad, placeCard, shopper as runShopper } from "../support/shoppers";
 import { freePort, PrivateRedis } from "../support/private-redis";
 import { spawnServices, ServiceProcess } from "../support/processes";
-import { adminLogin, productInStock, verifiedCustomer } from "../support/shop";
+import { adminLogin, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
 
 const PARTICIPANTS = SERVICE_NAMES.filter(name => name !== "api" && name !== "checkout");
 const SHOPPERS = 10;
@@ -154,5 +154,47 @@ describe("losing the saga store (a private redis-server)", function () {
 			`SHUTDOWN + start on the append-only file (down ${upAfter} ms) with ${underWay} sagas running: ${load.placed.length} places, all ${ends.length} sagas completed, ` +
 				`0 lost, reconciler idle; answers ${JSON.stringify(load.statuses)} (503s while Redis was down, retried with the same key)`
 		);
+	});
+
+	it("a saga lost right after the payment was authorized is finished (order confirmed); one lost after the stock was reserved is compensated (order cancelled, stock and cart freed)", async () => {
+		// A slow orchestrator (1.5 s before each step), so the store can be emptied at a chosen point.
+		await checkout.kill();
+		checkout = spawnServices(["checkout"], {
+			REDIS_URL: redis.url, RECONCILE_AFTER_MS: String(RECONCILE_AFTER_MS), RECONCILE_INTERVAL_MS: "1000",
+			SAGA_STEP_DELAY_MS: "1500", SAGA_LEASE_MS: "2000", SAGA_RECOVERY_INTERVAL_MS: "500", LOG_LEVEL: "info"
+		});
+		await eventually(async () => (await http.get("/api/checkout/shipping-methods", shoppers[0]!.token)).status === 200, 90_000, "checkout back");
+		const outputFrom = checkout.output.length;
+		const cases = [
+			{ c: shoppers[0]!, key: "lost-after-authorize", after: "authorizePayment", expected: "confirmed" },
+			{ c: shoppers[1]!, key: "lost-after-reserve", after: "reserveStock", expected: "cancelled" }
+		];
+		for (const k of cases) {
+			await eventually(async () => (await http.post("/api/cart/items", { productId: product.id, quantity: 2 }, k.c.token)).status === 200, 30_000, "add to cart");
+			await readyCheckout(http, k.c.token);
+			const sagaId = placeIds(k.c.id, k.key).sagaId;
+			const first = place(k.c, k.key);
+			await eventually(async () => (await store.get(sagaId))?.completedSteps.includes(k.after), 60_000, `${k.key}: ${k.after} done`);
+			await redis.flushAll();
+			await first;
+		}
+		for (const k of cases) {
+			const orderId = placeIds(k.c.id, k.key).orderId;
+			const order = await eventually(async () => {
+				const a = await place(k.c, k.key);
+				expect(a.status, JSON.stringify(a.body)).to.equal(202);
+				return a.body.status === k.expected ? a.body : null;
+			}, RECONCILE_AFTER_MS + 60_000, `${k.key} to be ${k.expected}`);
+			expect(order.orderId).to.equal(orderId);
+			expect(order.payment.status).to.equal(k.expected === "confirmed" ? "authorized" : "none");
+		}
+		const books = await eventually(async () => {
+			const b = await checkBooks(db, { [product.sku]: STOCK }, shoppers.map(c => c.id));
+			return b.problems.length === 0 ? b : null;
+		}, 60_000, "the books to balance");
+		const lines = reconcilerLines(outputFrom);
+		expect(lines.some(l => l.includes("finished it")), lines.join("\n")).to.equal(true);
+		expect(lines.some(l => l.includes("compensated it")), lines.join("\n")).to.equal(true);
+		figures.push(`saga lost after authorizePayment: order finished (confirmed, cart checked out); after reserveStock: compensated (cancelled, stock released, cart unlocked); orders ${JSON.stringify(books.orders)}`);
 	});
 });
