@@ -7,44 +7,44 @@ import type { BrokerOptions } from "moleculer";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
 import { asUnavailable } from "./contracts/errors";
+import { SupervisedAmqpAdapter } from "./mixins/amqp-channels";
+import { ReliableAmqpTransporter } from "./mixins/amqp-transporter";
 import { CorrelationLogging } from "./mixins/correlation.middleware";
 import { JoiValidator } from "./mixins/joi-validator";
 import { settings, Settings } from "./mixins/settings";
 
-/** The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process. */
+/**
+ * The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process.
+ * Over AMQP it is our supervised subclass of the package's adapter (mixins/amqp-channels.ts).
+ */
 export function channelsAdapter(s: Settings) {
 	if (!s.transporter) return { type: "Fake", options: { maxInFlight: 10 } };
-	return {
-		type: "AMQP",
-		options: {
-			amqp: {
-				url: s.transporter,
-				socketOptions: { noDelay: true },
-				publishAssertExchange: { enabled: true, exchangeOptions: {} },
-				queueOptions: { durable: true },
-				exchangeOptions: { durable: true }
-			},
-			maxInFlight: 20,
-			maxRetries: 5,
-			deadLettering: { enabled: true, queueName: "DEAD_LETTER" }
-		}
-	};
+	return new SupervisedAmqpAdapter({
+		amqp: {
+			url: s.transporter,
+			socketOptions: { noDelay: true },
+			publishAssertExchange: { enabled: true, exchangeOptions: {} },
+			queueOptions: { durable: true },
+			exchangeOptions: { durable: true }
+		},
+		maxInFlight: 20,
+		maxRetries: 5,
+		deadLettering: { enabled: true, queueName: "DEAD_LETTER" }
+	});
 }
 
 export function brokerOptions(s: Settings = settings): BrokerOptions {
 	return {
 		namespace: s.namespace,
 		nodeID: s.nodeId,
+		// Moleculer's AMQP transporter with acks on the right channel and channels reopened (mixins/amqp-transporter.ts).
 		transporter: s.transporter
-			? ({
-					type: "AMQP",
-					options: {
-						url: s.transporter,
-						socketOptions: { noDelay: true },
-						prefetch: 100,
-						autoDeleteQueues: true
-					}
-				} as any)
+			? (new ReliableAmqpTransporter({
+					url: s.transporter,
+					socketOptions: { noDelay: true },
+					prefetch: 100,
+					autoDeleteQueues: true
+				}) as any)
 			: null,
 		// RabbitMQ balances calls among replicas: one queue per action (`MOL-<ns>.REQB.<action>`),
 		// acknowledged only after the handler answered, so a request to a replica that dies is redelivered.

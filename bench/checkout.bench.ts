@@ -9,7 +9,7 @@ import { createBroker } from "../bin/broker";
 import { cleanup, ensureDatabase } from "../test/support/hooks";
 import { Http } from "../test/support/http";
 import { spawnServices } from "../test/support/processes";
-import { adminLogin, CARDS, productInStock, verifiedCustomer } from "../test/support/shop";
+import { adminLogin, CARDS, productInStock, readyCheckout, verifiedCustomer } from "../test/support/shop";
 
 const ORDERS = Number(process.env.BENCH_ORDERS ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -29,13 +29,14 @@ async function main() {
 		spawnServices(["catalog", "inventory"]),
 		spawnServices(["carts"]),
 		spawnServices(["orders", "payments"]),
+		spawnServices(["shipping", "promotions", "addons"]),
 		spawnServices(["checkout"]),
 		spawnServices(["checkout"])
 	];
 	const client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-bench` });
 	try {
 		await client.start();
-		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "checkout"], 90_000);
+		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "addons", "checkout"], 90_000);
 		const admin = await adminLogin(http);
 		const product = await productInStock(http, admin, { stock: ORDERS * 2, price: 1999 });
 
@@ -47,6 +48,7 @@ async function main() {
 					const c = await verifiedCustomer(http, admin);
 					const add = await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token);
 					if (add.status !== 200) throw new Error(`add to cart: ${add.status} ${JSON.stringify(add.body)}`);
+					await readyCheckout(http, c.token);
 					return c;
 				})
 			);

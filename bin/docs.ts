@@ -99,6 +99,7 @@ const SAMPLES: Record<string, unknown> = {
 	expYear: 2030,
 	cvc: "123",
 	blikCode: "777123",
+	paymentDetails: { cardNumber: "4242424242424242", expMonth: 12, expYear: 2030, cvc: "123" },
 	country: "PL",
 	postalCode: "00-950",
 	city: "Warszawa",
@@ -156,7 +157,7 @@ function typeOf(schema: any): string {
 	if (Array.isArray(schema.enum)) return schema.enum.filter((v: unknown) => v !== null && v !== "").map((v: unknown) => `\`${JSON.stringify(v)}\``).join(" \\| ");
 	const type = Array.isArray(schema.type) ? schema.type.filter((t: string) => t !== "null").join(" or ") : (schema.type ?? "any");
 	if (type === "array") return `array of ${typeOf(schema.items)}`;
-	if (type === "object" && schema.properties) {
+	if (type === "object" && schema.properties && Object.keys(schema.properties).length) {
 		const keys = Object.keys(schema.properties);
 		if (keys.length === 2 && keys.includes("amount") && keys.includes("currency")) return "money `{amount, currency}`";
 		return `object \`{${keys.join(", ")}}\``;
@@ -190,6 +191,7 @@ function routeReference(r: RouteDef, op: any): string {
 	lines.push(`#### \`${r.method} ${apiPath}\``, "");
 	const facts = [`Who: ${WHO[r.access] ?? r.access}`, `answers \`${r.status ?? 200}\``, `action \`${r.action}\``];
 	if (r.authLimit) facts.push("counted against the strict login/register rate limit");
+	if ((r as { signed?: boolean }).signed) facts.push("signed: `X-Signature: sha256=<hex HMAC-SHA256 of the raw body>` with `WEBHOOK_SECRET`, else 401 and nothing changes");
 	lines.push(`${r.summary}. ${facts.join(" · ")}.`, "");
 
 	const rows: string[] = [];
@@ -336,9 +338,20 @@ export function sagaDiagram(def: SagaDefinition<any>): string {
 			lines.push(`    ${fwd[i]} --> parked: refused`);
 		}
 	});
+	/** The latest step before i that can be undone, -1 when none. */
+	const undoableBefore = (i: number) => {
+		for (let j = i - 1; j >= 0; j--) if (steps[j]!.compensate) return j;
+		return -1;
+	};
 	for (let i = steps.length - 1; i >= 0; i--) {
 		if (!steps[i]!.compensate) continue;
 		lines.push(`    ${undo(i)} --> ${i > 0 ? firstUndoFrom(i - 1) : "compensated"}`);
+		// A conditional step that did not run was never sent: undoing goes past it.
+		for (let j = undoableBefore(i); j >= 0 && steps[j]!.when; ) {
+			const k = undoableBefore(j);
+			lines.push(`    ${undo(i)} --> ${k >= 0 ? undo(k) : "compensated"}: ${steps[j]!.name} was skipped`);
+			j = k;
+		}
 		lines.push(`    ${undo(i)} --> parked: cannot be undone`);
 	}
 

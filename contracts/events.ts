@@ -94,7 +94,7 @@ export const EVENTS = {
 	"promotion.redeemed": on("promotions", "An order took one use of a promotion (place-order saga)", { orderId: id.required(), customerId: id, promotionId: id, code: text.allow(null), redemptionId: id }),
 	"promotion.released": on("promotions", "A use of a promotion was given back (compensation or cancel)", { orderId: id.required(), customerId: id, promotionId: id, code: text.allow(null), redemptionId: id, reason: text.allow(null, "") }),
 	"addons.availability_calculated": on("addons", "The additional services a checkout may add were worked out", { checkoutId: id.required(), availableAddons: Joi.array(), selectedAddons: Joi.array(), totalServicesPrice: money }),
-	"payment.method_selected": on("payments", "The customer chose how to pay at checkout", { cartId: id.required(), customerId: id.allow(null), method: text.required() }),
+	"payment.method_selected": on("payments", "A payment method was chosen for a cart's checkout", { cartId: id.required(), customerId: id.allow(null), method: text.required(), previousMethod: text.allow(null), selectedAt: when }),
 	"payment.initiated": on("payments", "A payment was started", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, transactionId: text }),
 	"payment.authorized": on("payments", "The provider authorized the payment (money held)", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, transactionId: text }),
 	"payment.failed": on("payments", "The provider refused the payment", { paymentId: id.required(), orderId: id.required(), amount: money, method: text, reason: text, type: text }),
@@ -167,6 +167,41 @@ export type IntegrationEventName = keyof typeof INTEGRATION_EVENTS;
 export function integrationRoutingKey(name: IntegrationEventName): string {
 	return `${name}.v${INTEGRATION_EVENTS[name].version}`;
 }
+
+/**
+ * Who consumes what: for each event, the services (consumer groups) that handle it through a
+ * channel. Every process that publishes declares this topology in RabbitMQ before its first
+ * publish (exchange `<namespace>.<event>`, durable queue `<service>.<namespace>.<event>`
+ * bound to it), so an event sent before its consumer ever started waits in the consumer's
+ * queue. A service that adds a `channels` handler adds itself here (a unit test compares).
+ */
+export const EVENT_CONSUMERS: Readonly<Partial<Record<EventName, readonly string[]>>> = {
+	"customer.registered": ["notifications"],
+	"customer.updated": ["notifications"],
+	"customer.verification_requested": ["notifications"],
+	"customer.erased": ["notifications", "orders"],
+	"product.created": ["inventory"],
+	"product.updated": ["carts", "inventory"],
+	"product.deleted": ["carts", "inventory"],
+	"product.activated": ["inventory"],
+	"product.deactivated": ["carts", "inventory"],
+	"inventory.created": ["catalog"],
+	"inventory.updated": ["catalog"],
+	"inventory.low_stock": ["notifications"],
+	"inventory.out_of_stock": ["notifications"],
+	"cart.item_added": ["checkout"],
+	"cart.item_quantity_changed": ["checkout"],
+	"cart.item_removed": ["checkout"],
+	"cart.cleared": ["checkout"],
+	"cart.expired": ["notifications"],
+	"order.placed": ["checkout", "notifications"],
+	"order.confirmed": ["notifications"],
+	"order.shipped": ["notifications"],
+	"order.cancelled": ["notifications"],
+	"payment.authorized": ["checkout"],
+	"payment.failed": ["checkout", "notifications"],
+	"payment.refunded": ["notifications"]
+};
 
 export function envelope<P extends Record<string, unknown>>(
 	name: EventName,

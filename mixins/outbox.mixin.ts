@@ -12,9 +12,9 @@
  */
 import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
-import { envelope, EventEnvelope, EventName } from "../contracts/events";
+import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
-import { acquirePublisher, AmqpPublisher, releasePublisher } from "./amqp-publisher";
+import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "./amqp-publisher";
 import type { DbMethods } from "./db.mixin";
 import { settings } from "./settings";
 import type { Ctx } from "./service";
@@ -50,7 +50,14 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null };
 		},
 		async started(this: any) {
-			if (settings.transporter) this.outbox.publisher = acquirePublisher(settings.transporter, settings.namespace);
+			// The RabbitMQ of this broker's own transporter (null in the embedded mode).
+			const target = publisherTarget(this.broker);
+			if (target) {
+				this.outbox.publisher = acquirePublisher(target.url, target.prefix, EVENT_CONSUMERS);
+				// Declares every consumer's queue now, so nothing published before a consumer starts is dropped.
+				// RabbitMQ down at start-up is no reason to fail: the first publish connects and declares again.
+				this.outbox.publisher.connect().catch((err: Error) => this.logger.warn(`RabbitMQ not reachable at start-up (${err.message}); the relay retries.`));
+			}
 			// The db mixin's migrations may still be running: the relay starts once the schema is there.
 			this.schemaReady.then(() => this.flushOutbox());
 		},
@@ -58,7 +65,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			this.outbox.stopped = true;
 			if (this.outbox.timer) clearTimeout(this.outbox.timer);
 			while (this.outbox.running) await new Promise(r => setTimeout(r, 10));
-			if (this.outbox.publisher) await releasePublisher();
+			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
 		},
 		methods: {
 			async record(this: DbMethods, trx: Knex.Transaction, name: EventName, aggregateId: string, payload: Record<string, unknown>, cause?: any) {

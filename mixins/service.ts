@@ -7,6 +7,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import Joi, { Schema as JoiSchema } from "joi";
 import type { EventEnvelope } from "../contracts/events";
 import type { DbMethods } from "./db.mixin";
+import { messagingHealth } from "./messaging-health";
 import type { OutboxMethods } from "./outbox.mixin";
 
 export interface AuthUser {
@@ -63,6 +64,8 @@ export interface CommerceServiceSchema<M, V> {
  * Every service also answers `<service>.describeParams`: the joi descriptions of its actions'
  * params, and `<service>.describeChannels`: the events it consumes and under which group. They
  * are not published over HTTP; the gateway builds its OpenAPI and AsyncAPI documents from them.
+ * And `<service>.health`: whether the answering process can use RabbitMQ right now
+ * (mixins/messaging-health.ts); a replica that cannot take calls cannot answer it at all.
  */
 export function defineService<M extends object = object, V extends object = object>(
 	schema: CommerceServiceSchema<M, V>
@@ -82,7 +85,13 @@ export function defineService<M extends object = object, V extends object = obje
 		visibility: "public",
 		handler: () => channelConsumers(schema)
 	};
-	return { ...schema, actions: { ...actions, describeParams, describeChannels } } as unknown as ServiceSchema;
+	const health: ActionDef<any> = {
+		visibility: "public",
+		handler(this: any) {
+			return messagingHealth(this.broker);
+		}
+	};
+	return { ...schema, actions: { ...actions, describeParams, describeChannels, health } } as unknown as ServiceSchema;
 }
 
 /** The events a service schema consumes, each with its consumer group (the service's name unless it says otherwise). */

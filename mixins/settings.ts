@@ -72,6 +72,22 @@ export interface Settings {
 	smtpUrl: string | null;
 	mailFrom: string;
 	mailAttempts: number;
+	/** The first pause before an email or SMS is tried again (×4 each time). */
+	mailBackoffMs: number;
+	/** SMS: the provider adapter (simulated: sends nowhere, +999… numbers are unreachable), attempts, first pause. */
+	smsProvider: string;
+	smsAttempts: number;
+	smsBackoffMs: number;
+	/** Who gets stock alerts besides the product's vendor (the first admin when not set). */
+	alertEmails: string[];
+	/** A cart with lines untouched this long expires; how often one replica looks. */
+	cartTtlMs: number;
+	cartExpiryIntervalMs: number;
+	/** Soft reservation: how long a cart's lines hold their stock after its last change (0: off); how often expired holds are given back. */
+	cartHoldMs: number;
+	holdExpiryIntervalMs: number;
+	/** Whether `npm start` loads the demo catalog into an empty shop: on when embedded, unless DEMO_DATA=0; else only with DEMO_DATA=1. */
+	demoData: boolean;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -133,7 +149,17 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		storefrontUrl: (env.STOREFRONT_URL || "http://localhost:3000").replace(/\/+$/, ""),
 		smtpUrl: env.SMTP_URL || null,
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
-		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1)
+		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),
+		smsProvider: env.SMS_PROVIDER || "simulated",
+		smsAttempts: num(env.SMS_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		smsBackoffMs: msFrom(env.SMS_BACKOFF_MS, 250),
+		alertEmails: (env.ALERT_EMAILS ?? env.ADMIN_EMAIL ?? (embedded ? "admin@shop.local" : "")).split(",").map(e => e.trim().toLowerCase()).filter(Boolean),
+		cartTtlMs: msFrom(env.CART_TTL_MS, 7 * 24 * 60 * 60 * 1000),
+		cartExpiryIntervalMs: msFrom(env.CART_EXPIRY_INTERVAL_MS, 60_000),
+		cartHoldMs: msFrom(env.CART_HOLD_MS, 0),
+		holdExpiryIntervalMs: msFrom(env.HOLD_EXPIRY_INTERVAL_MS, 30_000),
+		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded)
 	};
 }
 

@@ -9,7 +9,7 @@ import Redis from "ioredis";
 import jwt from "jsonwebtoken";
 import { Errors } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { forbidden, unauthorized } from "../contracts/errors";
+import { forbidden, unauthorized, validationError } from "../contracts/errors";
 import { SIGNATURE_HEADER, verifyWebhook } from "../contracts/webhook";
 import { acquireKnex, releaseKnex } from "../mixins/database";
 import { defineService } from "../mixins/service";
@@ -25,6 +25,7 @@ import { Access, GATEWAY_ROUTES, ROUTES } from "./api/routes";
 const PACKAGE_VERSION: string = require("../package.json").version;
 
 const CORRELATION_ID = /^[A-Za-z0-9._:-]{1,100}$/;
+const GUEST_TOKEN = /^[A-Za-z0-9_-]{20,100}$/;
 
 /** Each route of GATEWAY_ROUTES answered by the gateway itself, by `METHOD path`. */
 function documentHandler(method: "openApi" | "asyncApi") {
@@ -138,6 +139,8 @@ export default defineService<object, Vars>({
 					ctx.meta.correlationId = correlationId;
 					res.setHeader("X-Correlation-Id", correlationId);
 					await this.limitRate(req, res, alias);
+					// A JSON array is no request body: its elements would otherwise vanish into the params.
+					if (Array.isArray(req.body)) throw validationError("The request body must be a JSON object", [{ field: "body", message: "\"body\" must be an object", type: "object.base" }]);
 					if (alias?.signed) this.checkSignature(req);
 					this.refuseHostileInput(req);
 					const key = req.headers["idempotency-key"];
@@ -308,8 +311,12 @@ export default defineService<object, Vars>({
 		},
 
 		/** Each route's `access`: public, any logged-in user, or admins only. */
-		async authorize(ctx: any, _route: any, _req: any, _res: any, alias: any) {
+		async authorize(ctx: any, _route: any, req: IncomingMessage, _res: any, alias: any) {
 			const access: Access = alias?.access ?? "admin";
+			// A guest cart's token travels in meta (cart routes and checkout read it there).
+			const guestToken = req.headers["x-guest-token"];
+			if (typeof guestToken === "string" && GUEST_TOKEN.test(guestToken)) ctx.meta.guestToken = guestToken;
+			if (access === "cart" && (ctx.meta.user || ctx.meta.guestToken)) return;
 			if (access === "public") return;
 			if (!ctx.meta.user) throw unauthorized();
 			if (access === "admin" && ctx.meta.user.role !== "admin") throw forbidden("This needs the admin role");

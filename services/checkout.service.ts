@@ -43,6 +43,8 @@ interface Vars {
 	engine: SagaEngine;
 	redis: Redis | null;
 	reconcileTimer: NodeJS.Timeout | null;
+	/** Places being validated in this process, by saga id: a copy of one of them waits for it instead of validating again. */
+	placing: Map<string, Promise<unknown>>;
 }
 
 interface Methods extends SessionMethods {
@@ -177,9 +179,23 @@ export default defineService<Methods, Vars>({
 				const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
 				if (fromOrder) return fromOrder;
 			}
-			const data = await prepare(ids);
-			const { created } = await this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
-			return answer(created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+			const earlier = key ? this.placing.get(ids.sagaId) : undefined;
+			if (earlier) {
+				// The same request is being validated here already (say the original, redelivered after a crash, and a retry).
+				await earlier.catch(() => undefined);
+				if (await this.store.get(ids.sagaId)) return answer(RETRY_ANSWER_WAIT_MS);
+			}
+			const starting = (async () => {
+				const data = await prepare(ids);
+				return this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
+			})();
+			if (key) this.placing.set(ids.sagaId, starting);
+			try {
+				const { created } = await starting;
+				return answer(created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+			} finally {
+				if (key && this.placing.get(ids.sagaId) === starting) this.placing.delete(ids.sagaId);
+			}
 		},
 
 		/**
@@ -308,6 +324,10 @@ export default defineService<Methods, Vars>({
 				.then((n: number) => n > 0 && this.logger.info(`Took over ${n} saga(s) of node ${node.id}`))
 				.catch((err: unknown) => this.logger.warn(`Taking over the sagas of node ${node.id} failed; recovery does it when their leases expire`, err));
 		}
+	},
+
+	created() {
+		this.placing = new Map();
 	},
 
 	async started() {

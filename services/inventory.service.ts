@@ -4,6 +4,13 @@
  * never goes negative (row locks in SKU order, plus a CHECK constraint), and every change
  * leaves an audit row in the same transaction.
  *
+ * A cart may hold stock for a while (a soft reservation, `hold`): counted as reserved until the
+ * cart changes it, or the hold expires (a job on one replica at a time).
+ *
+ * A deleted or deactivated product keeps its stock rows and their history, but they take no new
+ * reservations. Every change bumps the row's version and publishes inventory.updated with it, so
+ * a reader (the catalog's listing) keeps the newest state whatever order events arrive in.
+ *
  * Locks: an action on an order first takes that order's transaction-scoped advisory lock
  * (so two replicas never reserve, release or deduct one order at the same time), then the
  * stock rows `FOR UPDATE` in SKU order. Every action takes them in that order: no deadlocks.
@@ -16,6 +23,7 @@ import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { readSettings } from "../mixins/settings";
 import { alertsFor, available, Line, normalizeLines, onHandRefusal, planReservation, StockRow, view } from "./inventory/stock";
 
 const sku = Joi.string().trim().min(1).max(100);
@@ -26,7 +34,7 @@ const reason = Joi.string().trim().min(1).max(200);
 interface Change {
 	onHand: number;
 	reserved: number;
-	change: "created" | "set" | "adjusted" | "reserved" | "released" | "deducted";
+	change: "created" | "set" | "adjusted" | "reserved" | "released" | "deducted" | "held" | "unheld";
 	reason?: string | null;
 	orderId?: string | null;
 }
@@ -35,14 +43,21 @@ interface Methods {
 	lockOrder(orderId: string, trx: Knex.Transaction): Promise<void>;
 	lockRows(skus: string[], trx: Knex.Transaction): Promise<StockRow[]>;
 	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
-	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string } | null>;
+	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string; variants: Array<{ id: string; sku: string }> } | null>;
+	setSellable(event: EventEnvelope, sellable: boolean): Promise<void>;
+	setHold(trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]>;
+	expireHolds(): Promise<number>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
 
-type This = ServiceThis<Methods>;
+interface Vars {
+	holdExpiry: { timer: NodeJS.Timeout | null; running: boolean };
+}
 
-export default defineService<Methods>({
+type This = ServiceThis<Methods, Vars>;
+
+export default defineService<Methods, Vars>({
 	name: "inventory",
 	mixins: [DbMixin("inventory"), OutboxMixin()],
 
@@ -57,11 +72,15 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** Stock of these SKUs; with `cartId`, `available` also counts what that cart holds (it may keep it). */
 		getMany: {
-			params: Joi.object({ skus: Joi.array().items(sku).max(200).required() }),
+			params: Joi.object({ skus: Joi.array().items(sku).max(200).required(), cartId: uuid }),
 			async handler(ctx) {
 				if (ctx.params.skus.length === 0) return [];
-				return (await this.table("stock").whereIn("sku", ctx.params.skus)).map(view);
+				const rows = (await this.table("stock").whereIn("sku", ctx.params.skus)).map(view);
+				if (!ctx.params.cartId) return rows;
+				const held = new Map((await this.table("holds").where({ cart_id: ctx.params.cartId }).whereIn("sku", ctx.params.skus)).map((h: any) => [h.sku, h.quantity]));
+				return rows.map((r: any) => ({ ...r, available: r.available + (held.get(r.sku) ?? 0), heldByCart: held.get(r.sku) ?? 0 }));
 			}
 		},
 
@@ -77,7 +96,8 @@ export default defineService<Methods>({
 				if (!exists && !product) throw notFound("Product of SKU", sku);
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.set", async trx => {
 					if (product) {
-						await this.table("stock", trx).insert({ sku, product_id: product.id, product_name: product.name ?? null, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
+						const variantId = product.variants.find(v => v.sku === sku)?.id ?? null;
+						await this.table("stock", trx).insert({ sku, product_id: product.id, product_name: product.name ?? null, variant_id: variantId, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
 					}
 					const [row] = await this.lockRows([sku], trx);
 					const refusal = onHandRefusal(row!, quantity);
@@ -123,6 +143,8 @@ export default defineService<Methods>({
 					const held = await this.heldBy(orderId, trx);
 					if (held.length > 0) return { orderId, lines: held };
 					const rows = await this.lockRows(lines.map(l => l.sku), trx);
+					const unsellable = rows.find(r => r.sellable === false);
+					if (unsellable) throw conflict("PRODUCT_INACTIVE", `SKU ${unsellable.sku} belongs to a product that is no longer for sale; nothing was reserved`, { sku: unsellable.sku });
 					const plan = planReservation(rows, lines);
 					if (!plan.ok) {
 						throw conflict("OUT_OF_STOCK", `Only ${plan.available} of ${plan.sku} available, ${plan.requested} requested; nothing was reserved`, { sku: plan.sku, requested: plan.requested, available: plan.available });
@@ -138,22 +160,39 @@ export default defineService<Methods>({
 			}
 		},
 
+		/**
+		 * Gives an order's reserved stock back: all of it, or with `lines` only those units (never
+		 * more than the order holds of a SKU: EXCEEDS_RESERVED, nothing released).
+		 */
 		release: {
-			params: Joi.object({ orderId: uuid.required(), reason: Joi.string().max(1000).allow(null, ""), idempotencyKey }),
+			params: Joi.object({
+				orderId: uuid.required(),
+				reason: Joi.string().max(1000).allow(null, ""),
+				lines: Joi.array().items(Joi.object({ sku: sku.required(), quantity: Joi.number().integer().min(1).max(1_000_000).required() })).min(1).max(100),
+				idempotencyKey
+			}),
 			async handler(ctx) {
 				const { orderId } = ctx.params;
 				const reason = ctx.params.reason || null;
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.release", async trx => {
 					await this.lockOrder(orderId, trx);
 					// The saga's compensation: an order that never reserved (or was released already) is a no-op.
-					const lines = await this.heldBy(orderId, trx);
+					const held = await this.heldBy(orderId, trx);
+					const lines = ctx.params.lines ? normalizeLines(ctx.params.lines) : held;
+					for (const l of lines) {
+						const h = held.find(x => x.sku === l.sku)?.quantity ?? 0;
+						if (l.quantity > h) throw conflict("EXCEEDS_RESERVED", `Order ${orderId} holds ${h} of ${l.sku}; ${l.quantity} cannot be released`, { sku: l.sku, reserved: h, requested: l.quantity });
+					}
 					if (lines.length === 0) return { orderId, lines: [] };
 					const rows = await this.lockRows(lines.map(l => l.sku), trx);
 					for (const l of lines) {
 						await this.apply(trx, rows.find(r => r.sku === l.sku)!, { onHand: 0, reserved: -l.quantity, change: "released", orderId, reason }, ctx);
+						const left = held.find(x => x.sku === l.sku)!.quantity - l.quantity;
+						await this.table("reservations", trx)
+							.where({ order_id: orderId, sku: l.sku, status: "held" })
+							.update(left > 0 ? { quantity: left, updated_at: this.knex.fn.now() } : { status: "released", updated_at: this.knex.fn.now() });
 					}
-					await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).update({ status: "released", updated_at: this.knex.fn.now() });
-					await this.record(trx, "inventory.released", orderId, { orderId, lines, reason }, ctx);
+					await this.record(trx, "inventory.released", orderId, { orderId, lines, reason, partial: !!ctx.params.lines && lines.some(l => held.find(h => h.sku === l.sku)!.quantity > l.quantity) }, ctx);
 					return { orderId, lines };
 				});
 			}
@@ -178,6 +217,22 @@ export default defineService<Methods>({
 			}
 		},
 
+		/**
+		 * A cart's soft reservation: the cart now holds exactly these lines (none: it holds nothing),
+		 * for `ttlMs`. More than is available (counting what the cart held already) is OUT_OF_STOCK
+		 * and changes nothing.
+		 */
+		hold: {
+			params: Joi.object({
+				cartId: uuid.required(),
+				lines: Joi.array().items(Joi.object({ sku: sku.required(), quantity: Joi.number().integer().min(1).max(1_000_000).required() })).max(100).required(),
+				ttlMs: Joi.number().integer().min(1000).max(30 * 24 * 3600_000).default(15 * 60_000)
+			}),
+			async handler(ctx) {
+				return this.transaction(async trx => ({ cartId: ctx.params.cartId, lines: await this.setHold(trx, ctx.params.cartId, normalizeLines(ctx.params.lines), ctx.params.ttlMs, ctx) }));
+			}
+		},
+
 		audit: {
 			rest: "GET /api/inventory/:sku/audit",
 			params: Joi.object({ sku: sku.required(), page, pageSize }),
@@ -188,7 +243,8 @@ export default defineService<Methods>({
 				const rows = await this.table("audit").where({ sku: ctx.params.sku }).orderBy("id", "desc").limit(pageSize).offset((page - 1) * pageSize);
 				return {
 					rows: rows.map((r: any) => ({
-						id: Number(r.id), change: r.change, onHandDelta: r.on_hand_delta, reservedDelta: r.reserved_delta, onHandAfter: r.on_hand_after, reservedAfter: r.reserved_after,
+						id: Number(r.id), change: r.change, onHandDelta: r.on_hand_delta, reservedDelta: r.reserved_delta,
+						onHandBefore: r.on_hand_after - r.on_hand_delta, onHandAfter: r.on_hand_after, reservedBefore: r.reserved_after - r.reserved_delta, reservedAfter: r.reserved_after,
 						reason: r.reason, orderId: r.order_id, actor: r.actor, at: r.at
 					})),
 					total: Number(n),
@@ -200,30 +256,112 @@ export default defineService<Methods>({
 	},
 
 	channels: {
-		/** A new product gets its stock row with the initial quantity. */
+		/** A new product gets its stock row (one per variant when it has variants) with the initial quantity. */
 		"product.created": {
 			async handler(event) {
 				const p = event.payload;
+				const threshold = p.lowStockThreshold ?? 5;
+				const skus: Array<{ sku: string; variantId: string | null; initialStock: number }> =
+					Array.isArray(p.variants) && p.variants.length > 0
+						? p.variants.map((v: any) => ({ sku: v.sku, variantId: v.variantId ?? null, initialStock: v.initialStock ?? p.initialStock ?? 0 }))
+						: [{ sku: p.sku, variantId: null, initialStock: p.initialStock ?? 0 }];
 				await this.handleOnce(event, "inventory.onProductCreated", async trx => {
-					const threshold = p.lowStockThreshold ?? 5;
-					const inserted = await this.table("stock", trx)
-						.insert({ sku: p.sku, product_id: p.productId, product_name: p.name ?? null, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
-						.onConflict("sku")
-						.ignore()
-						.returning("*");
-					if (inserted.length === 0) {
-						// An admin's inventory.set came first and created the row: its quantity stands, the product's threshold applies.
-						await this.table("stock", trx).where({ sku: p.sku }).update({ low_stock_threshold: threshold, product_name: p.name ?? null });
-						return;
+					for (const s of skus) {
+						const inserted = await this.table("stock", trx)
+							.insert({ sku: s.sku, product_id: p.productId, product_name: p.name ?? null, variant_id: s.variantId, on_hand: 0, reserved: 0, low_stock_threshold: threshold })
+							.onConflict("sku")
+							.ignore()
+							.returning("*");
+						if (inserted.length === 0) {
+							// An admin's inventory.set came first and created the row: its quantity stands, the product's threshold applies.
+							await this.table("stock", trx).where({ sku: s.sku }).update({ low_stock_threshold: threshold, variant_id: s.variantId, product_name: p.name ?? null });
+							continue;
+						}
+						const row = await this.apply(trx, inserted[0], { onHand: s.initialStock, reserved: 0, change: "created", reason: "product created" }, event);
+						await this.record(trx, "inventory.created", row.sku, {
+							sku: row.sku, productId: row.product_id, variantId: s.variantId, quantity: row.on_hand, available: available(row),
+							lowStockThreshold: row.low_stock_threshold, version: Number(row.version)
+						}, event);
 					}
-					const row = await this.apply(trx, inserted[0], { onHand: p.initialStock ?? 0, reserved: 0, change: "created", reason: "product created" }, event);
-					await this.record(trx, "inventory.created", row.sku, { sku: row.sku, productId: row.product_id, quantity: row.on_hand, lowStockThreshold: row.low_stock_threshold }, event);
 				});
+			}
+		},
+
+		/** A renamed product: its stock alerts say the new name. */
+		"product.updated": {
+			async handler(event) {
+				const p = event.payload as any;
+				const name = p?.changedFields?.name?.to;
+				if (typeof p?.productId !== "string" || typeof name !== "string") return;
+				await this.table("stock").where({ product_id: p.productId }).update({ product_name: name });
+			}
+		},
+
+		/** Deleted or deactivated: the stock stays for history, but takes no new reservations. */
+		"product.deleted": {
+			async handler(event) {
+				await this.setSellable(event, false);
+			}
+		},
+		"product.deactivated": {
+			async handler(event) {
+				await this.setSellable(event, false);
+			}
+		},
+		"product.activated": {
+			async handler(event) {
+				await this.setSellable(event, true);
 			}
 		}
 	},
 
 	methods: {
+		/** Replaces a cart's holds with `lines`, under the cart's advisory lock and the rows' locks in SKU order. */
+		async setHold(this: This, trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]> {
+			await this.lockOrder(`cart:${cartId}`, trx);
+			const old: Array<{ sku: string; quantity: number }> = await this.table("holds", trx).where({ cart_id: cartId });
+			const rows = await this.lockRows([...old.map(o => o.sku), ...lines.map(l => l.sku)], trx);
+			for (const l of lines) {
+				const row = rows.find(r => r.sku === l.sku);
+				const had = old.find(o => o.sku === l.sku)?.quantity ?? 0;
+				const free = row && row.sellable !== false ? available(row) + had : had;
+				if (l.quantity > free) throw conflict("OUT_OF_STOCK", `Only ${free} of ${l.sku} can be held for this cart, ${l.quantity} asked`, { sku: l.sku, requested: l.quantity, available: free });
+			}
+			const expiresAt = new Date(Date.now() + ttlMs);
+			for (const row of rows) {
+				const had = old.find(o => o.sku === row.sku)?.quantity ?? 0;
+				const wants = lines.find(l => l.sku === row.sku)?.quantity ?? 0;
+				if (wants !== had) await this.apply(trx, row, { onHand: 0, reserved: wants - had, change: wants > had ? "held" : "unheld", reason: `cart ${cartId}` }, ctx);
+				if (wants === 0) await this.table("holds", trx).where({ cart_id: cartId, sku: row.sku }).delete();
+				else await this.table("holds", trx).insert({ cart_id: cartId, sku: row.sku, quantity: wants, expires_at: expiresAt }).onConflict(["cart_id", "sku"]).merge();
+			}
+			return lines;
+		},
+
+		/** Holds past their time give their stock back: one replica at a time, a batch per run. */
+		async expireHolds(this: This): Promise<number> {
+			return this.transaction(async trx => {
+				const lock = await trx.raw("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS ok", [`${this.schemaName}.expire-holds`]);
+				if (!(lock.rows ?? lock)[0]?.ok) return 0;
+				const carts: string[] = await this.table("holds", trx).where("expires_at", "<", new Date()).distinct("cart_id").limit(100).pluck("cart_id");
+				// A cart's holds are set together and expire together.
+				for (const cartId of carts) await this.setHold(trx, cartId, [], 60_000, null);
+				return carts.length;
+			});
+		},
+
+		async setSellable(this: This, event: EventEnvelope, sellable: boolean) {
+			const productId = event?.payload?.productId;
+			if (typeof productId !== "string") return;
+			await this.handleOnce(event, `inventory.sellable.${event.event_name}`, async trx => {
+				// A product deleted stays unsellable, whatever activation arrives late.
+				const q = this.table("stock", trx).where({ product_id: productId });
+				if (sellable) q.whereNotExists(this.table("deleted_products", trx).where({ product_id: productId }));
+				await q.update({ sellable });
+				if (event.event_name === "product.deleted") await this.table("deleted_products", trx).insert({ product_id: productId }).onConflict("product_id").ignore();
+			});
+		},
+
 		/** One order at a time, across replicas: held until the transaction ends. */
 		async lockOrder(this: This, orderId: string, trx: Knex.Transaction): Promise<void> {
 			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.order:${orderId}`]);
@@ -237,7 +375,7 @@ export default defineService<Methods>({
 		/** The catalog's product for a SKU, null when it has none; a catalog that does not answer is a temporary failure, not a 404. */
 		async productOf(this: This, ctx: Ctx, sku: string) {
 			try {
-				return await ctx.call<any, any>("catalog.getProduct", { id: sku, includeInactive: true }, { timeout: 5000 });
+				return await ctx.call<any, any>("catalog.productOfSku", { sku }, { timeout: 5000 });
 			} catch (err: any) {
 				if (err?.code === 404 || err?.code === 422) return null;
 				throw temporary(`The catalog did not answer whether SKU ${sku} exists; try again`, { sku });
@@ -253,7 +391,7 @@ export default defineService<Methods>({
 		async apply(this: This, trx: Knex.Transaction, row: StockRow, change: Change, cause: Ctx | EventEnvelope | null): Promise<StockRow> {
 			const [after] = await this.table("stock", trx)
 				.where({ sku: row.sku })
-				.update({ on_hand: row.on_hand + change.onHand, reserved: row.reserved + change.reserved, updated_at: this.knex.fn.now() })
+				.update({ on_hand: row.on_hand + change.onHand, reserved: row.reserved + change.reserved, version: this.knex.raw("version + 1"), updated_at: this.knex.fn.now() })
 				.returning("*");
 			await this.table("audit", trx).insert({
 				sku: row.sku, change: change.change, on_hand_delta: change.onHand, reserved_delta: change.reserved,
@@ -261,13 +399,16 @@ export default defineService<Methods>({
 				actor: this.actor(cause && "meta" in cause ? (cause as Ctx) : null)
 			});
 			Object.assign(row, after);
-			const payload = { sku: after.sku, productId: after.product_id, onHand: after.on_hand, reserved: after.reserved, available: available(after), lowStockThreshold: after.low_stock_threshold };
-			if (change.onHand !== 0) await this.record(trx, "inventory.updated", after.sku, payload, cause);
-			// A new row crosses nothing: alerts are for stock that falls, not stock that starts low.
+			const payload = {
+				sku: after.sku, productId: after.product_id, variantId: after.variant_id ?? null, onHand: after.on_hand, reserved: after.reserved, available: available(after),
+				lowStockThreshold: after.low_stock_threshold, version: Number(after.version), change: change.change
+			};
+			// A new row is announced by inventory.created, and crosses nothing: alerts are for stock that falls, not stock that starts low.
 			if (change.change === "created") return after;
+			await this.record(trx, "inventory.updated", after.sku, payload, cause);
 			const before = available({ on_hand: after.on_hand - change.onHand, reserved: after.reserved - change.reserved });
 			for (const alert of alertsFor(before, available(after), after.low_stock_threshold)) {
-				const alertPayload = { ...payload, currentStock: payload.available, threshold: after.low_stock_threshold };
+				const alertPayload = { ...payload, productName: after.product_name ?? null, currentStock: payload.available, threshold: after.low_stock_threshold };
 				await this.record(trx, alert === "low_stock" ? "inventory.low_stock" : "inventory.out_of_stock", after.sku, alertPayload, cause);
 				const product = { productId: after.product_id, productName: after.product_name ?? null, sku: after.sku };
 				if (alert === "low_stock") {
@@ -284,5 +425,28 @@ export default defineService<Methods>({
 			if (user) return `${user.role}:${user.id}`;
 			return ctx?.meta?.sagaId ? `saga:${ctx.meta.sagaId}` : "system";
 		}
+	}
+,
+
+	created() {
+		this.holdExpiry = { timer: null, running: false };
+	},
+
+	async started() {
+		const intervalMs = readSettings().holdExpiryIntervalMs;
+		if (intervalMs <= 0) return;
+		this.holdExpiry.timer = setInterval(() => {
+			if (this.holdExpiry.running) return;
+			this.holdExpiry.running = true;
+			this.schemaReady
+				.then(() => this.expireHolds())
+				.catch(err => this.logger.warn(`Expiring cart holds failed: ${err.message}`))
+				.finally(() => (this.holdExpiry.running = false));
+		}, intervalMs);
+	},
+
+	async stopped() {
+		if (this.holdExpiry.timer) clearInterval(this.holdExpiry.timer);
+		while (this.holdExpiry.running) await new Promise(r => setTimeout(r, 10));
 	}
 });

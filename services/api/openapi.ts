@@ -58,7 +58,8 @@ export function buildOpenApi(routes: RouteDef[], descriptions: Descriptions, inf
 				...Object.fromEntries(Object.keys(ERROR_RESPONSES).map(code => [code, { $ref: `#/components/responses/E${code}` }]))
 			}
 		};
-		if (r.access !== "public") op.security = [{ bearer: [] }];
+		if (r.access === "cart") op.security = [{ bearer: [] }, { guestToken: [] }];
+		else if (r.access !== "public") op.security = [{ bearer: [] }];
 		if (r.method === "GET" || r.method === "DELETE") {
 			for (const [name, s] of Object.entries(properties)) parameters.push({ name, in: "query", required: remaining.includes(name), schema: s });
 		} else {
@@ -77,7 +78,7 @@ export function buildOpenApi(routes: RouteDef[], descriptions: Descriptions, inf
 		servers: [{ url: "/" }],
 		paths,
 		components: {
-			securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } },
+			securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" }, guestToken: { type: "apiKey", in: "header", name: "X-Guest-Token" } },
 			schemas: {
 				Error: {
 					type: "object",

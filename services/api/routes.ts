@@ -4,7 +4,8 @@
  * and the route reference in docs/api.md (`npm run docs`) are built from it, so the contract
  * lives in exactly one place.
  */
-export type Access = "public" | "user" | "admin";
+/** `cart`: a logged-in user, or anyone sending the X-Guest-Token of a guest cart. */
+export type Access = "public" | "user" | "admin" | "cart";
 
 export interface RouteDef {
 	method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -45,7 +46,13 @@ export const ROUTES: RouteDef[] = [
 
 	// Catalog and stock
 	{ method: "GET", path: "/categories", action: "catalog.listCategories", access: "public", summary: "The category tree" },
-	{ method: "POST", path: "/categories", action: "catalog.createCategory", access: "admin", status: 201, summary: "Create a category (depth ≤ 3, unique name)" },
+	{ method: "POST", path: "/categories", action: "catalog.createCategory", access: "admin", status: 201, summary: "Create a category (depth ≤ 3, name unique among its siblings)" },
+	{ method: "GET", path: "/vendors", action: "catalog.listVendors", access: "public", summary: "Vendors" },
+	{ method: "GET", path: "/vendors/:id", action: "catalog.getVendor", access: "public", summary: "One vendor" },
+	{ method: "POST", path: "/vendors", action: "catalog.createVendor", access: "admin", status: 201, summary: "Create a vendor (gets the stock alerts of its products)" },
+	{ method: "PATCH", path: "/products/:id", action: "catalog.updateProduct", access: "admin", summary: "Change a product's name, description, price, category or vendor (logged)" },
+	{ method: "DELETE", path: "/products/:id", action: "catalog.deleteProduct", access: "admin", summary: "Soft-delete a product: gone from listings and carts, orders keep their copy" },
+	{ method: "GET", path: "/products/:id/changes", action: "catalog.productChanges", access: "admin", summary: "A product's change log" },
 	{ method: "GET", path: "/products", action: "catalog.listProducts", access: "public", summary: "Products (active only for non-admins) with available stock" },
 	{ method: "GET", path: "/products/:id", action: "catalog.getProduct", access: "public", summary: "One product with available stock" },
 	{ method: "POST", path: "/products", action: "catalog.createProduct", access: "admin", status: 201, summary: "Create a product (draft)" },
@@ -57,11 +64,13 @@ export const ROUTES: RouteDef[] = [
 	{ method: "GET", path: "/inventory/:sku/audit", action: "inventory.audit", access: "admin", summary: "Every change of a SKU's stock" },
 
 	// Cart and checkout
-	{ method: "GET", path: "/cart", action: "carts.get", access: "user", summary: "The cart with current prices and totals" },
-	{ method: "POST", path: "/cart/items", action: "carts.addItem", access: "user", summary: "Add a product (capped to available stock)" },
-	{ method: "PATCH", path: "/cart/items/:itemId", action: "carts.updateItem", access: "user", summary: "Change a line's quantity (0 removes it)" },
-	{ method: "DELETE", path: "/cart/items/:itemId", action: "carts.removeItem", access: "user", summary: "Remove a line" },
-	{ method: "DELETE", path: "/cart", action: "carts.clear", access: "user", summary: "Empty the cart" },
+	{ method: "POST", path: "/carts", action: "carts.createGuest", access: "public", status: 201, summary: "A new guest cart: answers its id and the guest token to send as X-Guest-Token" },
+	{ method: "GET", path: "/cart", action: "carts.get", access: "cart", summary: "The cart with current prices, totals and notices (price changes, removed products)" },
+	{ method: "POST", path: "/cart/items", action: "carts.addItem", access: "cart", summary: "Add a product (capped to available stock)" },
+	{ method: "PATCH", path: "/cart/items/:itemId", action: "carts.updateItem", access: "cart", summary: "Change a line's quantity (0 removes it)" },
+	{ method: "DELETE", path: "/cart/items/:itemId", action: "carts.removeItem", access: "cart", summary: "Remove a line" },
+	{ method: "DELETE", path: "/cart", action: "carts.clear", access: "cart", summary: "Empty the cart" },
+	{ method: "POST", path: "/cart/merge", action: "carts.merge", access: "user", summary: "After login: the guest cart's lines join the customer's cart, capped to stock" },
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "user", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },
 	{ method: "GET", path: "/checkout/status/:sagaId", action: "checkout.status", access: "user", summary: "Where a placed checkout stands" },
 

@@ -6,6 +6,7 @@ export interface CartItemRow {
 	product_id: string;
 	sku: string;
 	variant_id: string | null;
+	category_id?: string | null;
 	quantity: number;
 }
 
@@ -15,6 +16,7 @@ export interface ProductInfo {
 	price: Money;
 	status: string;
 	categoryId?: string | null;
+	variants?: Array<{ id: string; sku: string; name: string }>;
 }
 
 export interface PricedLine {
@@ -22,9 +24,9 @@ export interface PricedLine {
 	productId: string;
 	sku: string;
 	variantId: string | null;
-	name: string;
 	/** For promotions and add-ons scoped to a category. */
 	categoryId: string | null;
+	name: string;
 	quantity: number;
 	unitPrice: Money;
 	lineTotal: Money;
@@ -40,13 +42,14 @@ export function priceLines(items: CartItemRow[], products: ProductInfo[]): Price
 	for (const item of items) {
 		const p = byId.get(item.product_id);
 		if (!p) continue;
+		const variant = item.variant_id ? p.variants?.find(v => v.id === item.variant_id) : undefined;
 		lines.push({
 			id: item.id,
 			productId: item.product_id,
 			sku: item.sku,
 			variantId: item.variant_id,
-			name: p.name,
-			categoryId: p.categoryId ?? null,
+			categoryId: p.categoryId ?? item.category_id ?? null,
+			name: variant ? `${p.name} (${variant.name})` : p.name,
 			quantity: item.quantity,
 			unitPrice: p.price,
 			lineTotal: multiply(p.price, item.quantity),
@@ -70,4 +73,34 @@ export function cartTotal(lines: PricedLine[], fallbackCurrency = "PLN"): Money 
  */
 export function cappedQuantity(alreadyInCart: number, requested: number, available: number): number {
 	return Math.min(alreadyInCart + requested, available, MAX_LINE_QUANTITY);
+}
+
+export interface MergedLine {
+	productId: string;
+	sku: string;
+	variantId: string | null;
+	categoryId: string | null;
+	/** What the customer's cart held of this SKU before. */
+	before: number;
+	/** What the guest cart brought. */
+	requested: number;
+	/** What the customer's cart holds after: both together, capped to the available stock. */
+	quantity: number;
+	capped: boolean;
+}
+
+/**
+ * A guest cart joining a customer's: each SKU's quantities add up, capped to what is
+ * available (a SKU with none left keeps what the customer had, or drops out).
+ */
+export function mergeLines(customer: CartItemRow[], guest: CartItemRow[], available: Map<string, number>): MergedLine[] {
+	const out: MergedLine[] = [];
+	for (const g of guest) {
+		const mine = customer.find(c => c.sku === g.sku);
+		const before = mine?.quantity ?? 0;
+		const wanted = before + g.quantity;
+		const quantity = Math.max(before, Math.min(wanted, available.get(g.sku) ?? 0, MAX_LINE_QUANTITY));
+		out.push({ productId: g.product_id, sku: g.sku, variantId: g.variant_id, categoryId: g.category_id ?? null, before, requested: g.quantity, quantity, capped: quantity < wanted });
+	}
+	return out;
 }

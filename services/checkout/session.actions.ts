@@ -17,7 +17,7 @@
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { conflict, isClientError, validationError } from "../../contracts/errors";
+import { conflict, isClientError, unprocessable, validationError } from "../../contracts/errors";
 import type { EventEnvelope } from "../../contracts/events";
 import type { Money } from "../../contracts/money";
 import type { ActionDef, ChannelDef, Ctx, ServiceThis } from "../../mixins/service";
@@ -98,6 +98,8 @@ interface RefreshOpts {
 export interface SessionMethods {
 	/** The logged-in customer's cart and its checkout session (created on first use). */
 	currentSession(ctx: Ctx): Promise<{ cart: CartView; session: Session }>;
+	/** The same without creating anything: a refused request writes nothing. */
+	peekSession(ctx: Ctx): Promise<{ cart: CartView | null; session: Session | null }>;
 	loadSession(cartId: string, trx?: Knex.Transaction): Promise<Session | null>;
 	/** Recomputes a session's totals with `change` applied and writes it; the fresh session. */
 	refreshSession(call: Call, cartId: string, opts?: RefreshOpts): Promise<Session>;
@@ -145,8 +147,8 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/address",
 		params: Joi.object({ addressId: uuid, address: addressSchema }).xor("addressId", "address"),
 		async handler(ctx) {
-			const { cart, session } = await this.currentSession(ctx);
-			this.editableCart(cart);
+			const peeked = await this.peekSession(ctx);
+			if (peeked.cart) this.editableCart(peeked.cart);
 			let address: ShippingAddress;
 			if (ctx.params.addressId) {
 				// From the customer's address book: someone else's answers 404.
@@ -161,7 +163,12 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 				});
 				address = { addressId: null, ...a };
 			}
-			// shipping records the address (and refuses a country no method delivers to).
+			// A country no method delivers to is refused before anything is written.
+			const serving = await ctx.call<any[], any>("shipping.listMethods", { country: address.country });
+			if (serving.length === 0) throw validationError(`The shop does not deliver to ${address.country}`, [{ field: "address.country", message: `No shipping method delivers to ${address.country}`, type: "country.not_served" }]);
+			const { cart, session } = await this.currentSession(ctx);
+			this.editableCart(cart);
+			// shipping records the address.
 			await ctx.call("shipping.provideAddress", { checkoutId: session.id, address });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { address }, cause: ctx }));
 		}
@@ -181,9 +188,10 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/shipping-method",
 		params: Joi.object({ methodId: uuid.required() }),
 		async handler(ctx) {
-			const { cart, session } = await this.currentSession(ctx);
+			const { cart, session } = await this.peekSession(ctx);
+			if (!cart || !session?.address) throw validationError("Set the shipping address first: the methods depend on the country", [{ field: "address", message: "'address' is required", type: "any.required" }]);
 			this.editableCart(cart);
-			if (!session.address) throw validationError("Set the shipping address first: the methods depend on the country", [{ field: "address", message: "'address' is required", type: "any.required" }]);
+			// shipping checks the method (422 when unknown or not serving the country) and records the choice.
 			// Another method has other delivery days: the date is chosen again.
 			await ctx.call("shipping.selectMethod", { checkoutId: session.id, methodId: ctx.params.methodId, country: session.address.country, cartTotal: cart.total });
 			const change: Partial<Choices> = { shippingMethodId: ctx.params.methodId, deliveryDate: null, express: false };
@@ -195,9 +203,9 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/delivery-date",
 		params: Joi.object({ date: Joi.string().pattern(/^\d{4}-\d{2}-\d{2}$/).required().messages({ "string.pattern.base": "'date' must be a date, YYYY-MM-DD" }), express: Joi.boolean().default(false) }),
 		async handler(ctx) {
-			const { cart, session } = await this.currentSession(ctx);
+			const { cart, session } = await this.peekSession(ctx);
+			if (!cart || !session?.shippingMethodId) throw validationError("Choose a shipping method first", [{ field: "shippingMethod", message: "'shippingMethod' is required", type: "any.required" }]);
 			this.editableCart(cart);
-			if (!session.shippingMethodId) throw validationError("Choose a shipping method first", [{ field: "shippingMethod", message: "'shippingMethod' is required", type: "any.required" }]);
 			// shipping checks the date against the method's window and records the choice.
 			await ctx.call("shipping.selectDeliveryDate", {
 				checkoutId: session.id, methodId: session.shippingMethodId, country: session.address!.country, cartTotal: cart.total, deliveryDate: ctx.params.date, express: ctx.params.express
@@ -211,8 +219,10 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/payment-method",
 		params: Joi.object({ method: Joi.string().valid(...PAYMENT_METHODS).required() }),
 		async handler(ctx) {
-			const { cart } = await this.currentSession(ctx);
+			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
+			// payments records the choice (payment.method_selected when it changed).
+			await ctx.call("payments.selectMethod", { cartId: cart.id, customerId: session.customerId, method: ctx.params.method });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { paymentMethod: ctx.params.method }, cause: ctx }));
 		}
 	},
@@ -221,9 +231,18 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "POST /api/checkout/promo-code",
 		params: Joi.object({ code: Joi.string().trim().min(1).max(40).required() }),
 		async handler(ctx) {
+			const code: string = ctx.params.code;
+			const peeked = await this.peekSession(ctx);
+			if (peeked.cart) this.editableCart(peeked.cart);
+			if (!peeked.session) {
+				// No checkout yet: the code is checked before one is made for it.
+				const lines = peeked.cart ? cartLines(peeked.cart) : [];
+				const ev = await ctx.call<any, any>("promotions.evaluate", { ...promotionCart(ctx.meta.user?.id ?? null, lines, peeked.cart?.total.currency ?? "PLN"), code });
+				if (ev.codeStatus === "used_up") throw conflict("PROMO_CODE_USED_UP", `The code '${code}' has been used up`, { code, codeStatus: ev.codeStatus });
+				if (ev.codeStatus !== "applied") throw unprocessable("PROMO_CODE_INVALID", `The code '${code}' does not apply to this cart`, { field: "code", code, codeStatus: ev.codeStatus });
+			}
 			const { cart, session } = await this.currentSession(ctx);
 			this.editableCart(cart);
-			const code: string = ctx.params.code;
 			// promotions checks the code for this cart (422 PROMO_CODE_INVALID, 409 PROMO_CODE_USED_UP) and records it.
 			await ctx.call("promotions.applyCode", { checkoutId: session.id, code, ...promotionCart(session.customerId, cartLines(cart), cart.total.currency) });
 			const accept = (s: Computed) => {
@@ -259,10 +278,14 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 		rest: "PUT /api/checkout/addons",
 		params: Joi.object({ addonIds: Joi.array().items(uuid).unique().max(20).required() }),
 		async handler(ctx) {
+			const peeked = await this.peekSession(ctx);
+			if (peeked.cart) this.editableCart(peeked.cart);
+			// 422 naming addonIds when one is unknown or not offered for these lines — before anything is written.
+			if (ctx.params.addonIds.length > 0) {
+				await ctx.call("addons.price", { addonIds: ctx.params.addonIds, lines: peeked.cart ? addonLines(cartLines(peeked.cart)) : [], currency: peeked.cart?.total.currency ?? "PLN" });
+			}
 			const { cart } = await this.currentSession(ctx);
 			this.editableCart(cart);
-			// 422 naming addonIds when one is unknown or not offered for these lines.
-			if (ctx.params.addonIds.length > 0) await ctx.call("addons.price", { addonIds: ctx.params.addonIds, lines: addonLines(cartLines(cart)), currency: cart.total.currency });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { addonIds: ctx.params.addonIds }, cause: ctx }));
 		}
 	}
@@ -340,6 +363,11 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			session = (await this.loadSession(cart.id))!;
 		}
 		return { cart, session };
+	},
+
+	async peekSession(this: This, ctx: Ctx) {
+		const cart = await ctx.call<CartView | null, any>("carts.peek", {});
+		return { cart, session: cart ? await this.loadSession(cart.id) : null };
 	},
 
 	async loadSession(this: This, cartId: string, trx?: Knex.Transaction) {
@@ -489,27 +517,35 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		const user = ctx.meta.user!;
 		const customer = await ctx.call<any, any>("customers.get", { id: user.id });
 		if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
-		const { cart } = await this.currentSession(ctx);
-		if (cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
+		// Everything is checked on what the customer chose before anything is written.
+		const peeked = await this.peekSession(ctx);
+		const cart = peeked.cart;
+		if (!cart || cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
 		if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
-
-		// Fresh totals; a shop with exactly one method for the country chooses it itself.
-		let session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, cause: ctx });
-		if (!session.shippingMethodId && session.address) {
-			const methods = await ctx.call<any[], any>("shipping.listMethods", { country: session.address.country });
-			if (methods.length === 1) session = await this.refreshSession(this.callFrom(ctx), cart.id, { change: { shippingMethodId: methods[0].id }, cause: ctx });
+		const chosen = peeked.session;
+		// A shop with exactly one method for the country chooses it itself.
+		let methodId = chosen?.shippingMethodId ?? null;
+		if (!methodId && chosen?.address) {
+			const methods = await ctx.call<any[], any>("shipping.listMethods", { country: chosen.address.country });
+			if (methods.length === 1) methodId = methods[0].id;
 		}
-		const missing = missingForPlace(session);
+		const missing = missingForPlace({ address: chosen?.address ?? null, shippingMethodId: methodId, paymentMethod: chosen?.paymentMethod ?? null });
 		if (missing.length > 0) throw missingError(missing);
-		const method = session.paymentMethod!;
+		const method = chosen!.paymentMethod!;
 		const details = paymentDetailsFor(method, paymentDetails);
 
-		const stock = await ctx.call<any[], any>("inventory.getMany", { skus: session.lines.map(l => l.sku) });
+		const stock = await ctx.call<any[], any>("inventory.getMany", { skus: cart.items.map(l => l.sku) });
 		const available = new Map(stock.map(s => [s.sku, s.available as number]));
-		const short = session.lines.filter(l => (available.get(l.sku) ?? 0) < l.quantity);
+		const short = cart.items.filter(l => (available.get(l.sku) ?? 0) < l.quantity);
 		if (short.length > 0) {
 			throw conflict("OUT_OF_STOCK", `Not enough stock for ${short.map(l => `'${l.name}'`).join(", ")}`, { lines: short.map(l => ({ productId: l.productId, sku: l.sku, requested: l.quantity, available: available.get(l.sku) ?? 0 })) });
 		}
+
+		// Fresh totals for the order, with the method the shop chose if it did.
+		const change = methodId !== chosen!.shippingMethodId ? { shippingMethodId: methodId } : undefined;
+		const session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, cause: ctx });
+		const gone = missingForPlace(session);
+		if (gone.length > 0) throw missingError(gone); // a choice that no longer fits was dropped
 		return { customer: { id: customer.id, email: customer.email }, cart, session, paymentMethod: method, paymentDetails: details };
 	},
 

@@ -11,6 +11,9 @@ export interface StockRow {
 	on_hand: number;
 	reserved: number;
 	low_stock_threshold: number;
+	version?: number | string;
+	sellable?: boolean;
+	variant_id?: string | null;
 	/** The product's name when known (for stock alerts). */
 	product_name?: string | null;
 }
@@ -57,15 +60,20 @@ export function onHandRefusal(row: Pick<StockRow, "on_hand" | "reserved">, onHan
 }
 
 /**
- * The alerts a change of available stock raises: reaching zero (out of stock), or crossing
- * down to the threshold (low stock). Each fires once per crossing, not on every change below.
+ * The alerts a change of available stock raises: falling below the threshold (low stock), and
+ * reaching zero (out of stock). Each fires once per crossing: again only after stock rose back
+ * to the threshold (or above zero) and fell again. A fall straight from plenty to nothing crosses both.
  */
 export function alertsFor(before: number, after: number, threshold: number): Alert[] {
-	if (after <= 0 && before > 0) return ["out_of_stock"];
-	if (after <= threshold && before > threshold) return ["low_stock"];
-	return [];
+	const alerts: Alert[] = [];
+	if (after < threshold && before >= threshold) alerts.push("low_stock");
+	if (after <= 0 && before > 0) alerts.push("out_of_stock");
+	return alerts;
 }
 
 export function view(row: StockRow) {
-	return { sku: row.sku, productId: row.product_id, onHand: row.on_hand, reserved: row.reserved, available: available(row), lowStockThreshold: row.low_stock_threshold };
+	return {
+		sku: row.sku, productId: row.product_id, variantId: row.variant_id ?? null, onHand: row.on_hand, reserved: row.reserved, available: available(row),
+		lowStockThreshold: row.low_stock_threshold, sellable: row.sellable ?? true
+	};
 }

@@ -139,6 +139,24 @@ describe("checkout flow through the gateway: session, card, BLIK, PayPal, the or
 		expect(cart.items).to.have.length(0);
 	});
 
+	it("a country served by exactly one shipping method: place chooses it itself", async () => {
+		const only = expectStatus(
+			await http.post("/api/admin/shipping-methods", {
+				name: `Brussels bike ${randomUUID().slice(0, 6)}`, carrier: "Bike", price: { amount: 700, currency: "PLN" }, countries: ["BE"], deliveryDays: { min: 1, max: 3 }
+			}, admin),
+			201
+		);
+		const { c } = await shopper({ price: 10000, quantity: 1 });
+		expectStatus(await http.put("/api/checkout/address", { address: { ...ADDRESS, city: "Bruxelles", postalCode: "1000", country: "BE" } }, c.token), 200);
+		const s = expectStatus(await http.put("/api/checkout/payment-method", { method: "card" }, c.token), 200);
+		expect(s.missing).to.deep.equal(["shippingMethod"]);
+		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
+		expect((await finishedSaga(http, admin, placed.checkout.sagaId)).status).to.equal("completed");
+		const o = await order(placed.orderId, c.token);
+		expect(o.shippingMethod).to.include({ id: only.id });
+		expect(o.totals).to.include({ shippingTotal: 700, grandTotal: 10700 });
+	});
+
 	it("the cart's own changes recompute the totals, once per event", async () => {
 		const { c } = await shopper({ price: 5000, quantity: 1 });
 		const s = expectStatus(await http.get("/api/checkout", c.token), 200);

@@ -12,9 +12,9 @@ import { placeOrder } from "../../sagas/place-order.saga";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
-import { adminLogin, CARDS, finishedSaga, productInStock, verifiedCustomer } from "../support/shop";
+import { adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, verifiedCustomer } from "../support/shop";
 
-const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments"];
+const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "addons"];
 
 describe("orchestrator crash in the middle of place-order (separate processes)", function () {
 	this.timeout(300_000);
@@ -49,8 +49,11 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
 
-		const orchestrator = spawnServices(["checkout"], slowOrchestrator);
-		await client.waitForServices(["checkout"], 60_000);
+		// Waits for this very process: the one killed by the previous test may still be listed.
+		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
+		const orchestrator = spawnServices(["checkout"], { ...slowOrchestrator, NODE_ID: nodeID });
+		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
+		await readyCheckout(http, c.token);
 		const placing = http.post("/api/checkout/place", { paymentDetails: card }, c.token);
 		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
 		await eventually(async () => {

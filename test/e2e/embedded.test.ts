@@ -1,6 +1,7 @@
 /**
  * The embedded default: `npm start` with no server configured runs the whole shop in one
- * process (local transport, PGlite, in-process saga store), and a checkout works through it.
+ * process (local transport, PGlite, in-process saga store), an empty first start shows a demo
+ * shop, and a checkout works through it.
  */
 import { expect } from "chai";
 import { spawn, ChildProcess } from "node:child_process";
@@ -36,6 +37,26 @@ describe("the embedded default (`npm start` with no environment)", function () {
 			await new Promise(r => shop.once("exit", r));
 		}
 		fs.rmSync(dataDir, { recursive: true, force: true });
+	});
+
+	it("an empty first start loads a demo shop: products in stock to browse, said in the log with the admin login and curl lines", async () => {
+		const list = await eventually(async () => {
+			const r = await http.get("/api/products?pageSize=100");
+			return r.status === 200 && r.body.total >= 20 && r.body.rows.filter((p: any) => p.available > 0).length >= 19 ? r.body : null;
+		}, 90_000, "the demo products with their stock");
+		expect(list.rows.every((p: any) => p.status === "active" && p.vendorId)).to.equal(true);
+		const soldOut = list.rows.find((p: any) => p.name === "Garden gloves");
+		expect(soldOut).to.include({ available: 0 });
+		const tree = expectStatus(await http.get("/api/categories"), 200);
+		expect(tree.map((c: any) => c.name).sort()).to.deep.equal(["Garden", "Home", "Kitchen"]);
+		const kitchen = tree.find((c: any) => c.name === "Kitchen");
+		const inKitchen = expectStatus(await http.get(`/api/products?categoryId=${kitchen.id}&pageSize=100`), 200);
+		expect(inKitchen.total).to.equal(10);
+		const log = output.join("");
+		expect(log).to.include("Demo shop loaded").and.include("admin@shop.local / admin-password-1").and.include(`curl http://localhost:${port}/api/products`);
+		const admin = expectStatus(await http.post("/api/auth/login", { email: "admin@shop.local", password: "admin-password-1" }), 200).token;
+		expect(expectStatus(await http.get("/api/admin/promotions", admin), 200).rows.map((p: any) => p.code)).to.include("DEMO10");
+		expect(expectStatus(await http.get("/api/admin/addons", admin), 200).rows.map((a: any) => a.name)).to.include("Knife sharpening");
 	});
 
 	it("serves the API and takes an order from cart to confirmed", async () => {

@@ -16,9 +16,9 @@ import { placeIds } from "../../services/checkout/place-ids";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http, HttpAnswer } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
-import { adminLogin, CARDS, productInStock, stockOf, verifiedCustomer } from "../support/shop";
+import { adminLogin, CARDS, productInStock, readyCheckout, stockOf, verifiedCustomer } from "../support/shop";
 
-const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments"];
+const PARTICIPANTS = ["customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "addons"];
 const CUSTOMERS = 12;
 /** The orchestrator pauses before each step, so a kill can land after the sagas exist and before their first step. */
 const ORCHESTRATOR = { SAGA_STEP_DELAY_MS: "400", SAGA_LEASE_MS: "2000", SAGA_RECOVERY_INTERVAL_MS: "1000" };
@@ -47,6 +47,12 @@ describe("a retried place never loses its order (checkout killed between request
 		redis = new Redis(process.env.REDIS_URL!);
 		store = new RedisSagaStore(redis, { prefix: process.env.REDIS_PREFIX! });
 		admin = await adminLogin(http);
+	});
+
+	// Whatever a test left running (also when it failed) stops before the next one starts.
+	afterEach(async () => {
+		await Promise.all(spawned.map(p => p.kill()));
+		orchestrator = null;
 	});
 
 	after(async () => {
@@ -108,9 +114,12 @@ describe("a retried place never loses its order (checkout killed between request
 		it(`killed ${point.name}: every retry answers 202 with the same order, one order each, the books balance`, async () => {
 			const product = await productInStock(http, admin, { stock: 50 });
 			const customers = await Promise.all(Array.from({ length: CUSTOMERS }, () => verifiedCustomer(http, admin)));
-			await Promise.all(customers.map(async c => expectStatus(await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token), 200)));
+			await startOrchestrator(); // the checkout session is checkout's
+			await Promise.all(customers.map(async c => {
+				expectStatus(await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token), 200);
+				await readyCheckout(http, c.token);
+			}));
 
-			await startOrchestrator();
 			const first = customers.map(place);
 			await point.kill(customers);
 			await orchestrator!.kill("SIGKILL");
@@ -157,7 +166,7 @@ describe("a retried place never loses its order (checkout killed between request
 				expect(ends[i]!.status, `saga of customer ${i}: ${ends[i]!.failure?.message ?? ends[i]!.parkedReason}`).to.equal("completed");
 				const order = await client.call<any, any>("orders.get", { id: ends[i]!.data.orderId });
 				expect(order.status).to.equal("confirmed");
-				const payments = await client.call<any[], any>("payments.get", { orderId: order.id });
+				const payments = await client.call<any[], any>("payments.list", { orderId: order.id });
 				expect(payments.filter(p => p.status === "authorized"), `authorized payments of customer ${i}`).to.have.length(1);
 			}
 			const stock = await stockOf(http, admin, product.sku);
@@ -177,17 +186,18 @@ describe("a retried place never loses its order (checkout killed between request
 					`restart ready ${readyAt - killedAt} ms after the kill; the ${resumed.length} left behind moved again at most ${sinceKill} ms after the kill (${slowest} ms after the new process was seen ready: its recovery runs as it starts); ` +
 					`first requests answered ${JSON.stringify(statuses)}; ${CUSTOMERS * 3} retries all 202`
 			);
-			await orchestrator!.kill();
-			orchestrator = null;
 		});
 	}
 
 	it("two checkout replicas, one SIGKILLed mid-saga: the other resumes its sagas within a few seconds and finishes them", async () => {
 		const product = await productInStock(http, admin, { stock: 50 });
 		const customers = await Promise.all(Array.from({ length: CUSTOMERS }, () => verifiedCustomer(http, admin)));
-		await Promise.all(customers.map(async c => expectStatus(await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token), 200)));
 		const a = await checkoutProcess();
-		const b = await checkoutProcess();
+		await checkoutProcess(); // replica B, the survivor
+		await Promise.all(customers.map(async c => {
+			expectStatus(await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token), 200);
+			await readyCheckout(http, c.token);
+		}));
 
 		const first = customers.map(place);
 		// Kill replica A once it drives sagas that are under way.
@@ -222,6 +232,5 @@ describe("a retried place never loses its order (checkout killed between request
 		}));
 		figures.push(`two replicas, one SIGKILLed: the survivor resumed the ${orphans.length} saga(s) the dead one drove ${resumedAfter.join(", ")} ms after the kill (lease ${ORCHESTRATOR.SAGA_LEASE_MS} ms, recovery every ${ORCHESTRATOR.SAGA_RECOVERY_INTERVAL_MS} ms); every request and retry 202`);
 		expect(resumedAfter.every(Number.isFinite)).to.equal(true);
-		await b.process.kill();
 	});
 });

@@ -7,7 +7,7 @@
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import knexFactory, { Knex } from "knex";
-import { Cluster, eventually, EventRecorder, recordEvents, startCluster, countCalls } from "../support/cluster";
+import { Cluster, eventually, EventRecorder, recordEvents, startCluster, countCalls, refusal } from "../support/cluster";
 import { envelope } from "../../contracts/events";
 
 const admin = { user: { id: randomUUID(), role: "admin", email: "admin@test.local" } };
@@ -53,11 +53,11 @@ describe("inventory (real RabbitMQ and Postgres, two inventory replicas)", funct
 	describe("stock and its changes", () => {
 		it("a new product's stock starts at its initial quantity and threshold, with one audit row and inventory.created", async () => {
 			const sku = await product(7, 3);
-			expect(await stock(sku)).to.deep.equal({ sku, productId: sku, onHand: 7, reserved: 0, available: 7, lowStockThreshold: 3 });
+			expect(await stock(sku)).to.deep.equal({ sku, productId: sku, onHand: 7, reserved: 0, available: 7, lowStockThreshold: 3, variantId: null, sellable: true });
 			const audit = await cluster.call("inventory.audit", { sku });
 			expect(audit.rows.map((r: any) => [r.change, r.onHandDelta, r.reservedDelta])).to.deep.equal([["created", 7, 0]]);
 			const created = await events.waitFor("inventory.created", e => e.aggregate_id === sku);
-			expect(created.payload).to.include({ sku, productId: sku, quantity: 7, lowStockThreshold: 3 });
+			expect(created.payload).to.include({ sku, productId: sku, quantity: 7, lowStockThreshold: 3, available: 7 });
 		});
 
 		it("getMany answers the rows it finds, and an empty list for none", async () => {
@@ -192,17 +192,72 @@ describe("inventory (real RabbitMQ and Postgres, two inventory replicas)", funct
 			expect(await stock(sku)).to.include({ onHand: 6, reserved: 0, available: 6 });
 		});
 
-		it("stock falling to the threshold raises low_stock, to zero out_of_stock, once each", async () => {
+		it("low stock is judged on available stock: low_stock once when it falls below the threshold, again only after it rose and fell again; out_of_stock at zero", async () => {
 			const sku = await product(4, 2);
-			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity: 2 }] });
+			const first = randomUUID();
+			await cluster.call("inventory.reserve", { orderId: first, lines: [{ sku, quantity: 2 }] }); // 2 left: at the threshold, not below
+			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity: 1 }] }); // 1 left: below
 			const low = await events.waitFor("inventory.low_stock", e => e.aggregate_id === sku);
-			expect(low.payload).to.include({ sku, available: 2, currentStock: 2, threshold: 2 });
-			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity: 1 }] });
+			expect(low.payload).to.include({ sku, onHand: 4, reserved: 3, available: 1, currentStock: 1, threshold: 2 });
 			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity: 1 }] });
 			await events.waitFor("inventory.out_of_stock", e => e.aggregate_id === sku);
 			await new Promise(r => setTimeout(r, 500));
 			expect(events.of("inventory.low_stock", sku)).to.have.length(1);
 			expect(events.of("inventory.out_of_stock", sku)).to.have.length(1);
+			// Rises above the threshold (a release), falls again (a reservation): a second alert of each kind it crossed.
+			await cluster.call("inventory.release", { orderId: first, reason: "cancelled" });
+			await cluster.call("inventory.adjust", { sku, adjustment: 1, reason: "found one" }, admin); // available 3
+			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity: 2 }] }); // available 1
+			await eventually(() => events.of("inventory.low_stock", sku).length === 2, 15_000, "a second low_stock");
+			await new Promise(r => setTimeout(r, 500));
+			expect(events.of("inventory.low_stock", sku)).to.have.length(2);
+			expect(events.of("inventory.out_of_stock", sku)).to.have.length(1);
+			// Every change was published as inventory.updated, each with a newer version.
+			const versions = events.of("inventory.updated", sku).map(e => (e.payload as any).version);
+			expect(versions.length).to.be.at.least(6);
+			expect([...versions].sort((a, b) => a - b)).to.deep.equal([...new Set(versions)].sort((a, b) => a - b));
+		});
+
+		it("a release names no more than the order reserved: EXCEEDS_RESERVED, nothing released; a partial release keeps the rest held", async () => {
+			const sku = await product(10, 0);
+			const orderId = randomUUID();
+			await cluster.call("inventory.reserve", { orderId, lines: [{ sku, quantity: 4 }] });
+			const audits = await auditCount(sku);
+			const tooMuch = await refusal(cluster.call("inventory.release", { orderId, lines: [{ sku, quantity: 5 }], reason: "too much" }));
+			expect(tooMuch).to.include({ code: 409, type: "EXCEEDS_RESERVED" });
+			expect(tooMuch.data).to.include({ sku, reserved: 4, requested: 5 });
+			const otherSku = await refusal(cluster.call("inventory.release", { orderId, lines: [{ sku: "NOPE", quantity: 1 }] }));
+			expect(otherSku.type).to.equal("EXCEEDS_RESERVED");
+			expect(await stock(sku)).to.include({ reserved: 4, available: 6 });
+			expect(await auditCount(sku)).to.equal(audits);
+			await cluster.call("inventory.release", { orderId, lines: [{ sku, quantity: 1 }], reason: "one less" });
+			expect(await stock(sku)).to.include({ reserved: 3, available: 7 });
+			await cluster.call("inventory.release", { orderId, reason: "cancelled" });
+			expect(await stock(sku)).to.include({ reserved: 0, available: 10 });
+			expect((await refusal(cluster.call("inventory.release", { orderId, lines: [{ sku, quantity: 1 }] }))).type).to.equal("EXCEEDS_RESERVED");
+		});
+
+		it("the audit says who changed the stock, when, and what it was before and after", async () => {
+			const sku = await product(5);
+			await cluster.call("inventory.set", { sku, quantity: 9, reason: "stock take" }, admin);
+			const [row] = (await cluster.call("inventory.audit", { sku }, admin)).rows;
+			expect(row).to.include({ change: "set", onHandBefore: 5, onHandAfter: 9, reservedBefore: 0, reservedAfter: 0, reason: "stock take", actor: `admin:${admin.user.id}` });
+			expect(Date.now() - new Date(row.at).getTime()).to.be.below(60_000);
+		});
+
+		it("a deactivated product's stock takes no new reservation until it is activated again; its stock stays", async () => {
+			const category = await cluster.call("catalog.createCategory", { name: `Inv ${randomUUID().slice(0, 8)}` }, admin);
+			const p = await cluster.call("catalog.createProduct", { name: "Lamp", price: { amount: 5000, currency: "PLN" }, categoryId: category.id, initialStock: 3 }, admin);
+			await cluster.call("catalog.activateProduct", { id: p.id }, admin);
+			await eventually(() => cluster.call("inventory.get", { sku: p.sku }).catch(() => null), 15_000, "stock row");
+			await cluster.call("catalog.deactivateProduct", { id: p.id }, admin);
+			await eventually(async () => (await stock(p.sku)).sellable === false, 15_000, "unsellable");
+			const err = await refusal(cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku: p.sku, quantity: 1 }] }));
+			expect(err).to.include({ code: 409, type: "PRODUCT_INACTIVE" });
+			expect(await stock(p.sku)).to.include({ onHand: 3, reserved: 0 });
+			await cluster.call("catalog.activateProduct", { id: p.id }, admin);
+			await eventually(async () => (await stock(p.sku)).sellable === true, 15_000, "sellable again");
+			await cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku: p.sku, quantity: 1 }] });
 		});
 
 		it("a new product with little or no stock raises no alert: nothing fell", async () => {

@@ -59,7 +59,8 @@ describe("notifications service (real RabbitMQ and Postgres)", function () {
 			const { rows } = await delivered(p.email);
 			const mail = rows[0];
 			expect(mail).to.include({ channel: "email", to: p.email, template: "email_verification", status: "sent", subject: "Confirm your email address" });
-			expect(mail).to.have.all.keys("id", "channel", "to", "template", "subject", "text", "status", "error", "createdAt", "data");
+			expect(mail).to.have.all.keys("id", "channel", "to", "template", "subject", "text", "html", "attempts", "status", "error", "createdAt", "data");
+			expect(mail.html).to.include(`<code>${p.token}</code>`).and.include("<p>Hello Ada,</p>");
 			expect(mail.data).to.deep.equal({ customerId: p.customerId, token: p.token });
 			expect(mail.text).to.include("Hello Ada").and.include(p.token).and.include(`verify-email?token=${p.token}`);
 			expect(new Date(mail.createdAt).getTime()).to.be.closeTo(Date.now(), 30_000);
@@ -179,9 +180,142 @@ describe("notifications service when the mail server refuses connections", funct
 		const row = log.rows[0];
 		expect(row).to.include({ status: "failed", template: "email_verification", to });
 		expect(row.error).to.match(/ECONNREFUSED|connect/i);
+		expect(row.attempts).to.equal(3);
 		const failed = await t.events.waitFor("notification.failed", e => e.payload.notificationId === row.id);
 		expect(failed.payload).to.include({ notificationId: row.id, channel: "email", to, template: "email_verification" });
 		await settle();
 		expect((await t.cluster.call<any>("notifications.list", { to })).total).to.equal(1);
+	});
+});
+
+describe("notifications of orders, payments and carts (events as the other services publish them)", function () {
+	this.timeout(60_000);
+	const t = useCluster();
+	const publish = (env: EventEnvelope) => (t.cluster.broker as any).sendToChannel(env.event_name as EventName, env);
+	const logOf = (to: string, template?: string) => t.cluster.call<any>("notifications.list", { to, ...(template ? { template } : {}) });
+	const one = (to: string, template: string) =>
+		eventually(async () => (await logOf(to, template)).rows[0], 15_000, `${template} to ${to}`);
+
+	async function placed() {
+		const orderId = randomUUID();
+		const customerId = randomUUID();
+		const email = newEmail();
+		const env = envelope("order.placed", orderId, {
+			orderId, orderNumber: `SC-2030-${String(Math.floor(Math.random() * 1e6)).padStart(6, "0")}`, customerId, customerEmail: email,
+			lines: [
+				{ productId: randomUUID(), sku: "MUG", name: "Mug <blue>", quantity: 2, unitPrice: { amount: 2500, currency: "PLN" }, lineTotal: { amount: 5000, currency: "PLN" } },
+				{ productId: randomUUID(), sku: "LAMP", name: "Lamp", quantity: 1, unitPrice: { amount: 7999, currency: "PLN" }, lineTotal: { amount: 7999, currency: "PLN" } }
+			],
+			total: { amount: 12999, currency: "PLN" }
+		});
+		await publish(env);
+		return { env, orderId, customerId, email, orderNumber: (env.payload as any).orderNumber as string };
+	}
+
+	it("order.placed: one email with every line and the total, in text and HTML (escaped), even when the event comes three times", async () => {
+		const o = await placed();
+		await publish(o.env);
+		const mail = await one(o.email, "order_placed");
+		expect(mail.subject).to.equal(`We received your order ${o.orderNumber}`);
+		expect(mail.text).to.include("2 × Mug <blue>  PLN 25.00  = PLN 50.00").and.include("1 × Lamp").and.include("Total: PLN 129.99");
+		expect(mail.html).to.include("Mug &lt;blue&gt;").and.include("<strong>Total: PLN 129.99</strong>");
+		await publish(o.env);
+		await settle();
+		expect((await logOf(o.email, "order_placed")).total).to.equal(1);
+	});
+
+	it("payment failed, shipped, cancelled and refunded each reach the order's customer, addressed from order.placed", async () => {
+		const o = await placed();
+		await one(o.email, "order_placed");
+		await publish(envelope("payment.failed", randomUUID(), { paymentId: randomUUID(), orderId: o.orderId, amount: { amount: 12999, currency: "PLN" }, reason: "Card declined" }));
+		await publish(envelope("order.shipped", o.orderId, { orderId: o.orderId, orderNumber: o.orderNumber, customerId: o.customerId, customerEmail: o.email, trackingNumber: "TRK-123", carrier: "DPD" }));
+		await publish(envelope("order.cancelled", o.orderId, { orderId: o.orderId, orderNumber: o.orderNumber, customerId: o.customerId, reason: "customer asked", refundAmount: { amount: 12999, currency: "PLN" } }));
+		await publish(envelope("payment.refunded", randomUUID(), { paymentId: randomUUID(), orderId: o.orderId, refundId: randomUUID(), refundAmount: { amount: 5000, currency: "PLN" }, reason: "damaged" }));
+		expect((await one(o.email, "payment_failed")).text).to.include("PLN 129.99").and.include("Card declined").and.include(o.orderNumber);
+		const shipped = await one(o.email, "order_shipped");
+		expect(shipped.text).to.include("TRK-123").and.include("DPD");
+		expect(shipped.data).to.include({ orderId: o.orderId, customerId: o.customerId });
+		expect((await one(o.email, "order_cancelled")).text).to.include("customer asked").and.include("PLN 129.99 will be refunded");
+		expect((await one(o.email, "refund_processed")).text).to.include("PLN 50.00").and.include("damaged");
+	});
+
+	it("cart.expired tells a registered customer, and nobody for a guest cart", async () => {
+		const customerId = randomUUID();
+		const email = newEmail();
+		await publish(envelope("customer.registered", customerId, { customerId, email, firstName: "Grace", lastName: "Hopper" }));
+		await settle();
+		const cartId = randomUUID();
+		await publish(envelope("cart.expired", cartId, { cartId, customerId, lastActivityDate: "2030-01-01T00:00:00.000Z", expiredAt: new Date().toISOString(), items: [{ sku: "a", quantity: 2 }] }));
+		await publish(envelope("cart.expired", randomUUID(), { cartId: randomUUID(), customerId: null, lastActivityDate: "2030-01-01T00:00:00.000Z" }));
+		const mail = await one(email, "cart_expired");
+		expect(mail.text).to.include("Hello Grace").and.include("2030-01-01").and.include("2 items");
+	});
+});
+
+describe("stock alerts to the product's vendor and the admins (catalog, inventory, notifications)", function () {
+	this.timeout(90_000);
+	let cluster: Cluster;
+	const admin = { user: { id: randomUUID(), role: "admin", email: "admin@test.local" } };
+
+	before(async () => {
+		cluster = await startCluster([[], ["catalog", "inventory"], ["notifications"]]);
+	});
+	after(async () => cluster?.stop());
+
+	const alerts = async (to: string, template: string) => (await cluster.call<any>("notifications.list", { to, template, pageSize: 100 })).rows;
+
+	async function vendorProduct(phone: string | null, stock: number, threshold: number) {
+		const vendor = await cluster.call("catalog.createVendor", { name: `Vendor ${randomUUID().slice(0, 8)}`, email: newEmail(), phone }, admin);
+		const cat = await cluster.call("catalog.createCategory", { name: `Alerts ${randomUUID().slice(0, 8)}` }, admin);
+		const p = await cluster.call("catalog.createProduct", { name: "Teapot", price: { amount: 3000, currency: "PLN" }, categoryId: cat.id, vendorId: vendor.id, initialStock: stock, lowStockThreshold: threshold }, admin);
+		await eventually(() => cluster.call("inventory.get", { sku: p.sku }).catch(() => null), 15_000, "stock row");
+		return { vendor, p };
+	}
+	const reserve = (sku: string, quantity: number) => cluster.call("inventory.reserve", { orderId: randomUUID(), lines: [{ sku, quantity }] });
+
+	it("the vendor's low-stock email arrives exactly once when available stock falls below the threshold, and again only after it rose and fell again", async () => {
+		const { vendor, p } = await vendorProduct(null, 10, 5);
+		await reserve(p.sku, 5); // 5 available: at the threshold, no alert
+		const first = await reserve(p.sku, 2); // 3 available: below
+		await reserve(p.sku, 1); // 2 available: still below, no second alert
+		const [mail] = await eventually(async () => {
+			const rows = await alerts(vendor.email, "low_stock");
+			return rows.length > 0 ? rows : null;
+		}, 15_000, "the low-stock email");
+		expect(mail).to.include({ subject: "Low stock: Teapot", channel: "email", status: "sent" });
+		expect(mail.text).to.include("3 available").and.include("threshold of 5");
+		expect((await alerts("admin@test.local", "low_stock")).some((r: any) => r.data.sku === p.sku)).to.equal(true);
+		await settle();
+		expect(await alerts(vendor.email, "low_stock")).to.have.length(1);
+
+		await cluster.call("inventory.release", { orderId: first.orderId, reason: "cancelled" }); // 4: still below
+		await cluster.call("inventory.adjust", { sku: p.sku, adjustment: 5, reason: "delivery" }, admin); // 9: above
+		await settle();
+		expect(await alerts(vendor.email, "low_stock")).to.have.length(1);
+		await reserve(p.sku, 6); // 3: below again
+		await eventually(async () => (await alerts(vendor.email, "low_stock")).length === 2, 15_000, "the second low-stock email");
+		await settle();
+		expect(await alerts(vendor.email, "low_stock")).to.have.length(2);
+	});
+
+	it("out of stock: email to the vendor and admins and an SMS to the vendor's phone; an unreachable phone is retried, then logged failed with notification.failed", async () => {
+		const events = await recordEvents(cluster.broker, ["notification.sent", "notification.failed"], `obs-${randomUUID().slice(0, 6)}`);
+		const ok = await vendorProduct("+48 600 000 111", 1, 0);
+		await reserve(ok.p.sku, 1);
+		const sms = await eventually(async () => (await cluster.call<any>("notifications.list", { to: "+48 600 000 111" })).rows[0], 15_000, "the SMS");
+		expect(sms).to.include({ channel: "sms", template: "out_of_stock", status: "sent" });
+		expect(sms.text).to.include("Teapot").and.include("out of stock");
+		expect((await alerts(ok.vendor.email, "out_of_stock"))[0]).to.include({ status: "sent" });
+
+		const unreachable = await vendorProduct("+999 123 456", 1, 0);
+		await reserve(unreachable.p.sku, 1);
+		const failed = await eventually(async () => (await cluster.call<any>("notifications.list", { to: "+999 123 456" })).rows[0], 20_000, "the failed SMS");
+		expect(failed).to.include({ channel: "sms", status: "failed" });
+		expect(failed.error).to.match(/unreachable/);
+		expect(failed.attempts, "tried three times, with backoff").to.equal(3);
+		await events.waitFor("notification.failed", e => (e.payload as any).notificationId === failed.id);
+		expect((await alerts(unreachable.vendor.email, "out_of_stock"))[0]).to.include({ status: "sent" });
+		await settle();
+		expect((await cluster.call<any>("notifications.list", { to: "+999 123 456" })).total).to.equal(1);
 	});
 });

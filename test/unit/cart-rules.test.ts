@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { cappedQuantity, cartTotal, priceLines } from "../../services/carts/cart";
+import { cappedQuantity, cartTotal, mergeLines, priceLines } from "../../services/carts/cart";
 import { placeAnswer, refusalAtLock } from "../../services/checkout/answer";
 import { toHttpError } from "../../services/api/http-errors";
 import { Errors } from "moleculer";
@@ -23,6 +23,15 @@ describe("cart rules", () => {
 		expect(lines[0]!.lineTotal).to.deep.equal({ amount: 2500, currency: "PLN" });
 		expect(cartTotal(lines)).to.deep.equal({ amount: 2500, currency: "PLN" });
 		expect(cartTotal([])).to.deep.equal({ amount: 0, currency: "PLN" });
+	});
+});
+
+describe("merging a guest cart", () => {
+	const item = (sku: string, quantity: number) => ({ id: sku, product_id: sku, sku, variant_id: null, quantity });
+	it("adds the guest's quantities to the customer's, capped to stock, never taking away what the customer had", () => {
+		const lines = mergeLines([item("a", 2), item("c", 1)], [item("a", 3), item("b", 1), item("z", 4)], new Map([["a", 4], ["b", 5], ["z", 0]]));
+		expect(lines.map(l => [l.sku, l.before, l.quantity, l.capped])).to.deep.equal([["a", 2, 4, true], ["b", 0, 1, false], ["z", 0, 0, true]]);
+		expect(mergeLines([item("a", 5)], [item("a", 1)], new Map([["a", 3]]))[0]).to.include({ quantity: 5, capped: true });
 	});
 });
 

@@ -10,6 +10,8 @@ import { outage, refused, sagaScenario, SagaScenario } from "../support/saga-sce
 
 const PLN = (amount: number) => ({ amount, currency: "PLN" });
 const lines = [{ productId: "p1", sku: "SKU-1", name: "Lamp", categoryId: null, quantity: 2, unitPrice: PLN(5000) }];
+/** The lines as orders takes them: the category stays with the cart. */
+const orderLines = lines.map(({ categoryId: _category, ...line }) => line);
 /** A card checkout: 2 lamps, no code, free shipping, no services. */
 const data: PlaceOrderData = {
 	sagaId: "5a9a0000-0000-4000-8000-000000000001",
@@ -38,7 +40,7 @@ async function upToPayment(): Promise<SagaScenario<PlaceOrderData>> {
 	const t = await sagaScenario(placeOrder, data, { sagaId: data.sagaId });
 	t.expectCommand(Carts.lock, { cartId: data.cartId, sagaId: data.sagaId });
 	await t.reply({ cartId: data.cartId, customerId: data.customerId, lines, total: PLN(10000) });
-	t.expectCommand(Orders.create, { orderId: data.orderId, customerId: data.customerId, lines });
+	t.expectCommand(Orders.create, { orderId: data.orderId, customerId: data.customerId, lines: orderLines });
 	await t.reply({ id: data.orderId, orderNumber: "ORD-2026-000001", status: "pending", customerId: data.customerId, total: PLN(10000) });
 	t.expectCommand(Inventory.reserve, { orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
 	await t.reply({ orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });

@@ -6,7 +6,7 @@ const row = (sku: string, on_hand: number, reserved = 0) => ({ sku, product_id: 
 describe("stock rules", () => {
 	it("available stock is on hand less what is reserved", () => {
 		expect(available(row("a", 10, 3))).to.equal(7);
-		expect(view(row("a", 10, 3))).to.deep.equal({ sku: "a", productId: "a", onHand: 10, reserved: 3, available: 7, lowStockThreshold: 2 });
+		expect(view(row("a", 10, 3))).to.deep.equal({ sku: "a", productId: "a", variantId: null, onHand: 10, reserved: 3, available: 7, lowStockThreshold: 2, sellable: true });
 	});
 
 	it("a reservation is planned only when every line is covered, and names the first short line", () => {
@@ -32,12 +32,12 @@ describe("stock rules", () => {
 		expect(onHandRefusal(row("a", 5, 0), -1)).to.match(/below zero/);
 	});
 
-	it("alerts fire when available stock crosses down to the threshold or reaches zero, once per crossing", () => {
-		expect(alertsFor(5, 2, 2)).to.deep.equal(["low_stock"]);
-		expect(alertsFor(3, 1, 2)).to.deep.equal(["low_stock"]);
-		expect(alertsFor(2, 1, 2)).to.deep.equal([]);
-		expect(alertsFor(1, 0, 2)).to.deep.equal(["out_of_stock"]);
-		expect(alertsFor(5, 0, 2)).to.deep.equal(["out_of_stock"]);
+	it("alerts fire when available stock falls below the threshold or reaches zero, once per crossing", () => {
+		expect(alertsFor(5, 1, 2)).to.deep.equal(["low_stock"]);
+		expect(alertsFor(2, 1, 2)).to.deep.equal(["low_stock"]);
+		expect(alertsFor(5, 2, 2)).to.deep.equal([]); // at the threshold is not below it
+		expect(alertsFor(1, 0, 2)).to.deep.equal(["out_of_stock"]); // was low already: only the new fact
+		expect(alertsFor(5, 0, 2)).to.deep.equal(["low_stock", "out_of_stock"]); // both crossed at once
 		expect(alertsFor(0, 0, 2)).to.deep.equal([]);
 		expect(alertsFor(0, 3, 2)).to.deep.equal([]);
 		expect(alertsFor(1, 5, 2)).to.deep.equal([]);

@@ -1,30 +1,45 @@
 /**
- * RabbitMQ goes away and comes back while the shop works (ARCHITECTURE's known risk: channel
- * consumers that stay silent after a connection drop). Events written during the outage wait in
- * the outbox and are delivered after it; calls and consumers resume by themselves.
+ * RabbitMQ goes away and comes back while the shop works (a known risk: channel consumers that
+ * stay silent after a connection drop). Events written during the outage wait in the outbox and
+ * are delivered after it; calls and consumers resume by themselves. Runs on a private RabbitMQ
+ * node (never the machine's shared one).
  */
 import { expect } from "chai";
-import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import knexFactory from "knex";
-import { Cluster, eventually, startCluster } from "../support/cluster";
+import type { ServiceBroker } from "moleculer";
+import { createBroker } from "../../bin/broker";
+import { eventually } from "../support/cluster";
+import { PrivateRabbit, startPrivateRabbit } from "../support/private-rabbit";
 
 const admin = { user: { id: randomUUID(), role: "admin", email: "admin@test.local" } };
 
-function rabbit(...args: string[]) {
-	execFileSync("rabbitmqctl", ["-q", ...args], { stdio: "ignore", timeout: 120_000 });
-}
 
 describe("a RabbitMQ restart under work", function () {
 	this.timeout(240_000);
-	let cluster: Cluster;
+	let rabbit: PrivateRabbit;
+	let brokers: ServiceBroker[] = [];
+	const cluster = {
+		brokers,
+		call: (action: string, params?: any, meta?: any) => brokers[0]!.call<any, any>(action, params, { meta })
+	};
 
-	before(async () => {
-		cluster = await startCluster([[], ["catalog"], ["inventory"]]);
+	before(async function () {
+		this.timeout(120_000);
+		rabbit = await startPrivateRabbit();
+		const env = { ...process.env, TRANSPORTER: rabbit.url };
+		brokers = [[], ["catalog"], ["inventory"]].map((services, i) => createBroker({ services, env, nodeID: `${process.env.TEST_RUN_ID}-outage-${i}` }));
+		cluster.brokers = brokers;
+		await Promise.all(brokers.map(b => b.start()));
+		await brokers[0]!.waitForServices(["catalog", "inventory"], 30_000);
 	});
-	after(async () => {
-		rabbit("start_app"); // whatever happened, leave the broker running
-		await cluster?.stop();
+	after(async function () {
+		this.timeout(120_000);
+		try {
+			await Promise.all(brokers.map(b => b.stop().catch(() => undefined)));
+		} finally {
+			await rabbit?.stop();
+		}
 	});
 
 	it("events recorded while the broker is down are delivered once it is back, and calls work again", async () => {
@@ -35,7 +50,7 @@ describe("a RabbitMQ restart under work", function () {
 		// While the broker is away, catalog still takes writes from its own node (a local call
 		// that needs no transport): their events wait in its outbox.
 		const catalog: any = cluster.brokers[1]!.getLocalService("catalog");
-		rabbit("stop_app");
+		await rabbit.stopApp();
 		const during: string[] = [];
 		for (let i = 0; i < 5; i++) {
 			const p: any = await catalog.actions.createProduct({ name: `During ${i}`, price: { amount: 100, currency: "PLN" }, categoryId: category.id, initialStock: 2 }, { meta: admin });
@@ -48,7 +63,7 @@ describe("a RabbitMQ restart under work", function () {
 		} finally {
 			await db.destroy();
 		}
-		rabbit("start_app");
+		await rabbit.startApp();
 
 		for (const sku of during) {
 			const stock = await eventually(() => cluster.call("inventory.get", { sku }).catch(() => null), 90_000, `stock of ${sku} after the outage`);

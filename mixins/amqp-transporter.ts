@@ -1,0 +1,195 @@
+/**
+ * Moleculer's AMQP transporter (moleculer 0.15.2, `src/transporters/amqp.js`) with three
+ * repairs, registered in moleculer.config.ts instead of the built-in "AMQP" type:
+ *
+ * 1. **An ack goes to the channel the message came from, or nowhere.** The built-in acks an
+ *    action request on `this.channel` once its handler is done. When RabbitMQ restarted in the
+ *    meantime, `this.channel` is a new channel that never delivered that tag: RabbitMQ answers
+ *    406 PRECONDITION_FAILED (unknown delivery tag) and closes the new channel. Here every
+ *    consumer remembers its channel; a message whose channel is gone is not acked — RabbitMQ
+ *    already put it back in its queue and redelivers it (calls carry idempotency keys).
+ * 2. **A channel that closes by itself is reopened** (the built-in only logs it and keeps
+ *    `channel = null` for good): a new channel on the same connection, then every
+ *    subscription again. If that fails, the connection is closed and Moleculer's own
+ *    reconnect loop (every 5 s) rebuilds everything.
+ * 3. **No silent drop.** The built-in `send()` resolves without sending while it has no
+ *    channel. Here a request or event then fails at once with a retryable 503
+ *    (`SERVICE_UNAVAILABLE`), so callers retry or answer 503 instead of waiting for a timeout.
+ *
+ * `usable()` tells whether this process can talk to RabbitMQ right now (see messaging-health.ts).
+ */
+import { Errors, Transporters } from "moleculer";
+import type { ConfirmChannel } from "amqplib";
+
+const AmqpTransporter = Transporters.AMQP as unknown as new (opts: any) => any;
+const USER_PACKETS = new Set(["REQ", "EVENT", "PING"]);
+
+/** The broker connection is not usable from this process right now; retry shortly. */
+export class MessageBrokerUnavailableError extends Errors.MoleculerRetryableError {
+	constructor(what = "RabbitMQ") {
+		super(`${what} is not reachable from this process right now; retry shortly`, 503, "SERVICE_UNAVAILABLE");
+		this.stack = "";
+	}
+}
+
+export class ReliableAmqpTransporter extends AmqpTransporter {
+	/** Counts the channels opened: logs and tests can tell a reopened channel. */
+	channelGeneration = 0;
+	private reopening: Promise<void> | null = null;
+
+	connect(errorCallback: (err: unknown) => void): Promise<void> {
+		// eslint-disable-next-line @typescript-eslint/no-require-imports
+		const amqp = require("amqplib");
+		this.connectAttempt = (this.connectAttempt || 0) + 1;
+		const uri: string = this.opts.url[(this.connectAttempt - 1) % this.opts.url.length];
+		return new Promise<void>((resolve, reject) => {
+			let resolved = false;
+			let failed = false;
+			// Before the first success the caller's promise fails; afterwards Moleculer's
+			// reconnect callback takes over (it starts one reconnect loop per failure).
+			const fail = (err: unknown) => {
+				if (failed) return;
+				failed = true;
+				this.connected = false;
+				if (resolved) errorCallback(err);
+				else reject(err);
+			};
+			amqp
+				.connect(uri, { ...(this.opts.socketOptions || {}), servername: new URL(uri).hostname })
+				.then(async (connection: any) => {
+					this.connection = connection;
+					this.logger.info("AMQP is connected.");
+					connection
+						.on("error", (err: Error) => {
+							this.logger.error("AMQP connection error.", err.message);
+							this.broker.broadcastLocal("$transporter.error", { error: err, module: "transporter", type: "failedConnection" });
+						})
+						.on("close", (err: unknown) => {
+							if (this.connection === connection) {
+								this.connection = null;
+								this.channel = null;
+							}
+							this.connected = false;
+							if (this.connectionDisconnecting) return this.logger.info("AMQP connection is closed gracefully.");
+							this.logger.warn("AMQP connection is closed; reconnecting.");
+							fail(err ?? new Error("AMQP connection closed"));
+						})
+						.on("blocked", (reason: string) => this.logger.warn("AMQP connection is blocked.", reason))
+						.on("unblocked", () => this.logger.info("AMQP connection is unblocked."));
+
+					await this.openChannel(connection);
+					this.connectionCount += 1;
+					const isReconnect = this.connectionCount > 1;
+					// Subscriptions are not persistent in RabbitMQ: make them again after a reconnect.
+					if (isReconnect) await this.transit.makeSubscriptions();
+					await this.onConnected(isReconnect);
+					resolved = true;
+					resolve();
+				})
+				.catch((err: Error) => {
+					this.logger.warn("AMQP failed to connect:", err.message);
+					fail(err);
+				});
+		});
+	}
+
+	/** Opens the working channel on `connection` and watches it. */
+	private async openChannel(connection: any): Promise<void> {
+		const channel = await connection.createChannel();
+		const generation = ++this.channelGeneration;
+		channel
+			.on("error", (err: Error) => {
+				this.logger.error(`AMQP channel #${generation} error.`, err.message);
+				this.broker.broadcastLocal("$transporter.error", { error: err, module: "transporter", type: "failedChannel" });
+			})
+			.on("close", () => {
+				if (this.channel !== channel) return; // an older channel: nothing to undo
+				this.channel = null;
+				if (this.channelDisconnecting || this.connectionDisconnecting) return this.logger.info("AMQP channel is closed gracefully.");
+				if (this.connection !== connection) return; // the connection is gone: the reconnect loop rebuilds all
+				this.reopenChannel(connection, generation);
+			})
+			.on("return", (msg: unknown) => this.logger.warn("AMQP channel returned a message.", msg));
+		await channel.prefetch(this.opts.prefetch);
+		this.channel = channel;
+		this.logger.info(`AMQP channel #${generation} is created.`);
+	}
+
+	private reopenChannel(connection: any, generation: number): void {
+		if (this.reopening) return;
+		this.reopening = (async () => {
+			try {
+				await new Promise(r => setTimeout(r, 100));
+				if (this.connection !== connection || this.connectionDisconnecting) return; // the connection went too: reconnecting
+				this.logger.warn(`AMQP channel #${generation} closed by itself; reopening it.`);
+				await this.openChannel(connection);
+				await this.transit.makeSubscriptions();
+				await this.makeBalancedSubscriptions();
+				this.logger.info(`AMQP channel #${this.channelGeneration} reopened with every subscription.`);
+			} catch (err) {
+				this.logger.error("AMQP channel could not be reopened; closing the connection to reconnect.", (err as Error).message);
+				await connection.close().catch(() => undefined);
+			}
+		})().finally(() => (this.reopening = null));
+	}
+
+	/** Acks or nacks a request on the channel that delivered it; if that channel is gone, RabbitMQ redelivers it. */
+	_consumeCB(cmd: string, needAck = false) {
+		const channel: ConfirmChannel | null = this.channel;
+		const settle = (msg: any, ok: boolean) => {
+			if (!channel || channel !== this.channel) {
+				this.logger.debug(`Not acking ${cmd} #${msg.fields.deliveryTag}: its channel is gone, RabbitMQ redelivers it.`);
+				return;
+			}
+			try {
+				if (ok) channel.ack(msg);
+				else channel.nack(msg);
+			} catch (err) {
+				this.logger.warn(`Could not ${ok ? "ack" : "nack"} ${cmd} #${msg.fields.deliveryTag}.`, (err as Error).message);
+			}
+		};
+		return (msg: any) => {
+			const result = this.receive(cmd, msg.content);
+			if (!needAck) return result;
+			if (result && typeof result.then === "function") {
+				return result.then(
+					() => settle(msg, true),
+					(err: Error) => {
+						this.logger.error("Message handling error.", err);
+						settle(msg, false);
+					}
+				);
+			}
+			settle(msg, true);
+			return result;
+		};
+	}
+
+	prepublish(packet: any): Promise<void> {
+		return super.prepublish(packet).catch((err: any) => {
+			throw err instanceof Errors.BrokerDisconnectedError ? new MessageBrokerUnavailableError() : err;
+		});
+	}
+
+	send(topic: string, data: Buffer, { balanced, packet }: { balanced?: boolean; packet: any }): Promise<void> {
+		const channel = this.channel;
+		if (!channel) {
+			// Heartbeats, INFO and the like are skipped as the built-in does; what a caller waits for fails now.
+			return USER_PACKETS.has(packet.type) ? Promise.reject(new MessageBrokerUnavailableError()) : Promise.resolve();
+		}
+		try {
+			if (packet.target != null || balanced) channel.sendToQueue(topic, data, this.opts.messageOptions);
+			else channel.publish(topic, "", data, this.opts.messageOptions);
+			return Promise.resolve();
+		} catch (err) {
+			// amqplib throws at once on a channel that is closing.
+			this.logger.debug("AMQP send failed.", (err as Error).message);
+			return USER_PACKETS.has(packet.type) ? Promise.reject(new MessageBrokerUnavailableError()) : Promise.resolve();
+		}
+	}
+
+	/** True while the connection and the working channel are open and subscriptions are in place. */
+	usable(): boolean {
+		return !!(this.connected && this.connection && this.channel && !this.reopening);
+	}
+}
