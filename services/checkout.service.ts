@@ -234,7 +234,8 @@ export default defineService<Methods, Vars>({
 				store: this.store,
 				call: (action, params) => this.broker.call(action, params),
 				logger: this.logger,
-				afterMs: settings.reconcileAfterMs
+				afterMs: settings.reconcileAfterMs,
+				singleProcess: !settings.databaseUrl
 			});
 			const acted = report.finished + report.compensated + report.cartsCheckedOut + report.cartsUnlocked + report.failed;
 			if (acted > 0) this.logger.info("Reconciler pass", report);
