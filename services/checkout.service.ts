@@ -14,7 +14,7 @@ import Redis from "ioredis";
 import { randomUUID } from "node:crypto";
 import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
 import type { EventEnvelope } from "../contracts/events";
-import { conflict, notFound, temporary, unauthorized } from "../contracts/errors";
+import { conflict, isClientError, notFound, temporary, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -203,9 +203,11 @@ export default defineService<Methods, Vars>({
 		 * any retry), with the payment as payments knows it — null when there is no such order.
 		 */
 		async answerFromOrder(this: This, ctx: Ctx, sagaId: string, orderId: string) {
-			const order = await ctx.call<any, any>("orders.get", { id: orderId }).catch((err: any) => {
+			// A short wait: while orders is down the customer gets a quick retryable 503, not a gateway timeout.
+			const order = await ctx.call<any, any>("orders.get", { id: orderId }, { timeout: 3000 }).catch((err: any) => {
 				if (err?.code === 404) return null;
-				throw err;
+				if (isClientError(err)) throw err;
+				throw temporary("The order cannot be looked up right now; place again with the same Idempotency-Key", { orderId });
 			});
 			if (!order) return null;
 			const payment = order.payment ?? null;
