@@ -10,7 +10,7 @@ import { asUnavailable } from "./contracts/errors";
 import { SupervisedAmqpAdapter } from "./mixins/amqp-channels";
 import { ReliableAmqpTransporter } from "./mixins/amqp-transporter";
 import { CorrelationLogging } from "./mixins/correlation.middleware";
-import { JoiValidator } from "./mixins/joi-validator";
+import { JoiValidator, ReadableParams } from "./mixins/joi-validator";
 import { settings, Settings } from "./mixins/settings";
 
 /**
@@ -31,6 +31,13 @@ export function channelsAdapter(s: Settings) {
 		maxRetries: 5,
 		deadLettering: { enabled: true, queueName: "DEAD_LETTER" }
 	});
+}
+
+/** Read caches (the catalog's): Redis under the run's key prefix when there is one, else this process's memory. */
+export function cacherOptions(s: Settings) {
+	const ttl = s.catalogCacheTtlS;
+	if (s.redisUrl) return { type: "Redis", options: { prefix: `${s.redisPrefix}cache`, ttl, redis: s.redisUrl } };
+	return { type: "Memory", options: { ttl, clone: true } };
 }
 
 export function brokerOptions(s: Settings = settings): BrokerOptions {
@@ -56,6 +63,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		heartbeatInterval: 1,
 		heartbeatTimeout: 3,
 		serializer: "JSON",
+		cacher: cacherOptions(s) as any,
 		requestTimeout: 15_000,
 		retryPolicy: { enabled: false },
 		logger: { type: "Console", options: { level: s.logLevel, formatter: "short", colors: process.stdout.isTTY } },
@@ -66,10 +74,21 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		errorHandler(err: any) {
 			throw asUnavailable(err);
 		},
-		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging],
+		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging, ReadableParams],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
-		metrics: { enabled: false },
-		tracing: { enabled: false }
+		// Every node keeps its own metrics; the gateway's `GET /metrics` gathers them from all nodes.
+		metrics: { enabled: s.metrics, reporter: s.metricsPort ? [{ type: "Prometheus", options: { port: s.metricsPort, path: "/metrics" } }] : [] },
+		// Off unless TRACING_EXPORTER names one. Spans carry the correlation id, never the params (card numbers, passwords).
+		tracing: s.tracingExporter
+			? {
+					enabled: true,
+					exporter: [{ type: s.tracingExporter as any }],
+					tags: {
+						action: { params: false, meta: ["correlationId", "sagaId", "step"] },
+						event: { params: false, meta: ["correlationId"] }
+					}
+				}
+			: { enabled: false }
 	};
 }
 

@@ -1,90 +1,395 @@
 /**
- * `npm run bench`: places orders through the HTTP gateway of the real system — every service
- * its own process over RabbitMQ, Postgres, Redis (two checkout replicas) — and prints
- * completed checkouts per second and latency percentiles. Settings: BENCH_ORDERS (default 200),
- * BENCH_CONCURRENCY (default 16).
+ * `npm run bench`: the real system — every service its own process over RabbitMQ, Postgres and
+ * Redis — loaded through the HTTP gateway as a storefront would load it. For each number of
+ * checkout replicas asked for it prints and records:
+ *   - saturation: completed checkouts/s with BENCH_IN_FLIGHT (64) checkouts in flight (closed loop);
+ *   - latency at fixed offered rates (open loop: a checkout starts on schedule whether or not the
+ *     earlier ones answered, and its latency counts from its scheduled start, so a slow system
+ *     cannot hide its queue) — first replica count only;
+ *   - read path: `GET /api/products?page=1&pageSize=20` with autocannon, 50 connections — first only;
+ *   - each process's CPU share (from /proc/<pid>/stat) during saturation, the servers' too;
+ *   - after the load: RabbitMQ queue depths of this run (must drain to zero), the processes'
+ *     memory before and after, and how long one request takes then.
+ * A checkout is the full one: a cart, a delivery address, the shop's shipping method, a promo
+ * code and a card; "completed" means the saga confirmed the order before the answer.
+ *
+ * Settings (env): BENCH_DURATION_S (10) per phase · BENCH_RATES (25,50,100,200) offered
+ * checkouts/s · BENCH_IN_FLIGHT (64) · BENCH_CHECKOUT_REPLICAS (2; e.g. 1,2,4 for the scale-out
+ * table) · BENCH_INVENTORY_REPLICAS (2) · BENCH_SATURATION_MAX (cap on the checkouts prepared
+ * for the saturation phase, 300 × duration) · BENCH_READ_CONNECTIONS (50) · BENCH_SKIP_READ=1.
+ * Results: printed, and written as JSON to bench/results/<date>-<commit>.json.
+ * It creates the test database if the server has none, and removes everything it made.
  */
 import "../test/support/env";
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { createBroker } from "../bin/broker";
+import { eventually } from "../test/support/cluster";
 import { cleanup, ensureDatabase } from "../test/support/hooks";
-import { Http } from "../test/support/http";
-import { spawnServices } from "../test/support/processes";
-import { adminLogin, CARDS, productInStock, readyCheckout, verifiedCustomer } from "../test/support/shop";
+import { expectStatus, Http } from "../test/support/http";
+import { ServiceProcess, spawnServices } from "../test/support/processes";
+import { adminLogin, ADDRESS, CARDS, productInStock, verifiedCustomer } from "../test/support/shop";
 
-const ORDERS = Number(process.env.BENCH_ORDERS ?? 200);
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require("autocannon") as (opts: Record<string, unknown>) => Promise<any>;
+
+const list = (v: string | undefined, fallback: number[]) => (v ? v.split(",").map(Number).filter(n => n > 0) : fallback);
+const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
+const RATES = list(process.env.BENCH_RATES, [25, 50, 100, 200]);
+const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 64);
+const REPLICAS = list(process.env.BENCH_CHECKOUT_REPLICAS, [2]);
+const INVENTORY_REPLICAS = Number(process.env.BENCH_INVENTORY_REPLICAS ?? 2);
+const SATURATION_MAX = Number(process.env.BENCH_SATURATION_MAX ?? 300 * DURATION_S);
+const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
+const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
+const PRODUCTS = 20; // stock spread over several rows, as a real catalog would be
+const CLK_TCK = 100;
+const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 function percentile(sorted: number[], p: number): number {
-	return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+	if (!sorted.length) return NaN;
+	return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+const latencySummary = (ms: number[]) => {
+	const s = [...ms].sort((a, b) => a - b);
+	return { p50: round(percentile(s, 50)), p95: round(percentile(s, 95)), p99: round(percentile(s, 99)), max: round(s[s.length - 1] ?? NaN) };
+};
+const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+
+// --- Processes, CPU, memory --------------------------------------------------------------------
+
+/** utime + stime of a process in clock ticks, or null when it is gone. */
+function cpuTicks(pid: number): number | null {
+	try {
+		const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+		const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+		return Number(fields[11]) + Number(fields[12]);
+	} catch {
+		return null;
+	}
+}
+function rssMiB(pid: number): number | null {
+	try {
+		const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+		return m ? round(Number(m[1]) / 1024) : null;
+	} catch {
+		return null;
+	}
+}
+function pidsOf(name: string): number[] {
+	try {
+		return execFileSync("pgrep", ["-x", name], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
+	} catch {
+		return [];
+	}
+}
+
+interface Watched {
+	name: string;
+	pids: () => number[];
+}
+
+/** CPU used by each watched process (summed over its pids) while `work` runs, as % of one core. */
+async function cpuShare<T>(watched: Watched[], work: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number> }> {
+	const before = watched.map(w => new Map(w.pids().map(pid => [pid, cpuTicks(pid) ?? 0])));
+	const t0 = performance.now();
+	const result = await work();
+	const seconds = (performance.now() - t0) / 1000;
+	const cpu: Record<string, number> = {};
+	watched.forEach((w, i) => {
+		let ticks = 0;
+		for (const pid of w.pids()) {
+			const now = cpuTicks(pid);
+			if (now !== null) ticks += now - (before[i]!.get(pid) ?? 0);
+		}
+		cpu[w.name] = round((ticks / CLK_TCK / seconds) * 100);
+	});
+	return { result, cpu };
+}
+
+// --- RabbitMQ ----------------------------------------------------------------------------------
+
+/**
+ * Messages waiting in this run's queues (their names carry the namespace): from the management
+ * API, or from `rabbitmqctl list_queues` where the management plugin does not listen.
+ */
+async function queueDepth(): Promise<{ messages: number; queues: number } | null> {
+	const ns = process.env.NAMESPACE!;
+	const count = (queues: Array<{ name: string; messages: number }>) => {
+		const ours = queues.filter(q => q.name.includes(ns));
+		return { messages: ours.reduce((a, q) => a + q.messages, 0), queues: ours.length };
+	};
+	const res = await fetch("http://127.0.0.1:15672/api/queues?columns=name,messages", { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } }).catch(() => null);
+	if (res?.ok) return count(((await res.json()) as Array<{ name: string; messages?: number }>).map(q => ({ name: q.name, messages: q.messages ?? 0 })));
+	try {
+		const out = execFileSync("rabbitmqctl", ["-q", "list_queues", "name", "messages"], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "ignore"] });
+		return count(out.split("\n").map(l => l.trim().split(/\s+/)).filter(f => f.length === 2 && /^\d+$/.test(f[1]!)).map(([name, n]) => ({ name: name!, messages: Number(n) })));
+	} catch {
+		return null;
+	}
+}
+
+// --- The shop ----------------------------------------------------------------------------------
+
+interface Shop {
+	http: Http;
+	admin: string;
+	products: Array<{ id: string }>;
+	methodId: string;
+	code: string;
+}
+
+async function openShop(http: Http): Promise<Shop> {
+	const admin = await adminLogin(http);
+	const products = [];
+	for (let i = 0; i < PRODUCTS; i++) products.push(await productInStock(http, admin, { stock: 1_000_000, price: 10000 }));
+	const method = expectStatus(
+		await http.post("/api/admin/shipping-methods", {
+			name: `Bench van ${randomUUID().slice(0, 6)}`, carrier: "Shop van", price: { amount: 1500, currency: "PLN" },
+			countries: ["PL"], deliveryDays: { min: 1, max: 6 }, expressFee: { amount: 2000, currency: "PLN" }
+		}, admin),
+		201
+	);
+	const code = `BENCH${randomUUID().slice(0, 6).toUpperCase()}`;
+	expectStatus(await http.post("/api/admin/promotions", { name: `Bench ${code}`, code, kind: "percentage", value: 10 }, admin), 201);
+	return { http, admin, products, methodId: method.id, code };
+}
+
+/** A verified customer whose checkout is ready to place: a cart, an address, shipping, a promo code, a card. */
+async function readyShopper(shop: Shop, n: number): Promise<{ token: string }> {
+	const { http } = shop;
+	const c = await verifiedCustomer(http, shop.admin);
+	expectStatus(await http.post("/api/cart/items", { productId: shop.products[n % shop.products.length]!.id, quantity: 1 }, c.token), 200);
+	expectStatus(await http.put("/api/checkout/address", { address: ADDRESS }, c.token), 200);
+	expectStatus(await http.put("/api/checkout/shipping-method", { methodId: shop.methodId }, c.token), 200);
+	expectStatus(await http.post("/api/checkout/promo-code", { code: shop.code }, c.token), 200);
+	expectStatus(await http.put("/api/checkout/payment-method", { method: "card" }, c.token), 200);
+	return { token: c.token };
+}
+
+async function readyShoppers(shop: Shop, count: number): Promise<Array<{ token: string }>> {
+	const out: Array<{ token: string }> = [];
+	let next = 0;
+	await Promise.all(
+		Array.from({ length: PREPARE_IN_PARALLEL }, async () => {
+			while (next < count) {
+				const n = next++;
+				// A busy machine may time a preparing request out: that shopper is started over.
+				for (let attempt = 1; ; attempt++) {
+					try {
+						out.push(await readyShopper(shop, n));
+						break;
+					} catch (err) {
+						if (attempt >= 5) throw err;
+						await sleep(1000);
+					}
+				}
+			}
+		})
+	);
+	return out;
+}
+
+/** Why checkouts did not complete: "<HTTP status> <status or error type>" → count. */
+const failures: Record<string, number> = {};
+
+/**
+ * Places one checkout and follows it to its end; true when the order was confirmed. An answer
+ * of 202 `pending` (the saga outlived CHECKOUT_WAIT_MS) is followed by reading the order until
+ * it is confirmed or failed, so the latency is always place → confirmed.
+ */
+async function place(http: Http, token: string): Promise<boolean> {
+	const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, token).catch((err: Error) => ({ status: 0, body: { type: err.message } }));
+	if (res.status === 202 && res.body?.status === "confirmed") return true;
+	if (res.status === 202 && res.body?.status === "pending" && res.body.orderId) {
+		const until = performance.now() + 60_000;
+		while (performance.now() < until) {
+			await sleep(50);
+			const o = await http.get(`/api/orders/${res.body.orderId}`, token).catch(() => null);
+			if (o?.body?.status === "confirmed") return true;
+			if (o?.status === 200 && o.body?.status !== "pending") {
+				const why = `order ${o.body?.status}`;
+				failures[why] = (failures[why] ?? 0) + 1;
+				return false;
+			}
+		}
+	}
+	const why = `${res.status} ${res.body?.status ?? res.body?.type ?? ""}`;
+	failures[why] = (failures[why] ?? 0) + 1;
+	return false;
+}
+
+// --- Load --------------------------------------------------------------------------------------
+
+/** Closed loop: IN_FLIGHT checkouts at all times until the duration ends or the shoppers run out. */
+async function saturation(http: Http, shoppers: Array<{ token: string }>) {
+	const latencies: number[] = [];
+	let failed = 0;
+	let next = 0;
+	const t0 = performance.now();
+	const end = t0 + DURATION_S * 1000;
+	await Promise.all(
+		Array.from({ length: IN_FLIGHT }, async () => {
+			while (next < shoppers.length && performance.now() < end) {
+				const s = shoppers[next++]!;
+				const started = performance.now();
+				if (await place(http, s.token)) latencies.push(performance.now() - started);
+				else failed++;
+			}
+		})
+	);
+	const seconds = (performance.now() - t0) / 1000;
+	return { completed: latencies.length, failed, seconds: round(seconds), perSecond: round(latencies.length / seconds), ranOutOfShoppers: next >= shoppers.length, latencyMs: latencySummary(latencies) };
+}
+
+/** Open loop: checkout i starts at i / rate seconds; its latency counts from then. */
+async function fixedRate(http: Http, shoppers: Array<{ token: string }>, rate: number) {
+	const latencies: number[] = [];
+	let failed = 0;
+	const t0 = performance.now();
+	const runs: Array<Promise<void>> = [];
+	for (let i = 0; i < shoppers.length; i++) {
+		const due = t0 + (i * 1000) / rate;
+		const wait = due - performance.now();
+		if (wait > 1) await sleep(wait);
+		runs.push(
+			place(http, shoppers[i]!.token).then(ok => {
+				if (ok) latencies.push(performance.now() - due);
+				else failed++;
+			})
+		);
+	}
+	await Promise.all(runs);
+	const seconds = (performance.now() - t0) / 1000;
+	return { offeredPerSecond: rate, offered: shoppers.length, completed: latencies.length, failed, completedPerSecond: round(latencies.length / seconds), latencyMs: latencySummary(latencies) };
+}
+
+async function readPath(baseUrl: string) {
+	const r = await autocannon({ url: `${baseUrl}/api/products?page=1&pageSize=20`, connections: READ_CONNECTIONS, duration: DURATION_S });
+	return { connections: READ_CONNECTIONS, requestsPerSecond: round(r.requests.average), non2xx: r.non2xx, errors: r.errors, latencyMs: { p50: r.latency.p50, p99: r.latency.p99 } };
+}
+
+// --- One configuration -------------------------------------------------------------------------
+
+async function runConfiguration(replicas: number, full: boolean) {
+	const port = String(35000 + Math.floor(Math.random() * 2000));
+	const baseUrl = `http://127.0.0.1:${port}`;
+	const http = new Http(baseUrl);
+	const groups: string[][] = [
+		["api"], ["customers", "notifications"], ["catalog"], ["carts"], ["orders", "payments"], ["shipping", "promotions", "addons"],
+		...Array.from({ length: INVENTORY_REPLICAS }, () => ["inventory"]), ...Array.from({ length: replicas }, () => ["checkout"])
+	];
+	const procs: Array<{ name: string; proc: ServiceProcess }> = [];
+	const client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-bench-${replicas}` });
+	try {
+		const seen = new Map<string, number>();
+		for (const g of groups) {
+			const base = g.join("+");
+			const n = (seen.get(base) ?? 0) + 1;
+			seen.set(base, n);
+			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, g[0] === "api" ? { PORT: port } : {}) });
+		}
+		await client.start();
+		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "checkout"], 120_000);
+		await eventually(async () => (await http.get("/api/products?page=1&pageSize=1").catch(() => null))?.status === 200, 30_000, "gateway");
+		const shop = await openShop(http);
+		const watched: Watched[] = [
+			...procs.map(p => ({ name: p.name, pids: () => (p.proc.child.pid ? [p.proc.child.pid] : []) })),
+			{ name: "rabbitmq (beam.smp)", pids: () => pidsOf("beam.smp") },
+			{ name: "postgres (all backends, every user of the server)", pids: () => pidsOf("postgres") },
+			{ name: "redis-server (all)", pids: () => pidsOf("redis-server") },
+			{ name: "bench client", pids: () => [process.pid] }
+		];
+		const memory = () => Object.fromEntries(procs.map(p => [p.name, p.proc.child.pid ? rssMiB(p.proc.child.pid) : null]));
+
+		const satCount = Math.min(SATURATION_MAX, Math.max(IN_FLIGHT * 4, 300 * DURATION_S));
+		console.log(`[${replicas} checkout replica(s)] preparing ${satCount} ready checkouts for the saturation phase…`);
+		const satShoppers = await readyShoppers(shop, satCount);
+		// A few checkouts first, so every process has its connections and JIT warm.
+		for (const s of await readyShoppers(shop, 8)) await place(http, s.token);
+		const memoryBefore = memory();
+
+		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
+		const sat = await cpuShare(watched, () => saturation(http, satShoppers));
+		console.log(`  ${sat.result.perSecond} completed checkouts/s (${sat.result.completed} completed, ${sat.result.failed} not confirmed${sat.result.ranOutOfShoppers ? ", ran out of prepared checkouts: raise BENCH_SATURATION_MAX" : ""}), latency p50/p95/p99 ${sat.result.latencyMs.p50}/${sat.result.latencyMs.p95}/${sat.result.latencyMs.p99} ms`);
+		const cpuPerCheckoutMs = round((Object.entries(sat.cpu).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
+
+		const rates: unknown[] = [];
+		let read: unknown = null;
+		if (full) {
+			for (const rate of RATES) {
+				const shoppers = await readyShoppers(shop, Math.max(1, Math.round(rate * DURATION_S)));
+				await sleep(500);
+				const r = await fixedRate(http, shoppers, rate);
+				console.log(`  offered ${rate}/s: ${r.completed}/${r.offered} completed, latency p50/p95/p99 ${r.latencyMs.p50}/${r.latencyMs.p95}/${r.latencyMs.p99} ms`);
+				rates.push(r);
+			}
+			if (!process.env.BENCH_SKIP_READ) {
+				const rp = await readPath(baseUrl);
+				console.log(`  GET /api/products?page=1&pageSize=20, ${READ_CONNECTIONS} connections: ${rp.requestsPerSecond} req/s, p50/p99 ${rp.latencyMs.p50}/${rp.latencyMs.p99} ms (${rp.non2xx} non-2xx, ${rp.errors} errors)`);
+				read = rp;
+			}
+		}
+
+		// After the load: the queues drain, memory settles, one request answers at once.
+		const drainStart = performance.now();
+		let depth = await queueDepth();
+		while (depth && depth.messages > 0 && performance.now() - drainStart < 30_000) {
+			await sleep(250);
+			depth = await queueDepth();
+		}
+		const drainedInMs = round(performance.now() - drainStart, 0);
+		await sleep(2000);
+		const probe0 = performance.now();
+		const probe = await http.get("/api/products?page=1&pageSize=20");
+		const probeMs = round(performance.now() - probe0);
+		const after = { queuedMessages: depth?.messages ?? null, queues: depth?.queues ?? null, drainedInMs, probeStatus: probe.status, probeMs, memoryBeforeMiB: memoryBefore, memoryAfterMiB: memory() };
+		console.log(`  afterwards: ${after.queuedMessages ?? "?"} message(s) left in ${after.queues ?? "?"} queue(s) (drained in ${drainedInMs} ms), one product list in ${probeMs} ms`);
+		for (const p of procs) console.log(`    ${p.name.padEnd(28)} CPU ${String(sat.cpu[p.name]).padStart(6)} %   RSS ${memoryBefore[p.name]} → ${after.memoryAfterMiB[p.name]} MiB`);
+		for (const w of watched.slice(procs.length)) console.log(`    ${w.name.padEnd(28)} CPU ${String(sat.cpu[w.name]).padStart(6)} %`);
+		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ)`);
+		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs }, fixedRates: rates, readPath: read, after };
+	} finally {
+		await client.stop().catch(() => undefined);
+		await Promise.all(procs.map(p => p.proc.kill()));
+	}
 }
 
 async function main() {
 	// A fresh machine has no test database until something creates it.
 	await ensureDatabase();
-	const port = String(35000 + Math.floor(Math.random() * 2000));
-	const http = new Http(`http://127.0.0.1:${port}`);
-	const procs = [
-		spawnServices(["api"], { PORT: port }),
-		spawnServices(["customers", "notifications"]),
-		spawnServices(["catalog", "inventory"]),
-		spawnServices(["carts"]),
-		spawnServices(["orders", "payments"]),
-		spawnServices(["shipping", "promotions", "addons"]),
-		spawnServices(["checkout"]),
-		spawnServices(["checkout"])
-	];
-	const client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-bench` });
-	try {
-		await client.start();
-		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "addons", "checkout"], 90_000);
-		const admin = await adminLogin(http);
-		const product = await productInStock(http, admin, { stock: ORDERS * 2, price: 1999 });
-
-		console.log(`preparing ${ORDERS} verified customers with a cart…`);
-		const customers: Array<{ token: string }> = [];
-		for (let i = 0; i < ORDERS; i += CONCURRENCY) {
-			const batch = await Promise.all(
-				Array.from({ length: Math.min(CONCURRENCY, ORDERS - i) }, async () => {
-					const c = await verifiedCustomer(http, admin);
-					const add = await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token);
-					if (add.status !== 200) throw new Error(`add to cart: ${add.status} ${JSON.stringify(add.body)}`);
-					await readyCheckout(http, c.token);
-					return c;
-				})
-			);
-			customers.push(...batch);
+	const commit = (() => {
+		try {
+			return execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+		} catch {
+			return "unknown";
 		}
-
-		console.log(`placing ${ORDERS} orders, ${CONCURRENCY} at a time…`);
-		const latencies: number[] = [];
-		let failed = 0;
-		let next = 0;
-		const started = performance.now();
-		await Promise.all(
-			Array.from({ length: CONCURRENCY }, async () => {
-				while (next < customers.length) {
-					const c = customers[next++]!;
-					const t0 = performance.now();
-					const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token);
-					const ms = performance.now() - t0;
-					if (res.status === 202 && res.body.status === "confirmed") latencies.push(ms);
-					else failed++;
-				}
-			})
-		);
-		const seconds = (performance.now() - started) / 1000;
-		latencies.sort((a, b) => a - b);
-		const rss = process.memoryUsage().rss;
-		console.log("\nplace-order through the gateway (card, saga completes before the answer)");
-		console.log(`  checkouts completed : ${latencies.length} of ${ORDERS} (${failed} not confirmed in time)`);
-		console.log(`  throughput          : ${(latencies.length / seconds).toFixed(1)} completed checkouts/s over ${seconds.toFixed(1)} s`);
-		console.log(`  latency p50 / p95 / p99 : ${percentile(latencies, 50).toFixed(0)} / ${percentile(latencies, 95).toFixed(0)} / ${percentile(latencies, 99).toFixed(0)} ms`);
-		console.log(`  concurrency ${CONCURRENCY}, 7 processes (2 checkout replicas), bench client RSS ${(rss / 2 ** 20).toFixed(0)} MiB`);
+	})();
+	const started = new Date();
+	const configurations = [];
+	try {
+		for (const [i, replicas] of REPLICAS.entries()) configurations.push(await runConfiguration(replicas, i === 0));
 	} finally {
-		await client.stop().catch(() => undefined);
-		await Promise.all(procs.map(p => p.kill()));
-		await cleanup().catch(() => undefined);
+		await cleanup().catch(err => console.warn("cleanup failed:", err.message));
 	}
+	if (configurations.length > 1) {
+		console.log("\nscale-out (saturation, completed checkouts/s):");
+		for (const c of configurations) console.log(`  ${c.checkoutReplicas} checkout replica(s), ${c.inventoryReplicas} inventory: ${c.saturation.perSecond}/s`);
+	}
+	const result = {
+		date: started.toISOString(), commit, machine: { cpus: (await import("node:os")).cpus().length, loadAverageAtStart: (await import("node:os")).loadavg() },
+		settings: { durationS: DURATION_S, rates: RATES, inFlight: IN_FLIGHT, checkoutReplicas: REPLICAS, inventoryReplicas: INVENTORY_REPLICAS, readConnections: READ_CONNECTIONS },
+		configurations,
+		notCompleted: failures
+	};
+	if (Object.keys(failures).length) console.log("\ncheckouts not completed, by answer:", failures);
+	const dir = path.join(__dirname, "results");
+	mkdirSync(dir, { recursive: true });
+	const file = path.join(dir, `${started.toISOString().slice(0, 19).replace(/[:T]/g, "-")}-${commit}.json`);
+	writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+	console.log(`\nresults written to ${path.relative(process.cwd(), file)}`);
 }
 
 main().then(

@@ -79,17 +79,28 @@ function listMigrations(dir: string): string[] {
 		.sort();
 }
 
-/** Creates the schema and runs its migrations; safe when several processes start at once. */
+/**
+ * Creates the schema and runs its migrations; safe when several processes start at once.
+ * On Postgres, the processes take turns through an advisory lock held on a connection of its
+ * own (the pool may be busy with other services' migrations): the lock is Postgres', so it goes
+ * away with a process that dies mid-migration, and knex's own lock row, which would not, is
+ * known to be stale whenever this process holds the advisory lock.
+ */
 export async function migrate(knex: Knex, service: string, schema: string): Promise<void> {
-	for (let attempt = 1; ; attempt++) {
-		try {
-			await knex.raw(`CREATE SCHEMA IF NOT EXISTS ??`, [schema]);
-			await knex.migrate.latest({ schemaName: schema, tableName: "knex_migrations", migrationSource: migrationSource(service, schema) });
-			return;
-		} catch (err: any) {
-			// Another process is creating the same schema or holds the migration lock.
-			if (attempt >= 20) throw err;
-			await new Promise(r => setTimeout(r, 100 * attempt));
-		}
+	const config = { schemaName: schema, tableName: "knex_migrations", migrationSource: migrationSource(service, schema) };
+	if (knex.client.config.client !== "pg") {
+		await knex.raw(`CREATE SCHEMA IF NOT EXISTS ??`, [schema]);
+		await knex.migrate.latest(config);
+		return;
+	}
+	// One connection (pool of one), so the lock is taken and held on the same session.
+	const lock = knexFactory({ client: "pg", connection: knex.client.config.connection, pool: { min: 1, max: 1 } });
+	try {
+		await lock.raw("SELECT pg_advisory_lock(hashtext(?))", [`saga-commerce:migrate:${schema}`]);
+		await knex.raw(`CREATE SCHEMA IF NOT EXISTS ??`, [schema]);
+		await knex.migrate.forceFreeMigrationsLock(config);
+		await knex.migrate.latest(config);
+	} finally {
+		await lock.destroy().catch(() => undefined);
 	}
 }

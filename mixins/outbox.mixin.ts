@@ -10,6 +10,7 @@
  * targets the integration topic exchange (routing key `<name>.v1`) instead of the channels.
  * Without RabbitMQ (embedded mode) those rows are logged and marked sent.
  */
+import Joi from "joi";
 import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
 import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
@@ -43,11 +44,43 @@ export interface OutboxMethods {
 const BATCH = 200;
 const CLAIM_SECONDS = 30;
 const IDLE_POLL_MS = 500;
+/** How often the `outbox.backlog` gauge (unsent rows of this service) is refreshed. */
+const BACKLOG_EVERY_MS = 5000;
+const BACKLOG = "outbox.backlog";
 
 export function OutboxMixin(): Partial<ServiceSchema> {
 	return {
 		created(this: any) {
-			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null };
+			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0 };
+			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
+				this.broker.metrics.register({ type: "gauge", name: BACKLOG, labelNames: ["service"], description: "Events written to a service's outbox and not yet published" });
+			}
+		},
+		actions: {
+			/**
+			 * Operators: the newest events this service wrote (its outbox), of one aggregate or one
+			 * correlation id — how `ops.order` shows what happened to an order across services.
+			 */
+			outboxEvents: {
+				visibility: "public",
+				params: Joi.object({ aggregateId: Joi.string().max(100), correlationId: Joi.string().max(100), limit: Joi.number().integer().min(1).max(100).default(20) }).or("aggregateId", "correlationId") as any,
+				async handler(this: any, ctx: any) {
+					const { aggregateId, correlationId, limit } = ctx.params;
+					await this.schemaReady;
+					const rows = await this.table("outbox")
+						.where((q: Knex.QueryBuilder) => {
+							if (aggregateId) q.orWhere({ aggregate_id: aggregateId });
+							if (correlationId) q.orWhereRaw("envelope->>'correlation_id' = ?", [correlationId]);
+						})
+						.orderBy("id", "desc")
+						.limit(limit)
+						.select("event_id", "event_name", "aggregate_id", "envelope", "created_at", "sent_at");
+					return rows.map((r: any) => {
+						const env = typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope;
+						return { service: this.name, eventId: r.event_id, event: r.event_name, aggregateId: r.aggregate_id, correlationId: env?.correlation_id ?? env?.correlationId ?? null, at: new Date(r.created_at).toISOString(), sent: r.sent_at !== null };
+					});
+				}
+			}
 		},
 		async started(this: any) {
 			// The RabbitMQ of this broker's own transporter (null in the embedded mode).
@@ -127,11 +160,20 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					.then((n: number) => {
 						ob.running = false;
 						if (ob.stopped) return;
+						if (n >= 0 && Date.now() - ob.backlogAt > BACKLOG_EVERY_MS) {
+							ob.backlogAt = Date.now();
+							this.measureBacklog().catch(() => undefined);
+						}
 						const full = n >= BATCH || ob.again;
 						ob.again = false;
 						const delay = n < 0 ? Math.min(10_000, 200 * 2 ** Math.min(ob.failures, 6)) : full ? 0 : IDLE_POLL_MS;
 						ob.timer = setTimeout(() => this.flushOutbox(), delay);
 					});
+			},
+			async measureBacklog(this: any) {
+				if (!this.broker.metrics.isEnabled()) return;
+				const [{ n }] = await this.table("outbox").whereNull("sent_at").count("* as n");
+				this.broker.metrics.set(BACKLOG, Number(n), { service: this.name });
 			},
 			async relayBatch(this: any): Promise<number> {
 				const schema = this.schemaName;

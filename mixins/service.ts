@@ -36,6 +36,8 @@ export interface ActionDef<T> {
 	params?: JoiSchema;
 	visibility?: "published" | "public" | "protected" | "private";
 	timeout?: number;
+	/** Kept by the broker's cacher under these params / `#meta` keys (see mixins/catalog-cache.ts). */
+	cache?: { keys: string[]; ttl?: number };
 	handler(this: T, ctx: Ctx): any;
 }
 

@@ -12,6 +12,8 @@ export interface Settings {
 	transporter: string | null; // amqp://… or null for the local transport
 	databaseUrl: string | null; // postgres://… or null for PGlite
 	redisUrl: string | null; // redis://… or null for the in-process saga store
+	/** REDIS_CLUSTER_NODES=host:port,… — the saga store on a Redis Cluster (these are its seed nodes); wins over REDIS_URL for sagas. */
+	redisClusterNodes: Array<{ host: string; port: number }> | null;
 	namespace: string; // Moleculer namespace; also prefixes channel exchanges and queues
 	schemaPrefix: string; // prefix of every service's Postgres schema
 	redisPrefix: string;
@@ -72,6 +74,8 @@ export interface Settings {
 	smtpUrl: string | null;
 	mailFrom: string;
 	mailAttempts: number;
+	/** Longest life of a cached catalog answer (seconds); changes drop the cache before that. */
+	catalogCacheTtlS: number;
 	/** The first pause before an email or SMS is tried again (×4 each time). */
 	mailBackoffMs: number;
 	/** SMS: the provider adapter (simulated: sends nowhere, +999… numbers are unreachable), attempts, first pause. */
@@ -88,6 +92,14 @@ export interface Settings {
 	holdExpiryIntervalMs: number;
 	/** Whether `npm start` loads the demo catalog into an empty shop: on when embedded, unless DEMO_DATA=0; else only with DEMO_DATA=1. */
 	demoData: boolean;
+	/** Moleculer's metrics (what `GET /metrics` shows); on unless METRICS=false. */
+	metrics: boolean;
+	/** A port of its own for this process's Prometheus reporter (none: only the gateway's `/metrics`). */
+	metricsPort: number | null;
+	/** Moleculer's tracer exporter: Console, Jaeger, Zipkin, Datadog, NewRelic, Event (none: tracing off). */
+	tracingExporter: string | null;
+	/** Where `npm run cluster` writes each process's log. */
+	clusterLogDir: string;
 }
 
 /** A number from the environment, else the default (also for an empty or malformed value). */
@@ -102,12 +114,26 @@ export function msFrom(value: string | undefined, fallback: number): number {
 	return num(value, fallback, n => n >= 0);
 }
 
+/** "host:port,host:port" → nodes; null when unset or empty. */
+function clusterNodes(value: string | undefined): Array<{ host: string; port: number }> | null {
+	const nodes = (value ?? "")
+		.split(",")
+		.map(s => s.trim())
+		.filter(Boolean)
+		.map(hostPort => {
+			const i = hostPort.lastIndexOf(":");
+			return i > 0 ? { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) } : { host: hostPort, port: 6379 };
+		});
+	return nodes.length ? nodes : null;
+}
+
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
-	const embedded = !env.TRANSPORTER && !env.DATABASE_URL && !env.REDIS_URL;
+	const embedded = !env.TRANSPORTER && !env.DATABASE_URL && !env.REDIS_URL && !env.REDIS_CLUSTER_NODES;
 	return {
 		transporter: env.TRANSPORTER || null,
 		databaseUrl: env.DATABASE_URL || null,
 		redisUrl: env.REDIS_URL || null,
+		redisClusterNodes: clusterNodes(env.REDIS_CLUSTER_NODES),
 		namespace: env.NAMESPACE ?? "",
 		schemaPrefix: env.SCHEMA_PREFIX ?? "",
 		redisPrefix: env.REDIS_PREFIX ?? "saga-commerce:",
@@ -150,6 +176,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		smtpUrl: env.SMTP_URL || null,
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
 		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
+		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1),
 		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),
 		smsProvider: env.SMS_PROVIDER || "simulated",
 		smsAttempts: num(env.SMS_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
@@ -159,7 +186,11 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		cartExpiryIntervalMs: msFrom(env.CART_EXPIRY_INTERVAL_MS, 60_000),
 		cartHoldMs: msFrom(env.CART_HOLD_MS, 0),
 		holdExpiryIntervalMs: msFrom(env.HOLD_EXPIRY_INTERVAL_MS, 30_000),
-		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded)
+		demoData: env.DEMO_DATA === "1" || (env.DEMO_DATA !== "0" && embedded),
+		metrics: env.METRICS !== "false",
+		metricsPort: env.METRICS_PORT ? num(env.METRICS_PORT, 0, n => Number.isInteger(n) && n > 0) || null : null,
+		tracingExporter: env.TRACING_EXPORTER || null,
+		clusterLogDir: path.resolve(env.CLUSTER_LOG_DIR ?? "logs")
 	};
 }
 

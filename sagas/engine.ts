@@ -74,6 +74,20 @@ export interface EngineOptions {
 	onFinished?: (rec: SagaRecord) => Promise<void>;
 	/** Real time by default; tests pass a clock they move on themselves. */
 	clock?: Clock;
+	/** Told about starts, step outcomes and ends (metrics); its errors are ignored. */
+	listener?: SagaListener;
+}
+
+/**
+ * Optional observer of what the engine does (the checkout service feeds Moleculer's metrics
+ * from it). Each call is made once per change actually recorded by this engine.
+ */
+export interface SagaListener {
+	started?(rec: SagaRecord): void;
+	/** A forward step or a compensation answered (`ok`) or failed, after `durationMs`. */
+	step?(rec: SagaRecord, step: string, phase: "forward" | "compensate", outcome: "ok" | "failed", durationMs: number): void;
+	/** The saga reached `completed`, `compensated` or `parked`. */
+	finished?(rec: SagaRecord): void;
 }
 
 /** What an operator asked for does not fit the saga (code and type as the gateway maps them). */
@@ -141,6 +155,7 @@ export class SagaEngine {
 		};
 		await this.store.create(rec);
 		this.log("info", rec, "started");
+		this.tell(l => l.started?.(rec));
 		this.background(rec.id);
 		return rec;
 	}
@@ -364,11 +379,14 @@ export class SagaEngine {
 		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 
 		let reply: unknown;
+		const sentAt = this.clock.now();
 		try {
 			reply = await this.opts.invoke(step.invoke.name, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
 		} catch (err: any) {
+			this.tell(l => l.step?.(sending, step.name, "forward", "failed", this.clock.now() - sentAt));
 			return this.stepFailed(sending, step, err);
 		}
+		this.tell(l => l.step?.(sending, step.name, "forward", "ok", this.clock.now() - sentAt));
 		const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
 		if (step.await && (!step.await.when || step.await.when(data, reply))) {
 			const deadlineMs = step.await.deadlineMs(data);
@@ -471,11 +489,14 @@ export class SagaEngine {
 		if (!sending) return null;
 		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 		const failure = sending.failure ?? { step: step.name, message: "unknown" };
+		const sentAt = this.clock.now();
 		try {
 			const params = step.compensateParams ? step.compensateParams(sending.data, failure) : step.params(sending.data);
 			await this.opts.invoke(step.compensate!.name, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step.name, step.timeoutMs));
+			this.tell(l => l.step?.(sending, step.name, "compensate", "ok", this.clock.now() - sentAt));
 			return this.transition(sending, { compensatedSteps: [...sending.compensatedSteps, step.name], attempts: 0 }, `${step.name} compensated`);
 		} catch (err: any) {
+			this.tell(l => l.step?.(sending, step.name, "compensate", "failed", this.clock.now() - sentAt));
 			const reason = `${step.compensate!.name} failed: ${err?.message ?? err}`;
 			// A refused compensation will be refused again: an operator has to look.
 			if (isRefusal(err) || sending.attempts >= this.defaults.parkAfterCompensationAttempts) {
@@ -517,7 +538,10 @@ export class SagaEngine {
 			if (!opts.quiet) this.log("warn", rec, `version ${rec.version} moved on; leaving the saga to whoever moved it`);
 			return null;
 		}
-		if (changes.status && changes.status !== rec.status) this.log("info", next, event);
+		if (changes.status && changes.status !== rec.status) {
+			this.log("info", next, event);
+			if (TERMINAL.has(next.status)) this.tell(l => l.finished?.(next));
+		}
 		this.changes.emit(rec.id);
 		return next;
 	}
@@ -539,6 +563,16 @@ export class SagaEngine {
 			() => true,
 			() => false
 		);
+	}
+
+	/** Tells the listener, if any; a listener's error never disturbs a saga. */
+	private tell(fn: (l: SagaListener) => void) {
+		if (!this.opts.listener) return;
+		try {
+			fn(this.opts.listener);
+		} catch (err) {
+			this.logger.warn("Saga listener failed", err);
+		}
 	}
 
 	private iso(): string {

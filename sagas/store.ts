@@ -4,15 +4,20 @@
  * fire. `RedisSagaStore` is the real one; `MemorySagaStore` has the same semantics in-process
  * for the embedded mode.
  *
- * Redis keys (all under the prefix):
- *   saga:<id>          hash { v: version, json: record }
- *   saga:<id>:lease    the owner driving it, with a TTL
- *   sagas:all          zset of ids by creation time (listing, newest first)
- *   sagas:unfinished   set of ids that still need a driver, kept by the create/CAS scripts
- *   sagas:deadlines    zset of ids by the time their next attempt (or the end of their wait) is due
- *   sagas:waits        hash "<event>|<key>" → id of the saga whose waiting step waits for that event
+ * Redis keys (all under the prefix). Each saga belongs to one of `shards` shards (a hash of
+ * its id); `{sN}` is that shard's hash tag, so on Redis Cluster a saga's record, its lease and
+ * the index entries its scripts touch all live in one slot, and a script never crosses slots.
+ * The indexes are kept per shard; a scan reads every shard and merges. On a single Redis the
+ * layout is the same.
+ *   saga:{sN}:<id>          hash { v: version, json: record }
+ *   saga:{sN}:<id>:lease    the owner driving it, with a TTL
+ *   sagas:{sN}:all          zset of the shard's ids by creation time (listing, newest first)
+ *   sagas:{sN}:unfinished   set of the shard's ids that still need a driver, kept by the create/CAS scripts
+ *   sagas:{sN}:deadlines    zset of the shard's ids by the time their next attempt (or the end of their wait) is due
+ *   sagas:{sN}:waits        hash "<event>|<key>" → id of the saga whose waiting step waits for that event
+ *                           (the shard of a wait entry is the hash of the entry, not of the saga)
  */
-import type Redis from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Failure } from "./definition";
 
 export type SagaStatus = "running" | "compensating" | "completed" | "compensated" | "parked";
@@ -177,122 +182,189 @@ interface SagaCommands {
 	sagaClearWait(waits: string, id: string, ...keys: string[]): Promise<number>;
 }
 
-export class RedisSagaStore implements SagaStore {
-	private redis: Redis & SagaCommands;
-	private prefix: string;
+/** Shards of the indexes unless told otherwise. Changing it on a live store strands the sagas of the old layout. */
+export const DEFAULT_SAGA_SHARDS = 16;
 
-	/** The connection stays the caller's: close() leaves it open. */
-	constructor(redis: Redis, opts: { prefix: string }) {
-		this.prefix = opts.prefix;
+/** FNV-1a: a stable, cheap hash of an id or a wait entry to its shard. */
+function shardOf(value: string, shards: number): number {
+	let h = 0x811c9dc5;
+	for (let i = 0; i < value.length; i++) {
+		h ^= value.charCodeAt(i);
+		h = Math.imul(h, 0x01000193);
+	}
+	return (h >>> 0) % shards;
+}
+
+/** The names of the store's keys: the store uses them, and tests look at Redis through them. */
+export function sagaKeys(prefix: string, shards = DEFAULT_SAGA_SHARDS) {
+	const tag = (n: number) => `{s${n}}`;
+	const shard = (id: string) => shardOf(id, shards);
+	return {
+		shards,
+		shard,
+		record: (id: string) => `${prefix}saga:${tag(shard(id))}:${id}`,
+		lease: (id: string) => `${prefix}saga:${tag(shard(id))}:${id}:lease`,
+		all: (n: number) => `${prefix}sagas:${tag(n)}:all`,
+		unfinished: (n: number) => `${prefix}sagas:${tag(n)}:unfinished`,
+		deadlines: (n: number) => `${prefix}sagas:${tag(n)}:deadlines`,
+		/** The waits hash that holds entry "<event>|<key>". */
+		waits: (entry: string) => `${prefix}sagas:${tag(shard(entry))}:waits`,
+		waitsOfShard: (n: number) => `${prefix}sagas:${tag(n)}:waits`
+	};
+}
+
+type SagaKeys = ReturnType<typeof sagaKeys>;
+
+function groupBy<T>(items: T[], keyOf: (item: T) => string): Map<string, T[]> {
+	const groups = new Map<string, T[]>();
+	for (const item of items) {
+		const k = keyOf(item);
+		const group = groups.get(k);
+		if (group) group.push(item);
+		else groups.set(k, [item]);
+	}
+	return groups;
+}
+
+/** Pairs [member, score, member, score, …] as answered by a WITHSCORES command. */
+function withScores(flat: string[]): Array<{ id: string; score: number }> {
+	const out: Array<{ id: string; score: number }> = [];
+	for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i]!, score: Number(flat[i + 1]) });
+	return out;
+}
+
+export class RedisSagaStore implements SagaStore {
+	private redis: (Redis | Cluster) & SagaCommands;
+	private keys: SagaKeys;
+
+	/**
+	 * Works on one Redis or on a Redis Cluster (ioredis `Cluster`). The connection stays the
+	 * caller's: close() leaves it open.
+	 */
+	constructor(redis: Redis | Cluster, opts: { prefix: string; shards?: number }) {
+		this.keys = sagaKeys(opts.prefix, opts.shards ?? DEFAULT_SAGA_SHARDS);
 		redis.defineCommand("sagaCreate", { numberOfKeys: 3, lua: CREATE });
 		redis.defineCommand("sagaCas", { numberOfKeys: 2, lua: CAS });
 		redis.defineCommand("sagaAcquire", { numberOfKeys: 1, lua: ACQUIRE });
 		redis.defineCommand("sagaRenew", { numberOfKeys: 1, lua: RENEW });
 		redis.defineCommand("sagaRelease", { numberOfKeys: 1, lua: RELEASE });
 		redis.defineCommand("sagaClearWait", { numberOfKeys: 1, lua: CLEAR_WAIT });
-		this.redis = redis as Redis & SagaCommands;
+		this.redis = redis as (Redis | Cluster) & SagaCommands;
 	}
 
-	private key(id: string) {
-		return `${this.prefix}saga:${id}`;
-	}
-	private lease(id: string) {
-		return `${this.prefix}saga:${id}:lease`;
-	}
-	private get allKey() {
-		return `${this.prefix}sagas:all`;
-	}
-	private get unfinishedKey() {
-		return `${this.prefix}sagas:unfinished`;
-	}
-	private get deadlinesKey() {
-		return `${this.prefix}sagas:deadlines`;
-	}
-	private get waitsKey() {
-		return `${this.prefix}sagas:waits`;
+	private get shardNumbers(): number[] {
+		return Array.from({ length: this.keys.shards }, (_, n) => n);
 	}
 
 	async create(rec: SagaRecord): Promise<void> {
-		const ok = await this.redis.sagaCreate(this.key(rec.id), this.allKey, this.unfinishedKey, rec.version, JSON.stringify(rec), Date.parse(rec.createdAt), rec.id);
+		const n = this.keys.shard(rec.id);
+		const ok = await this.redis.sagaCreate(this.keys.record(rec.id), this.keys.all(n), this.keys.unfinished(n), rec.version, JSON.stringify(rec), Date.parse(rec.createdAt), rec.id);
 		if (ok !== 1) throw new SagaExistsError(rec.id);
 	}
 
 	async get(id: string): Promise<SagaRecord | null> {
-		const json = await this.redis.hget(this.key(id), "json");
+		const json = await this.redis.hget(this.keys.record(id), "json");
 		return json ? (JSON.parse(json) as SagaRecord) : null;
 	}
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean> {
 		const next = { ...rec, version: expectedVersion + 1 };
-		const ok = await this.redis.sagaCas(this.key(rec.id), this.unfinishedKey, expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id);
+		const unfinished = this.keys.unfinished(this.keys.shard(rec.id));
+		const ok = await this.redis.sagaCas(this.keys.record(rec.id), unfinished, expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id);
 		return ok === 1;
 	}
 
 	async acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
-		return (await this.redis.sagaAcquire(this.lease(id), owner, ttlMs)) === 1;
+		return (await this.redis.sagaAcquire(this.keys.lease(id), owner, ttlMs)) === 1;
 	}
 
 	async renewLease(id: string, owner: string, ttlMs: number): Promise<boolean> {
-		return (await this.redis.sagaRenew(this.lease(id), owner, ttlMs)) === 1;
+		return (await this.redis.sagaRenew(this.keys.lease(id), owner, ttlMs)) === 1;
 	}
 
 	async releaseLease(id: string, owner: string): Promise<void> {
-		await this.redis.sagaRelease(this.lease(id), owner);
+		await this.redis.sagaRelease(this.keys.lease(id), owner);
 	}
 
 	async listUnfinished(): Promise<string[]> {
-		return this.redis.smembers(this.unfinishedKey);
+		const perShard = await Promise.all(this.shardNumbers.map(n => this.redis.smembers(this.keys.unfinished(n))));
+		return perShard.flat();
+	}
+
+	/** The newest `count` ids over all shards, newest first. */
+	private async newest(count: number): Promise<string[]> {
+		if (count <= 0) return [];
+		const perShard = await Promise.all(this.shardNumbers.map(n => this.redis.zrevrange(this.keys.all(n), 0, count - 1, "WITHSCORES")));
+		return perShard
+			.flatMap(withScores)
+			.sort((a, b) => b.score - a.score || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+			.slice(0, count)
+			.map(e => e.id);
 	}
 
 	async list(filter: SagaFilter): Promise<{ rows: SagaRecord[]; total: number }> {
 		const limit = filter.limit ?? 20;
 		const offset = filter.offset ?? 0;
 		if (!filter.state && !filter.type && !filter.status) {
-			const [ids, total] = await Promise.all([this.redis.zrevrange(this.allKey, offset, offset + limit - 1), this.redis.zcard(this.allKey)]);
-			return { rows: await this.getMany(ids), total };
+			const [ids, counts] = await Promise.all([this.newest(offset + limit), Promise.all(this.shardNumbers.map(n => this.redis.zcard(this.keys.all(n))))]);
+			return { rows: await this.getMany(ids.slice(offset)), total: counts.reduce((a, b) => a + b, 0) };
 		}
 		const matching: SagaRecord[] = [];
-		const ids = await this.redis.zrevrange(this.allKey, 0, LIST_SCAN_LIMIT - 1);
+		const ids = await this.newest(LIST_SCAN_LIMIT);
 		for (let i = 0; i < ids.length; i += 200) {
 			for (const rec of await this.getMany(ids.slice(i, i + 200))) if (matches(rec, filter)) matching.push(rec);
 		}
 		return { rows: matching.slice(offset, offset + limit), total: matching.length };
 	}
 
+	/** Records in the order of `ids`; one pipeline per shard (a cluster pipeline must stay in one slot). */
 	private async getMany(ids: string[]): Promise<SagaRecord[]> {
 		if (ids.length === 0) return [];
-		const pipeline = this.redis.pipeline();
-		for (const id of ids) pipeline.hget(this.key(id), "json");
-		const results = (await pipeline.exec()) ?? [];
-		return results.flatMap(([, json]) => (typeof json === "string" ? [JSON.parse(json) as SagaRecord] : []));
+		const found = new Map<string, SagaRecord>();
+		await Promise.all(
+			[...groupBy(ids, id => String(this.keys.shard(id))).values()].map(async group => {
+				const pipeline = this.redis.pipeline();
+				for (const id of group) pipeline.hget(this.keys.record(id), "json");
+				const results = (await pipeline.exec()) ?? [];
+				results.forEach(([, json], i) => {
+					if (typeof json === "string") found.set(group[i]!, JSON.parse(json) as SagaRecord);
+				});
+			})
+		);
+		return ids.flatMap(id => found.get(id) ?? []);
 	}
 
 	async scheduleDeadline(id: string, at: number): Promise<void> {
-		await this.redis.zadd(this.deadlinesKey, at, id);
+		await this.redis.zadd(this.keys.deadlines(this.keys.shard(id)), at, id);
 	}
 
 	async dueDeadlines(now: number, limit: number): Promise<string[]> {
-		return this.redis.zrangebyscore(this.deadlinesKey, "-inf", now, "LIMIT", 0, limit);
+		const perShard = await Promise.all(this.shardNumbers.map(n => this.redis.zrangebyscore(this.keys.deadlines(n), "-inf", now, "WITHSCORES", "LIMIT", 0, limit)));
+		return perShard
+			.flatMap(withScores)
+			.sort((a, b) => a.score - b.score)
+			.slice(0, limit)
+			.map(e => e.id);
 	}
 
 	async clearDeadline(id: string): Promise<void> {
-		await this.redis.zrem(this.deadlinesKey, id);
+		await this.redis.zrem(this.keys.deadlines(this.keys.shard(id)), id);
 	}
 
 	async indexWait(id: string, keys: string[]): Promise<void> {
-		if (keys.length) await this.redis.hset(this.waitsKey, Object.fromEntries(keys.map(k => [k, id])));
+		await Promise.all([...groupBy(keys, k => this.keys.waits(k)).entries()].map(([hash, entries]) => this.redis.hset(hash, Object.fromEntries(entries.map(k => [k, id])))));
 	}
 
 	async findWait(key: string): Promise<string | null> {
-		return this.redis.hget(this.waitsKey, key);
+		return this.redis.hget(this.keys.waits(key), key);
 	}
 
 	async clearWait(id: string, keys: string[]): Promise<void> {
-		if (keys.length) await this.redis.sagaClearWait(this.waitsKey, id, ...keys);
+		await Promise.all([...groupBy(keys, k => this.keys.waits(k)).entries()].map(([hash, entries]) => this.redis.sagaClearWait(hash, id, ...entries)));
 	}
 
 	async leaseHolder(id: string): Promise<string | null> {
-		return this.redis.get(this.lease(id));
+		return this.redis.get(this.keys.lease(id));
 	}
 
 	async close(): Promise<void> {

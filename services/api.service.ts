@@ -3,7 +3,7 @@
  * declares who may call it. Bearer JWTs identify the user; errors answer as `{ name, message, code, type, data }`;
  * X-Correlation-Id is accepted (or made), echoed, and carried in every call's meta.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import Redis from "ioredis";
 import jwt from "jsonwebtoken";
@@ -49,6 +49,24 @@ const OWN_HANDLERS: Record<string, (this: any, req: IncomingMessage, res: Server
 	"GET /asyncapi.json": documentHandler("asyncApi")
 };
 
+const HTTP_REQUESTS = "http.requests.total";
+const HTTP_DURATION = "http.request.duration";
+
+/** `GET /metrics`, outside /api: every node's metrics in Prometheus format, for a scraper. */
+function metricsHandler(this: any, _req: IncomingMessage, res: ServerResponse) {
+	return this.broker.call("ops.metrics").then(
+		(text: string) => {
+			res.statusCode = 200;
+			res.setHeader("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+			res.end(text);
+		},
+		(err: unknown) => {
+			const { status, body } = toHttpError(err);
+			sendJson(res, status, body);
+		}
+	);
+}
+
 function aliases() {
 	const out: Record<string, any> = {};
 	for (const r of ROUTES) {
@@ -67,6 +85,9 @@ function sendJson(res: ServerResponse, status: number, body: unknown) {
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
 	res.end(JSON.stringify(body));
 }
+
+/** GET answers that carry an ETag and may be revalidated with If-None-Match. */
+const REVALIDATED_READS = new Set(["catalog.listProducts", "catalog.getProduct"]);
 
 interface Vars {
 	redis: Redis | null;
@@ -87,7 +108,23 @@ export default defineService<object, Vars>({
 				)
 			: new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
+		if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(HTTP_REQUESTS)) {
+			this.broker.metrics.register({ type: "counter", name: HTTP_REQUESTS, labelNames: ["method", "route", "status"], description: "HTTP requests per route and status" });
+			this.broker.metrics.register({
+				type: "histogram", name: HTTP_DURATION, labelNames: ["method", "route"], unit: "millisecond", description: "HTTP request latency per route (ms)",
+				buckets: [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+			});
+		}
 	},
+	async started() {
+		// Client connections stay open between requests, longer than a load balancer's usual 60 s idle timeout.
+		const server = (this as any).server;
+		if (server) {
+			server.keepAliveTimeout = 65_000;
+			server.headersTimeout = 66_000;
+		}
+	},
+
 	async stopped() {
 		await this.rateLimits.close();
 		await releaseKnex(settings);
@@ -106,6 +143,12 @@ export default defineService<object, Vars>({
 		port: settings.port,
 		ip: settings.host,
 		routes: [
+			{
+				path: "",
+				mappingPolicy: "restrict",
+				autoAliases: false,
+				aliases: { "GET /metrics": metricsHandler }
+			},
 			{
 				path: "/api",
 				mappingPolicy: "restrict",
@@ -134,6 +177,7 @@ export default defineService<object, Vars>({
 						res.setHeader("Retry-After", "1");
 						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
 					}
+					this.countRequest(req, res, alias);
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -161,6 +205,13 @@ export default defineService<object, Vars>({
 					if (settings.transporter && typeof alias?.action === "string") req.$endpoint = alias.action;
 				},
 				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
+					// Product list and detail: an ETag of the answer, so a client revalidates with
+					// If-None-Match and gets a 304 without the body (moleculer-web answers it); no-cache
+					// makes every use revalidate, so a price change is seen at once.
+					if (req.method === "GET" && REVALIDATED_READS.has(req.$alias?.action) && (ctx.meta.$statusCode ?? 200) === 200 && data) {
+						const etag = `W/"${createHash("sha1").update(JSON.stringify(data)).digest("base64url")}"`;
+						ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ETag: etag, "Cache-Control": ctx.meta.user ? "private, no-cache" : "public, no-cache" };
+					}
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
 						// moleculer-web keeps an alias's path without its leading slash ("auth/register").
@@ -200,6 +251,17 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
+		/** Counts the request and its latency under its route (`GET /api/orders/:id`) once it is answered. */
+		countRequest(this: any, req: any, res: ServerResponse, alias: any) {
+			if (!this.broker.metrics.isEnabled()) return;
+			const started = process.hrtime.bigint();
+			const route = `/api/${String(alias?.path ?? req.$alias?.path ?? "?").replace(/^\/+/, "")}`;
+			const method = String(req.method);
+			res.once("finish", () => {
+				this.broker.metrics.increment(HTTP_REQUESTS, { method, route, status: String(res.statusCode) });
+				this.broker.metrics.observe(HTTP_DURATION, Number(process.hrtime.bigint() - started) / 1e6, { method, route });
+			});
+		},
 		/** A provider's webhook must carry the HMAC of its raw body; anything else is logged and refused, changing nothing. */
 		checkSignature(this: any, req: any) {
 			if (verifyWebhook(req.rawBody, req.headers[SIGNATURE_HEADER], settings.webhookSecret)) return;

@@ -12,8 +12,10 @@ import type { Knex } from "knex";
 import { conflict, notFound, validationError } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { CURRENCIES } from "../contracts/money";
+import { CatalogCache, catalogCacheKeys, CatalogCacheMethods } from "../mixins/catalog-cache";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
+import { settings } from "../mixins/settings";
 import { Ctx, defineService, ServiceThis } from "../mixins/service";
 import { categoryTree, depthUnder, diffProduct, MAX_CATEGORY_DEPTH, productView, skusOf, VariantRow, withDescendants } from "./catalog/product";
 
@@ -45,11 +47,11 @@ interface Methods {
 	keepStock(payload: any): Promise<void>;
 }
 
-type This = ServiceThis<Methods>;
+type This = ServiceThis<Methods, CatalogCacheMethods>;
 
-export default defineService<Methods>({
+export default defineService<Methods, CatalogCacheMethods>({
 	name: "catalog",
-	mixins: [DbMixin("catalog"), OutboxMixin()],
+	mixins: [DbMixin("catalog"), OutboxMixin(), CatalogCache()],
 
 	actions: {
 		// --- Vendors ---------------------------------------------------------------------------
@@ -249,6 +251,7 @@ export default defineService<Methods>({
 
 		getProduct: {
 			rest: "GET /api/products/:id",
+			cache: { keys: catalogCacheKeys.getProduct, ttl: settings.catalogCacheTtlS },
 			params: Joi.object({ id: uuid.required(), includeInactive: Joi.boolean().default(false) }),
 			async handler(ctx) {
 				const row = await this.table("products").where({ id: ctx.params.id }).first();
@@ -263,6 +266,7 @@ export default defineService<Methods>({
 		/** Text search over name and description, a category with everything under it, a vendor; shoppers see active products only. */
 		listProducts: {
 			rest: "GET /api/products",
+			cache: { keys: catalogCacheKeys.listProducts, ttl: settings.catalogCacheTtlS },
 			params: Joi.object({ q: Joi.string().trim().max(200).allow(""), categoryId: uuid, vendorId: uuid, page, pageSize }),
 			async handler(ctx) {
 				const { q, categoryId, vendorId, page, pageSize } = ctx.params;
@@ -354,6 +358,8 @@ export default defineService<Methods>({
 				 ON CONFLICT (sku) DO UPDATE SET available = excluded.available, version = excluded.version WHERE stock.version < excluded.version`,
 				[this.schemaName, p.sku, p.available, version]
 			);
+			// The lists show this stock: their cached answers go.
+			await this.cleanCatalogCache();
 		},
 
 		async stockOf(this: This, skus: string[]): Promise<Map<string, number>> {

@@ -10,7 +10,7 @@
  */
 import Joi from "joi";
 import { Errors } from "moleculer";
-import Redis from "ioredis";
+import Redis, { Cluster } from "ioredis";
 import { randomUUID } from "node:crypto";
 import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
 import type { EventEnvelope } from "../contracts/events";
@@ -24,6 +24,7 @@ import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRec
 import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
+import { sagaMetrics } from "./checkout/metrics";
 import { placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
 import { reconcile, ReconcileReport } from "./checkout/reconciler";
@@ -41,7 +42,7 @@ let memoryStore: MemorySagaStore | null = null;
 interface Vars {
 	store: SagaStore;
 	engine: SagaEngine;
-	redis: Redis | null;
+	redis: Redis | Cluster | null;
 	reconcileTimer: NodeJS.Timeout | null;
 	/** Places being validated in this process, by saga id: a copy of one of them waits for it instead of validating again. */
 	placing: Map<string, Promise<unknown>>;
@@ -123,6 +124,16 @@ export default defineService<Methods, Vars>({
 				const rec = await this.store.get(ctx.params.id);
 				if (!rec) throw notFound("Saga", ctx.params.id);
 				return redact(rec);
+			}
+		},
+
+		/** Operators (`ops.order`): the sagas of one order, newest first (its place-order saga, a cancel-order saga). */
+		sagasOfOrder: {
+			visibility: "public",
+			params: Joi.object({ orderId: uuid.required() }),
+			async handler(ctx) {
+				const { rows } = await this.store.list({ limit: 5000, offset: 0 });
+				return rows.filter(r => r.data?.orderId === ctx.params.orderId).map(redact);
 			}
 		},
 
@@ -334,7 +345,11 @@ export default defineService<Methods, Vars>({
 	},
 
 	async started() {
-		if (settings.redisUrl) {
+		if (settings.redisClusterNodes) {
+			// Every script of one saga stays in one slot; the store shards its indexes over the cluster.
+			this.redis = new Cluster(settings.redisClusterNodes, { redisOptions: { maxRetriesPerRequest: 3 } });
+			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
+		} else if (settings.redisUrl) {
 			this.redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 3 });
 			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
 		} else {
@@ -350,7 +365,8 @@ export default defineService<Methods, Vars>({
 			stepDelayMs: settings.sagaStepDelayMs,
 			logger: this.logger,
 			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
-			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>)
+			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>),
+			listener: sagaMetrics(this.broker)
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);

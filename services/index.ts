@@ -11,7 +11,8 @@ export const SERVICE_NAMES = [
 	"shipping",
 	"promotions",
 	"addons",
-	"checkout"
+	"checkout",
+	"ops"
 ] as const;
 
 export type ServiceName = (typeof SERVICE_NAMES)[number];

@@ -217,6 +217,16 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** Operators: what an order holds or held (reservation lines with their status: held, released, deducted). */
+		reservationOf: {
+			visibility: "public",
+			params: Joi.object({ orderId: uuid.required() }),
+			async handler(ctx) {
+				const rows = await this.table("reservations").where({ order_id: ctx.params.orderId }).orderBy("sku");
+				return rows.map((r: any) => ({ sku: r.sku, quantity: r.quantity, status: r.status, updatedAt: r.updated_at ? new Date(r.updated_at).toISOString() : null }));
+			}
+		},
+
 		/**
 		 * A cart's soft reservation: the cart now holds exactly these lines (none: it holds nothing),
 		 * for `ttlMs`. More than is available (counting what the cart held already) is OUT_OF_STOCK

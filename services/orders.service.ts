@@ -453,6 +453,17 @@ export default defineService<Methods>({
 			}
 		},
 
+		/** Operators: the id of the order with this number (`ORD-2026-000042`); 404 when there is none. */
+		idOfNumber: {
+			visibility: "public",
+			params: Joi.object({ orderNumber: Joi.string().max(40).required() }),
+			async handler(ctx) {
+				const row = await this.table("orders").where({ order_number: ctx.params.orderNumber.trim().toUpperCase() }).first("id");
+				if (!row) throw notFound("Order", ctx.params.orderNumber);
+				return { orderId: row.id as string };
+			}
+		},
+
 		/** Internal (customers' erasure): how many of a customer's orders are still under way. A customer may ask only about themselves. */
 		countOpen: {
 			params: Joi.object({ customerId: uuid.required() }),

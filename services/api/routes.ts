@@ -116,5 +116,9 @@ export const ROUTES: RouteDef[] = [
 	{ method: "GET", path: "/admin/sagas/:id", action: "checkout.getSaga", access: "admin", summary: "One saga with its data and step history" },
 	{ method: "POST", path: "/admin/sagas/:id/retry", action: "checkout.retrySaga", access: "admin", summary: "Resume a parked saga" },
 	{ method: "POST", path: "/admin/sagas/:id/compensate", action: "checkout.compensateSaga", access: "admin", summary: "Force a saga to compensate" },
-	{ method: "GET", path: "/admin/notifications", action: "notifications.list", access: "admin", summary: "The delivery log, newest first" }
+	{ method: "GET", path: "/admin/notifications", action: "notifications.list", access: "admin", summary: "The delivery log, newest first" },
+
+	// Operators: dead letters
+	{ method: "GET", path: "/admin/dead-letters", action: "ops.deadLetters", access: "admin", summary: "Messages that failed every retry, per queue, with their error (?queue= one queue)" },
+	{ method: "POST", path: "/admin/dead-letters/replay", action: "ops.replayDeadLetters", access: "admin", summary: "Send dead letters back to their queue (all, one queue's, or the given ids); the consumer's inbox drops what it already handled" }
 ];

@@ -11,7 +11,7 @@ import { expect } from "chai";
 import Redis from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
-import { RedisSagaStore, SagaRecord } from "../../sagas";
+import { RedisSagaStore, sagaKeys, SagaRecord } from "../../sagas";
 import { placeIds } from "../../services/checkout/place-ids";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http, HttpAnswer } from "../support/http";
@@ -201,7 +201,7 @@ describe("a retried place never loses its order (checkout killed between request
 
 		const first = customers.map(place);
 		// Kill replica A once it drives sagas that are under way.
-		const leaseOf = (c: Customer) => redis.get(`${process.env.REDIS_PREFIX}saga:${placeIds(c.id, keyOf(c)).sagaId}:lease`);
+		const leaseOf = (c: Customer) => redis.get(sagaKeys(process.env.REDIS_PREFIX!).lease(placeIds(c.id, keyOf(c)).sagaId));
 		await eventually(async () => {
 			const holders = await Promise.all(customers.map(leaseOf));
 			const recs = await Promise.all(customers.map(sagaOf));
