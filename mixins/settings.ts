@@ -31,6 +31,10 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** Checkout's reconciler: an order, cart or payment left before the pivot this long with no saga in the store is finished or compensated. */
+	reconcileAfterMs: number;
+	/** How often the reconciler looks (one checkout replica at a time); 0 turns it off. */
+	reconcileIntervalMs: number;
 	/** How long place-order waits for the bank's answer to a BLIK / PayPal payment before it gives up. */
 	paymentDeadlineMs: number;
 	/** HMAC secret of the payment provider's webhooks (X-Signature). */
@@ -147,6 +151,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
 		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
+		reconcileAfterMs: msFrom(env.RECONCILE_AFTER_MS, 120_000),
+		reconcileIntervalMs: msFrom(env.RECONCILE_INTERVAL_MS, 30_000),
 		webhookSecret: env.WEBHOOK_SECRET ?? (embedded ? "embedded-webhook-secret-change-me" : ""),
 		webhookTargetUrl: (env.WEBHOOK_TARGET_URL ?? env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT ?? 3000}`).replace(/\/+$/, ""),
 		blikAnswerDelayMs: Number(env.BLIK_ANSWER_DELAY_MS ?? 500),

@@ -21,7 +21,7 @@
 import Joi from "joi";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { conflict, notFound, unauthorized, validationError } from "../contracts/errors";
+import { conflict, isClientError, notFound, temporary, unauthorized, validationError } from "../contracts/errors";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -39,6 +39,7 @@ interface CartRow {
 	guest_token_hash: string | null;
 	status: string;
 	locked_by: string | null;
+	locked_at?: Date | string | null;
 	order_id: string | null;
 	updated_at: Date | string;
 }
@@ -329,6 +330,19 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** Internal (checkout's reconciler): carts locked by a checkout for more than `olderThanMs`, with the saga holding them. */
+		listLocked: {
+			params: Joi.object({ olderThanMs: Joi.number().integer().min(0).required(), limit: Joi.number().integer().min(1).max(1000).default(200) }),
+			async handler(ctx) {
+				const rows = await this.table("carts")
+					.whereNotNull("locked_by")
+					.where("locked_at", "<", new Date(Date.now() - ctx.params.olderThanMs))
+					.orderBy("locked_at")
+					.limit(ctx.params.limit);
+				return rows.map((c: CartRow) => ({ cartId: c.id, sagaId: c.locked_by!, customerId: c.customer_id, lockedAt: new Date(c.locked_at as any).toISOString() }));
+			}
+		},
+
 		/** Empties the cart into the order: the cart is checked out and the customer's next cart is a new one. */
 		checkout: {
 			params: Joi.object({ cartId: uuid.required(), sagaId: uuid.required(), orderId: uuid.required(), idempotencyKey: Joi.string().max(200) }),
@@ -449,7 +463,12 @@ export default defineService<Methods, Vars>({
 		/** Available stock per SKU, asked of inventory itself (the catalog's copy may lag a moment). */
 		async availableOf(this: This, ctx: Ctx, skus: string[], cartId?: string): Promise<Map<string, number>> {
 			if (skus.length === 0) return new Map();
-			const rows = await ctx.call<any[], any>("inventory.getMany", { skus: [...new Set(skus)], ...(cartId && this.holdMs > 0 ? { cartId } : {}) });
+			// Inventory unreachable: a retryable 503, never a false OUT_OF_STOCK.
+			const rows = await ctx
+				.call<any[], any>("inventory.getMany", { skus: [...new Set(skus)], ...(cartId && this.holdMs > 0 ? { cartId } : {}) }, { timeout: 2000 })
+				.catch((err: unknown) => {
+					throw isClientError(err) ? err : temporary("The stock cannot be checked right now; try again in a moment", { skus });
+				});
 			return new Map(rows.map(r => [r.sku, r.sellable === false ? 0 : r.available]));
 		},
 

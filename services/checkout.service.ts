@@ -14,7 +14,7 @@ import Redis, { Cluster } from "ioredis";
 import { randomUUID } from "node:crypto";
 import type { PaymentAuthorized, PaymentFailed } from "../contracts/actions";
 import type { EventEnvelope } from "../contracts/events";
-import { conflict, notFound, unauthorized } from "../contracts/errors";
+import { conflict, isClientError, notFound, temporary, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
@@ -27,6 +27,7 @@ import { placeAnswer, refusalAtLock } from "./checkout/answer";
 import { sagaMetrics } from "./checkout/metrics";
 import { placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
+import { reconcile, ReconcileReport } from "./checkout/reconciler";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
 const uuid = Joi.string().guid();
@@ -42,6 +43,7 @@ interface Vars {
 	store: SagaStore;
 	engine: SagaEngine;
 	redis: Redis | Cluster | null;
+	reconcileTimer: NodeJS.Timeout | null;
 	/** Places being validated in this process, by saga id: a copy of one of them waits for it instead of validating again. */
 	placing: Map<string, Promise<unknown>>;
 }
@@ -52,6 +54,8 @@ interface Methods extends SessionMethods {
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
 	placeOnce(ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>): Promise<any>;
 	deliver(env: EventEnvelope<any>, key: string | undefined): Promise<void>;
+	reconcile(): Promise<ReconcileReport>;
+	answerFromOrder(ctx: Ctx, sagaId: string, orderId: string): Promise<any>;
 }
 
 type This = ServiceThis<Methods, Vars>;
@@ -141,6 +145,14 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
+		/** Operators and tests: one reconciler pass now (see services/checkout/reconciler.ts); answers what it did. */
+		reconcile: {
+			params: Joi.object({}),
+			handler() {
+				return this.reconcile();
+			}
+		},
+
 		compensateSaga: {
 			rest: "POST /api/admin/sagas/:id/compensate",
 			params: Joi.object({ id: uuid.required() }),
@@ -161,12 +173,28 @@ export default defineService<Methods, Vars>({
 		 */
 		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
 			const ids = placeIds(customerId, key);
-			if (key && (await this.store.get(ids.sagaId))) return this.answer(ctx, ids.sagaId, RETRY_ANSWER_WAIT_MS);
+			// The saga store may lose the saga (Redis emptied) while its order lives on: then the order's own state is the answer.
+			const answer = async (waitMs: number) => {
+				try {
+					return await this.answer(ctx, ids.sagaId, waitMs);
+				} catch (err) {
+					if ((err as any)?.code !== 404) throw err;
+					const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
+					// Lost before it made an order: nothing was placed; the same key places it again (once the reconciler freed the cart).
+					if (!fromOrder) throw temporary("The checkout was interrupted before its order was made; place again with the same Idempotency-Key", { sagaId: ids.sagaId });
+					return fromOrder;
+				}
+			};
+			if (key && (await this.store.get(ids.sagaId))) return answer(RETRY_ANSWER_WAIT_MS);
+			if (key) {
+				const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
+				if (fromOrder) return fromOrder;
+			}
 			const earlier = key ? this.placing.get(ids.sagaId) : undefined;
 			if (earlier) {
 				// The same request is being validated here already (say the original, redelivered after a crash, and a retry).
 				await earlier.catch(() => undefined);
-				if (await this.store.get(ids.sagaId)) return this.answer(ctx, ids.sagaId, RETRY_ANSWER_WAIT_MS);
+				if (await this.store.get(ids.sagaId)) return answer(RETRY_ANSWER_WAIT_MS);
 			}
 			const starting = (async () => {
 				const data = await prepare(ids);
@@ -175,10 +203,56 @@ export default defineService<Methods, Vars>({
 			if (key) this.placing.set(ids.sagaId, starting);
 			try {
 				const { created } = await starting;
-				return this.answer(ctx, ids.sagaId, created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
+				return answer(created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
 			} finally {
 				if (key && this.placing.get(ids.sagaId) === starting) this.placing.delete(ids.sagaId);
 			}
+		},
+
+		/**
+		 * A retry whose saga is gone from the store: answered from the order orders keeps (202, as
+		 * any retry), with the payment as payments knows it — null when there is no such order.
+		 */
+		async answerFromOrder(this: This, ctx: Ctx, sagaId: string, orderId: string) {
+			// A short wait: while orders is down the customer gets a quick retryable 503, not a gateway timeout.
+			const order = await ctx.call<any, any>("orders.get", { id: orderId }, { timeout: 3000 }).catch((err: any) => {
+				if (err?.code === 404) return null;
+				if (isClientError(err)) throw err;
+				throw temporary("The order cannot be looked up right now; place again with the same Idempotency-Key", { orderId });
+			});
+			if (!order) return null;
+			const payment = order.payment ?? null;
+			ctx.meta.$statusCode = 202;
+			return {
+				orderId: order.id,
+				orderNumber: order.orderNumber ?? null,
+				status: order.status,
+				total: order.total ?? null,
+				totals: order.totals ?? null,
+				payment: {
+					method: payment?.method ?? order.paymentMethod ?? "card",
+					status: payment?.status ?? "none",
+					amount: payment?.amount ?? order.total ?? null,
+					transactionId: payment?.transactionId ?? null
+				},
+				// No saga record: the checkout's progress is no longer known, the order's state is.
+				checkout: { sagaId, state: null, status: null, reason: order.cancellation?.reason ?? null, failure: null }
+			};
+		},
+
+		/** One reconciler pass, logged when it did anything. */
+		async reconcile(this: This) {
+			const report = await reconcile({
+				knex: this.knex,
+				store: this.store,
+				call: (action, params) => this.broker.call(action, params),
+				logger: this.logger,
+				afterMs: settings.reconcileAfterMs,
+				singleProcess: !settings.databaseUrl
+			});
+			const acted = report.finished + report.compensated + report.cartsCheckedOut + report.cartsUnlocked + report.failed;
+			if (acted > 0) this.logger.info("Reconciler pass", report);
+			return report;
 		},
 
 		/** Hands a payment's outcome to the saga waiting for it; an event nobody waits for any more is logged. */
@@ -296,9 +370,23 @@ export default defineService<Methods, Vars>({
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
+		// Orders, carts and payments whose saga the store lost are finished or compensated (one replica at a time).
+		this.reconcileTimer = null;
+		if (settings.reconcileIntervalMs > 0) {
+			const tick = () => {
+				this.reconcileTimer = setTimeout(() => {
+					this.reconcile()
+						.catch((err: unknown) => this.logger.warn(`Reconciler pass failed (the next one tries again): ${(err as Error).message}`))
+						.finally(() => this.reconcileTimer && tick());
+				}, settings.reconcileIntervalMs);
+			};
+			tick();
+		}
 	},
 
 	async stopped() {
+		if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+		this.reconcileTimer = null;
 		await this.engine?.stop();
 		if (this.redis) this.redis.disconnect();
 	}

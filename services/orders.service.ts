@@ -87,6 +87,11 @@ interface Methods {
 
 type This = ServiceThis<Methods>;
 
+/** What the reconciler needs to know of an order. */
+function staleView(r: OrderRow) {
+	return { orderId: r.id, sagaId: r.saga_id, cartId: r.cart_id, customerId: r.customer_id, status: r.status, createdAt: new Date(r.created_at).toISOString() };
+}
+
 export default defineService<Methods>({
 	name: "orders",
 	mixins: [DbMixin("orders"), OutboxMixin()],
@@ -420,6 +425,31 @@ export default defineService<Methods>({
 					.limit(pageSize)
 					.offset((page - 1) * pageSize);
 				return { rows: await this.withPayments(ctx, await this.views(rows)), total: Number(n), page, pageSize };
+			}
+		},
+
+		/**
+		 * Internal (checkout's reconciler): orders still before the pivot (pending, awaiting_payment)
+		 * that were placed more than `olderThanMs` ago, oldest first — with the saga that placed them.
+		 */
+		listStale: {
+			params: Joi.object({ olderThanMs: Joi.number().integer().min(0).required(), limit: Joi.number().integer().min(1).max(1000).default(200) }),
+			async handler(ctx) {
+				const rows: OrderRow[] = await this.table("orders")
+					.whereIn("status", ["pending", "awaiting_payment"])
+					.where("created_at", "<", new Date(Date.now() - ctx.params.olderThanMs))
+					.orderBy("created_at")
+					.limit(ctx.params.limit);
+				return rows.map(staleView);
+			}
+		},
+
+		/** Internal (checkout's reconciler): the orders the given sagas placed, whatever their status. */
+		ofSagas: {
+			params: Joi.object({ sagaIds: Joi.array().items(uuid).min(1).max(1000).required() }),
+			async handler(ctx) {
+				const rows: OrderRow[] = await this.table("orders").whereIn("saga_id", ctx.params.sagaIds);
+				return rows.map(staleView);
 			}
 		},
 

@@ -18,7 +18,7 @@ describe("deployment files", () => {
 		for (const name of SERVICE_NAMES) {
 			expect(config).to.match(new RegExp(`SERVICES: ${name}\\b`));
 		}
-		expect(config).to.include("--appendonly");
+		expect(config).to.include("--appendonly").and.include("--appendfsync").and.include("everysec");
 	});
 
 	it("the Dockerfile copies every source folder a service loads", () => {
