@@ -32,7 +32,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		api = spawnServices(["api"], { PORT: port });
 		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-crash-client` });
 		await client.start();
-		await client.waitForServices(["api", ...PARTICIPANTS], 60_000);
+		await client.waitForServices(["api", ...PARTICIPANTS], 150_000);
 		redis = new Redis(process.env.REDIS_URL!);
 		store = new RedisSagaStore(redis, { prefix: process.env.REDIS_PREFIX! });
 		admin = await adminLogin(http);

@@ -43,7 +43,7 @@ describe("a retried place never loses its order (checkout killed between request
 		api = spawnServices(["api"], { PORT: port });
 		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-retry-client` });
 		await client.start();
-		await client.waitForServices(["api", ...PARTICIPANTS], 60_000);
+		await client.waitForServices(["api", ...PARTICIPANTS], 150_000);
 		redis = new Redis(process.env.REDIS_URL!);
 		store = new RedisSagaStore(redis, { prefix: process.env.REDIS_PREFIX! });
 		admin = await adminLogin(http);

@@ -82,7 +82,7 @@ describe("losing Redis (a private redis-server)", function () {
 		gateway = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-redis-gw` });
 		gateway.createService({ mixins: [apiSchema], name: "api", settings: { port: 0, redisUrl: redis.url } } as any);
 		await gateway.start();
-		await gateway.waitForServices([...PARTICIPANTS, "checkout"], 60_000);
+		await gateway.waitForServices([...PARTICIPANTS, "checkout"], 150_000);
 		http = new Http(`http://127.0.0.1:${((gateway.getLocalService("api") as any).server.address() as AddressInfo).port}`);
 		admin = await adminLogin(http);
 		customer = await verifiedCustomer(http, admin);

@@ -22,7 +22,7 @@ export async function startCluster(groups: string[][], opts: { waitFor?: string[
 	const brokers = groups.map(services => createBroker({ services, nodeID: `${process.env.TEST_RUN_ID}-n${++seq}` }));
 	await Promise.all(brokers.map(b => b.start()));
 	const all = groups.flat();
-	await brokers[0]!.waitForServices(opts.waitFor ?? all, 30_000);
+	await brokers[0]!.waitForServices(opts.waitFor ?? all, 90_000);
 	return {
 		brokers,
 		broker: brokers[0]!,
