@@ -1,7 +1,9 @@
 /**
  * The orchestrator dies (SIGKILL) in the middle of a saga; a fresh orchestrator process
  * finishes every saga to a consistent end: a confirmed order holds its stock and its
- * authorized payment, any other order holds neither.
+ * authorized payment, any other order holds neither. A BLIK saga killed while it waits for the
+ * bank goes on in a fresh process: the bank's answer, sent while no orchestrator ran, waited in
+ * checkout's queue; the deadline, kept in Redis, fires there.
  */
 import { expect } from "chai";
 import Redis from "ioredis";
@@ -28,7 +30,9 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 	const slowOrchestrator = { SAGA_STEP_DELAY_MS: "1500", SAGA_LEASE_MS: "3000" };
 
 	before(async () => {
-		participants = spawnServices(PARTICIPANTS);
+		// The simulated bank answers BLIK 777123 only after 8 s, through this test's gateway, so an
+		// orchestrator can be killed while its saga waits for that answer.
+		participants = spawnServices(PARTICIPANTS, { WEBHOOK_TARGET_URL: `http://127.0.0.1:${port}`, BLIK_ANSWER_DELAY_MS: "8000" });
 		api = spawnServices(["api"], { PORT: port });
 		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-crash-client` });
 		await client.start();
@@ -111,6 +115,50 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 			const saga = await expectConsistent(sagaId, product.sku);
 			expect(saga.status).to.equal("compensated");
 			expect(saga.failure.type).to.equal("PAYMENT_DECLINED");
+		} finally {
+			await fresh.kill();
+		}
+	});
+
+	/** Places a BLIK order and kills its orchestrator while the saga waits for the bank's answer. */
+	async function placeBlikAndKillWhileWaiting(blikCode: string, deadlineMs: number) {
+		const p = await productInStock(http, admin, { stock: 5 });
+		const c = await verifiedCustomer(http, admin);
+		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
+		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
+		const orchestrator = spawnServices(["checkout"], { NODE_ID: nodeID, SAGA_LEASE_MS: "3000", PAYMENT_DEADLINE_MS: String(deadlineMs) });
+		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
+		await readyCheckout(http, c.token, { paymentMethod: "blik" });
+		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode } }, c.token), 202);
+		const sagaId = placed.checkout.sagaId;
+		// Killed only once the saga waits for the bank (its wait and deadline are in Redis).
+		await eventually(async () => (await store.get(sagaId))?.stepStatus === "waiting", 30_000, "the saga to wait for the bank");
+		await orchestrator.kill("SIGKILL");
+		return { sagaId, product: p, customer: c, orderId: placed.orderId as string };
+	}
+
+	it("a BLIK wait survives the orchestrator: the bank's approval, arriving while no orchestrator runs, confirms the order on a fresh one", async () => {
+		const { sagaId, product, orderId } = await placeBlikAndKillWhileWaiting("777123", 120_000);
+		// The bank answers while the orchestrator is dead: the event waits in checkout's queue.
+		await eventually(async () => (await client.call<any[], any>("payments.list", { orderId })).some(x => x.status === "authorized"), 30_000, "the bank's approval");
+		const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
+		try {
+			const saga = await expectConsistent(sagaId, product.sku);
+			expect(saga.status).to.equal("completed");
+		} finally {
+			await fresh.kill();
+		}
+	});
+
+	it("a BLIK wait's deadline survives the orchestrator: a code the bank never answers is compensated by a fresh one", async () => {
+		const { sagaId, product, orderId } = await placeBlikAndKillWhileWaiting("123456", 20_000);
+		const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
+		try {
+			const saga = await expectConsistent(sagaId, product.sku);
+			expect(saga.status).to.equal("compensated");
+			expect(saga.failure.type).to.equal("DEADLINE_PASSED");
+			const order = await client.call<any, any>("orders.get", { id: orderId });
+			expect(order.status).to.equal("payment_failed");
 		} finally {
 			await fresh.kill();
 		}
