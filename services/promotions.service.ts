@@ -60,6 +60,7 @@ interface Methods {
 	evaluateCart(params: { customerId?: string; code?: string; lines: any[]; currency: string }, trx?: Knex.Transaction): Promise<EvaluateReply>;
 	checkLines(lines: any[], currency: string): void;
 	syncCheckout(ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction): Promise<void>;
+	recalculateCheckout(ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>): Promise<any>;
 	lock(trx: Knex.Transaction, what: string): Promise<void>;
 	releaseReply(row: any): any;
 }
@@ -158,14 +159,8 @@ export default defineService<Methods>({
 
 		recalculate: {
 			params: Joi.object({ ...cartFields, code, checkoutId: uuid.required() }),
-			async handler(ctx) {
-				const { checkoutId } = ctx.params;
-				return this.transaction(async trx => {
-					await this.lock(trx, `checkout:${checkoutId}`);
-					const result = await this.evaluateCart(ctx.params, trx);
-					await this.syncCheckout(ctx, checkoutId, result, trx);
-					return { checkoutId, ...result };
-				});
+			handler(ctx) {
+				return this.recalculateCheckout(ctx);
 			}
 		},
 
@@ -174,9 +169,7 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const { checkoutId } = ctx.params;
 				const entered = normalizeCode(ctx.params.code);
-				return this.transaction(async trx => {
-					await this.lock(trx, `checkout:${checkoutId}`);
-					const result = await this.evaluateCart(ctx.params, trx);
+				return this.recalculateCheckout(ctx, async (result, trx) => {
 					const status = result.codeStatus;
 					if (status === "used_up") throw conflict("PROMO_CODE_USED_UP", `The code '${entered}' has been used up`, { code: entered, codeStatus: status });
 					if (status !== "applied") {
@@ -185,22 +178,14 @@ export default defineService<Methods>({
 					}
 					const applied = result.promotions.find(p => p.code === entered)!;
 					await this.record(trx, "promotion.code_applied", checkoutId, { checkoutId, code: entered, promotionId: applied.promotionId, discount: applied.discount }, ctx);
-					await this.syncCheckout(ctx, checkoutId, result, trx);
-					return { checkoutId, ...result };
 				});
 			}
 		},
 
 		removeCode: {
 			params: Joi.object({ ...cartFields, checkoutId: uuid.required() }),
-			async handler(ctx) {
-				const { checkoutId } = ctx.params;
-				return this.transaction(async trx => {
-					await this.lock(trx, `checkout:${checkoutId}`);
-					const result = await this.evaluateCart(ctx.params, trx);
-					await this.syncCheckout(ctx, checkoutId, result, trx);
-					return { checkoutId, ...result };
-				});
+			handler(ctx) {
+				return this.recalculateCheckout(ctx);
 			}
 		},
 
@@ -322,6 +307,18 @@ export default defineService<Methods>({
 		},
 
 		/** A transaction-scoped lock on one checkout or order, across replicas. */
+		/** The checkout's cart evaluated under its lock; `accept` may refuse the result or add to it; then promotion.applied / removed for what changed. */
+		async recalculateCheckout(this: This, ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>) {
+			const { checkoutId } = ctx.params;
+			return this.transaction(async trx => {
+				await this.lock(trx, `checkout:${checkoutId}`);
+				const result = await this.evaluateCart(ctx.params, trx);
+				await accept?.(result, trx);
+				await this.syncCheckout(ctx, checkoutId, result, trx);
+				return { checkoutId, ...result };
+			});
+		},
+
 		async lock(this: This, trx: Knex.Transaction, what: string) {
 			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.${what}`]);
 		},
