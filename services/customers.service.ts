@@ -54,6 +54,15 @@ const idempotencyKey = Joi.string().max(200);
 const personName = Joi.string().trim().min(1).max(100);
 const email = Joi.string().trim().lowercase().max(320).email({ tlds: false });
 const text = (max: number) => Joi.string().trim().min(1).max(max);
+/** A shipping address's fields, as stored (`addAddress`) and as checked for an inline checkout address (`validateAddress`). */
+const addressFields = () => ({
+	recipientName: text(200).required(),
+	street: text(200).required(),
+	city: text(100).required(),
+	state: Joi.string().trim().max(100).allow("", null),
+	postalCode: text(20).required(),
+	country: text(60).required()
+});
 
 interface User {
 	id: string;
@@ -236,15 +245,7 @@ export default defineService<Methods>({
 		/** A new shipping address of the logged-in customer; the postal code must fit the country. */
 		addAddress: {
 			rest: "POST /api/me/addresses",
-			params: Joi.object({
-				recipientName: text(200).required(),
-				street: text(200).required(),
-				city: text(100).required(),
-				state: Joi.string().trim().max(100).allow("", null),
-				postalCode: text(20).required(),
-				country: text(60).required(),
-				idempotencyKey
-			}),
+			params: Joi.object({ ...addressFields(), idempotencyKey }),
 			async handler(ctx) {
 				const user = this.currentUser(ctx);
 				const p = ctx.params;
@@ -268,14 +269,7 @@ export default defineService<Methods>({
 
 		/** An address checked as `addAddress` checks it, not stored (checkout's inline address): answers it in canonical form or 422 naming the field. */
 		validateAddress: {
-			params: Joi.object({
-				recipientName: text(200).required(),
-				street: text(200).required(),
-				city: text(100).required(),
-				state: Joi.string().trim().max(100).allow("", null),
-				postalCode: text(20).required(),
-				country: text(60).required()
-			}),
+			params: Joi.object(addressFields()),
 			handler(ctx) {
 				const p = ctx.params;
 				const { country, postalCode } = assertPostalAddress(p.country, p.postalCode);
