@@ -178,6 +178,11 @@ export default defineService<Methods, Vars>({
 					await this.lockOrder(orderId, trx);
 					// The saga's compensation: an order that never reserved (or was released already) is a no-op.
 					const held = await this.heldBy(orderId, trx);
+					// Stock that left the warehouse with a shipment cannot come back by a release: the
+					// cancellation of an order that shipped meanwhile is refused here, before anything moved.
+					if (held.length === 0 && await this.table("reservations", trx).where({ order_id: orderId, status: "deducted" }).first()) {
+						throw conflict("INVALID_TRANSITION", `Order ${orderId} has shipped: its stock was deducted and cannot be released`, { orderId });
+					}
 					const lines = ctx.params.lines ? normalizeLines(ctx.params.lines) : held;
 					for (const l of lines) {
 						const h = held.find(x => x.sku === l.sku)?.quantity ?? 0;
