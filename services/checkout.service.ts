@@ -44,6 +44,8 @@ interface Vars {
 	engine: SagaEngine;
 	redis: Redis | Cluster | null;
 	reconcileTimer: NodeJS.Timeout | null;
+	/** Set once this replica stops: it takes over no dead node's sagas any more. */
+	leaving?: boolean;
 	/** Places being validated in this process, by saga id: a copy of one of them waits for it instead of validating again. */
 	placing: Map<string, Promise<unknown>>;
 }
@@ -332,7 +334,8 @@ export default defineService<Methods, Vars>({
 		// A checkout replica is gone: its sagas are taken over now, not when their leases expire.
 		"$node.disconnected"(ctx: any) {
 			const node = ctx.params?.node;
-			if (!node?.id || node.id === this.broker.nodeID) return;
+			// A stopping replica leaves the dead node's sagas to the replicas that stay.
+			if (!node?.id || node.id === this.broker.nodeID || this.leaving) return;
 			void this.engine
 				?.takeOver(node.id)
 				.then((n: number) => n > 0 && this.logger.info(`Took over ${n} saga(s) of node ${node.id}`))
@@ -385,6 +388,7 @@ export default defineService<Methods, Vars>({
 	},
 
 	async stopped() {
+		this.leaving = true;
 		if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
 		this.reconcileTimer = null;
 		await this.engine?.stop();
