@@ -17,7 +17,7 @@ export const CATALOG_CACHE_PATTERN = "catalog.**";
 /** The catalog's cached reads: what varies their answer. Admins see inactive products, so the role is part of the key. */
 export const catalogCacheKeys = {
 	listProducts: ["q", "categoryId", "vendorId", "page", "pageSize", "#user.role"],
-	getProduct: ["id", "includeInactive", "#user.role"]
+	getProduct: ["id", "#user.role"]
 };
 
 export interface CatalogCacheMethods {

@@ -252,11 +252,11 @@ export default defineService<Methods, CatalogCacheMethods>({
 		getProduct: {
 			rest: "GET /api/products/:id",
 			cache: { keys: catalogCacheKeys.getProduct, ttl: settings.catalogCacheTtlS },
-			params: Joi.object({ id: uuid.required(), includeInactive: Joi.boolean().default(false) }),
+			params: Joi.object({ id: uuid.required() }),
 			async handler(ctx) {
 				const row = await this.table("products").where({ id: ctx.params.id }).first();
-				const admin = this.isAdmin(ctx);
-				if (!row || (row.status === "deleted" && !admin) || (row.status !== "active" && row.status !== "deleted" && !ctx.params.includeInactive && !admin)) {
+				// Drafts, deactivated and deleted products exist only for admins; anyone else gets 404.
+				if (!row || (row.status !== "active" && !this.isAdmin(ctx))) {
 					throw notFound("Product", ctx.params.id);
 				}
 				return (await this.views([row], true))[0];

@@ -82,6 +82,7 @@ describe("carts through the gateway (real RabbitMQ, Postgres, Redis)", function 
 			expect(cart.notices[0]).to.include({ kind: "item_removed", reason: "product.deleted" });
 		}
 		expect((await http.get(`/api/products/${p.id}`)).status).to.equal(404);
+		expect((await http.get(`/api/products/${p.id}?includeInactive=true`)).status).to.be.oneOf([404, 422]);
 		expect((await http.get(`/api/products/${p.id}`, admin)).body).to.include({ status: "deleted" });
 		const order = expectStatus(await http.get(`/api/orders/${placed.body.orderId}`, buyer.token), 200);
 		expect(order.lines[0]).to.include({ productId: p.id, quantity: 1 });
