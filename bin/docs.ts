@@ -80,7 +80,7 @@ function sectionsOfRouteTable(): Map<string, string> {
 	return out;
 }
 
-const WHO: Record<string, string> = { public: "anyone", user: "a logged-in customer or admin (bearer token)", admin: "admins only" };
+const WHO: Record<string, string> = { public: "anyone", user: "a logged-in customer or admin (bearer token)", cart: "a logged-in customer, or a guest with the cart's X-Guest-Token", admin: "admins only" };
 
 const SAMPLE_ID = "6f1c2d3e-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
 const SAMPLES: Record<string, unknown> = {

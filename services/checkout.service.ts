@@ -25,7 +25,7 @@ import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
 import { sagaMetrics } from "./checkout/metrics";
-import { placeIds } from "./checkout/place-ids";
+import { buyerId, placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
 import { reconcile, ReconcileReport } from "./checkout/reconciler";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
@@ -82,10 +82,11 @@ export default defineService<Methods, Vars>({
 				idempotencyKey: Joi.string().max(200)
 			}),
 			async handler(ctx) {
-				const user = ctx.meta.user;
-				if (!user) throw unauthorized();
+				// The logged-in customer, or the guest whose cart token came with the request.
+				const buyer = buyerId(ctx.meta);
+				if (!buyer) throw unauthorized("Log in, or send the X-Guest-Token of a guest cart");
 				const key: string | undefined = ctx.params.idempotencyKey ?? (ctx.meta.idempotencyKey as string | undefined);
-				return this.placeOnce(ctx, user.id, key, async ({ sagaId, orderId }) => {
+				return this.placeOnce(ctx, buyer, key, async ({ sagaId, orderId }) => {
 					const ready = await this.readyToPlace(ctx, ctx.params.paymentDetails);
 					const payment = await paymentOf(ctx, ready);
 					return { sagaId, orderId, ...orderSnapshot(ready), ...payment };
@@ -282,7 +283,9 @@ export default defineService<Methods, Vars>({
 				rec = (await this.engine.waitFor(sagaId, { timeoutMs: Math.min(100, until - Date.now()) })) as SagaRecord<PlaceOrderData> | null;
 			}
 			if (!rec) throw notFound("Checkout", sagaId);
+			// A customer reads their own checkouts only, a guest those of their cart token.
 			if (ctx.meta.user?.role === "customer" && rec.data.customerId !== ctx.meta.user.id) throw notFound("Checkout", sagaId);
+			if (!ctx.meta.user && ctx.meta.guestToken && rec.data.customerId !== buyerId(ctx.meta)) throw notFound("Checkout", sagaId);
 			const refusal = refusalAtLock(rec);
 			if (refusal) throw conflict(refusal.type as any, refusal.message);
 			ctx.meta.$statusCode = 202;

@@ -23,3 +23,18 @@ export function placeIds(customerId: string, idempotencyKey: string | undefined)
 	const name = JSON.stringify([customerId, idempotencyKey]);
 	return { sagaId: uuidV5(`place-order saga ${name}`), orderId: uuidV5(`place-order order ${name}`) };
 }
+
+/**
+ * A guest has no account: the orders, payments and promotions of a guest checkout carry this id
+ * instead, derived from the guest cart's token (a hash of it, never the token), so the same
+ * guest's retries name the same saga and only that guest can read its status.
+ */
+export function guestCustomerId(guestToken: string): string {
+	return uuidV5(`guest ${createHash("sha256").update(guestToken, "utf8").digest("hex")}`);
+}
+
+/** Who places the order: the logged-in customer, or the guest whose cart token came with the request. */
+export function buyerId(meta: { user?: { id: string } | null; guestToken?: unknown }): string | null {
+	if (meta.user) return meta.user.id;
+	return typeof meta.guestToken === "string" && meta.guestToken.length > 0 ? guestCustomerId(meta.guestToken) : null;
+}

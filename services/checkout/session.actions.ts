@@ -26,6 +26,7 @@ import {
 	CheckoutLine,
 	ChosenShippingMethod,
 	computeTotals,
+	Contact,
 	emptyTotals,
 	missingError,
 	missingForPlace,
@@ -37,6 +38,7 @@ import {
 	ShippingAddress,
 	Totals
 } from "./session";
+import { buyerId } from "./place-ids";
 
 const uuid = Joi.string().guid();
 
@@ -65,7 +67,10 @@ export interface Choices {
 export interface Session extends Choices {
 	id: string;
 	cartId: string;
+	/** The customer whose cart it is; null for a guest cart. */
 	customerId: string | null;
+	/** A guest's email and phone (customers are mailed at their account's address). */
+	contact: Contact | null;
 	version: number;
 	lines: CheckoutLine[];
 	/** The chosen method as quoted for this cart, with the delivery date it quoted. */
@@ -77,7 +82,7 @@ export interface Session extends Choices {
 	updatedAt: string;
 }
 
-type Computed = Omit<Session, "id" | "cartId" | "customerId" | "version" | "updatedAt">;
+type Computed = Omit<Session, "id" | "cartId" | "customerId" | "contact" | "version" | "updatedAt">;
 
 type Call = <T = any>(action: string, params: Record<string, unknown>) => Promise<T>;
 
@@ -151,6 +156,7 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 			if (peeked.cart) this.editableCart(peeked.cart);
 			let address: ShippingAddress;
 			if (ctx.params.addressId) {
+				if (!ctx.meta.user) throw validationError("A guest has no address book: send the address itself", [{ field: "addressId", message: "'addressId' needs a logged-in customer; send 'address'", type: "guest.address_book" }]);
 				// From the customer's address book: someone else's answers 404.
 				const a = await ctx.call<any, any>("customers.getAddress", { id: ctx.params.addressId });
 				address = { addressId: a.id, recipientName: a.recipientName, street: a.street, city: a.city, state: a.state, postalCode: a.postalCode, country: a.country };
@@ -171,6 +177,25 @@ export const sessionActions: Record<string, ActionDef<This>> = {
 			// shipping records the address.
 			await ctx.call("shipping.provideAddress", { checkoutId: session.id, address });
 			return this.sessionView(await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change: { address }, cause: ctx }));
+		}
+	},
+
+	/** A guest says where to send the order's mail; a logged-in customer's mail goes to the account's address. */
+	setContact: {
+		rest: "PUT /api/checkout/contact",
+		params: Joi.object({
+			email: Joi.string().trim().lowercase().email({ tlds: false }).max(254).required(),
+			phone: Joi.string().trim().pattern(/^\+?[0-9 ()-]{6,20}$/).allow(null, "").messages({ "string.pattern.base": "'phone' must be a phone number" })
+		}),
+		async handler(ctx) {
+			if (ctx.meta.user) throw validationError("Mail about your orders goes to your account's address; change it with PATCH /api/me", [{ field: "email", message: "Only a guest checkout takes a contact address", type: "customer.contact" }]);
+			const peeked = await this.peekSession(ctx);
+			if (peeked.cart) this.editableCart(peeked.cart);
+			const { cart, session } = await this.currentSession(ctx);
+			this.editableCart(cart);
+			const contact: Contact = { email: ctx.params.email, phone: ctx.params.phone || null };
+			await this.table("checkouts").where({ id: session.id }).update({ contact: JSON.stringify(contact), updated_at: this.knex.fn.now() });
+			return this.sessionView({ ...session, contact });
 		}
 	},
 
@@ -377,6 +402,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			id: r.id,
 			cartId: r.cart_id,
 			customerId: r.customer_id,
+			contact: r.contact ?? null,
 			version: r.version,
 			address: r.address,
 			shippingMethodId: r.shipping_method_id,
@@ -497,6 +523,8 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			id: s.id,
 			cartId: s.cartId,
 			customerId: s.customerId,
+			guest: s.customerId === null,
+			contact: s.contact,
 			items: s.lines,
 			address: s.address,
 			shippingMethod: s.shippingMethod,
@@ -514,9 +542,13 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 	},
 
 	async readyToPlace(this: This, ctx: Ctx, paymentDetails: unknown): Promise<ReadyCheckout> {
-		const user = ctx.meta.user!;
-		const customer = await ctx.call<any, any>("customers.get", { id: user.id });
-		if (!customer.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
+		const user = ctx.meta.user;
+		let customer: { id: string; email: string } | null = null;
+		if (user) {
+			const c = await ctx.call<any, any>("customers.get", { id: user.id });
+			if (!c.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
+			customer = { id: c.id, email: c.email };
+		}
 		// Everything is checked on what the customer chose before anything is written.
 		const peeked = await this.peekSession(ctx);
 		const cart = peeked.cart;
@@ -529,7 +561,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			const methods = await ctx.call<any[], any>("shipping.listMethods", { country: chosen.address.country });
 			if (methods.length === 1) methodId = methods[0].id;
 		}
-		const missing = missingForPlace({ address: chosen?.address ?? null, shippingMethodId: methodId, paymentMethod: chosen?.paymentMethod ?? null });
+		const missing = missingForPlace({ address: chosen?.address ?? null, shippingMethodId: methodId, paymentMethod: chosen?.paymentMethod ?? null, customerId: user ? user.id : null, contact: chosen?.contact ?? null });
 		if (missing.length > 0) throw missingError(missing);
 		const method = chosen!.paymentMethod!;
 		const details = paymentDetailsFor(method, paymentDetails);
@@ -546,7 +578,9 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		const session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, cause: ctx });
 		const gone = missingForPlace(session);
 		if (gone.length > 0) throw missingError(gone); // a choice that no longer fits was dropped
-		return { customer: { id: customer.id, email: customer.email }, cart, session, paymentMethod: method, paymentDetails: details };
+		// A guest's order carries an id derived from the cart's token and the email the guest gave.
+		customer ??= { id: buyerId(ctx.meta)!, email: chosen!.contact!.email };
+		return { customer, cart, session, paymentMethod: method, paymentDetails: details };
 	},
 
 	async onCartChanged(this: This, event: EventEnvelope) {

@@ -85,17 +85,29 @@ export function emptyTotals(currency = "PLN"): Totals {
 	return computeTotals({ cartTotal: 0, discount: 0, shipping: 0, services: 0, currency });
 }
 
-/** What a checkout still lacks before it can be placed, as the fields a storefront sets. */
-export function missingForPlace(s: { address: unknown; shippingMethodId: string | null; paymentMethod: string | null }): string[] {
+/** How a guest can be reached about the order (a customer is mailed at the account's address). */
+export interface Contact {
+	email: string;
+	phone: string | null;
+}
+
+/**
+ * What a checkout still lacks before it can be placed, as the fields a storefront sets. A guest
+ * checkout (no customer behind the cart) also needs the guest's `contact`.
+ */
+export function missingForPlace(s: { address: unknown; shippingMethodId: string | null; paymentMethod: string | null; customerId?: string | null; contact?: Contact | null }): string[] {
 	const missing: string[] = [];
+	if (s.customerId === null && !s.contact) missing.push("contact");
 	if (!s.address) missing.push("address");
 	if (!s.shippingMethodId) missing.push("shippingMethod");
 	if (!s.paymentMethod) missing.push("paymentMethod");
 	return missing;
 }
 
+const MISSING_WORDS: Record<string, string> = { contact: "an email address", address: "an address", shippingMethod: "a shipping method", paymentMethod: "a payment method" };
+
 export function missingError(missing: string[]) {
-	const message = `Choose ${missing.map(m => (m === "shippingMethod" ? "a shipping method" : m === "paymentMethod" ? "a payment method" : "an address")).join(", ")} before placing the order`;
+	const message = `Choose ${missing.map(m => MISSING_WORDS[m] ?? m).join(", ")} before placing the order`;
 	return validationError(message, missing.map(field => ({ field, message: `'${field}' is required`, type: "any.required" })));
 }
 

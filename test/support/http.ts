@@ -32,8 +32,8 @@ export class Http {
 	post<T = any>(path: string, body?: unknown, token?: string, headers?: Record<string, string>) {
 		return this.request<T>("POST", path, { body: body ?? {}, token, headers });
 	}
-	put<T = any>(path: string, body?: unknown, token?: string) {
-		return this.request<T>("PUT", path, { body: body ?? {}, token });
+	put<T = any>(path: string, body?: unknown, token?: string, headers?: Record<string, string>) {
+		return this.request<T>("PUT", path, { body: body ?? {}, token, headers });
 	}
 	patch<T = any>(path: string, body?: unknown, token?: string) {
 		return this.request<T>("PATCH", path, { body: body ?? {}, token });

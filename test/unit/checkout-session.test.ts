@@ -25,6 +25,10 @@ describe("checkout session rules", () => {
 		expect(missingForPlace({ address: null, shippingMethodId: null, paymentMethod: null })).to.deep.equal(["address", "shippingMethod", "paymentMethod"]);
 		expect(missingForPlace({ address: {}, shippingMethodId: "m", paymentMethod: null })).to.deep.equal(["paymentMethod"]);
 		expect(missingForPlace({ address: {}, shippingMethodId: "m", paymentMethod: "card" })).to.deep.equal([]);
+		// A guest cart (no customer) also needs the guest's contact; a customer's never does.
+		expect(missingForPlace({ address: {}, shippingMethodId: "m", paymentMethod: "card", customerId: null, contact: null })).to.deep.equal(["contact"]);
+		expect(missingForPlace({ address: {}, shippingMethodId: "m", paymentMethod: "card", customerId: null, contact: { email: "a@b.pl", phone: null } })).to.deep.equal([]);
+		expect(missingForPlace({ address: {}, shippingMethodId: "m", paymentMethod: "card", customerId: "c", contact: null })).to.deep.equal([]);
 	});
 
 	it("payment details are checked against the chosen method, naming the field", () => {
