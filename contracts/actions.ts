@@ -113,7 +113,7 @@ export interface StockLine {
 
 export const Inventory = {
 	/** All lines or none. */
-	reserve: action<{ orderId: string; lines: StockLine[] }, { orderId: string; lines: StockLine[] }>("inventory.reserve"),
+	reserve: action<{ orderId: string; lines: StockLine[]; cartId?: string }, { orderId: string; lines: StockLine[] }>("inventory.reserve"),
 	release: action<{ orderId: string; reason?: string | null }, { orderId: string; lines: StockLine[] }>("inventory.release"),
 	deduct: action<{ orderId: string }, { orderId: string; lines: StockLine[] }>("inventory.deduct")
 };

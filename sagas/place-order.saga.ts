@@ -92,7 +92,8 @@ export const placeOrder = saga<PlaceOrderData>("place-order")
 	})
 	.step("reserveStock", {
 		invoke: Inventory.reserve,
-		params: d => ({ orderId: d.orderId, lines: d.lines.map(l => ({ sku: l.sku, quantity: l.quantity })) }),
+		// The cart's soft hold, if any, becomes this reservation in one transaction.
+		params: d => ({ orderId: d.orderId, cartId: d.cartId, lines: d.lines.map(l => ({ sku: l.sku, quantity: l.quantity })) }),
 		compensate: Inventory.release,
 		compensateParams: (d, failure) => ({ orderId: d.orderId, reason: failure.message })
 	})

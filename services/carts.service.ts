@@ -13,7 +13,8 @@
  *
  * Soft reservation (CART_HOLD_MS > 0; off by default): a cart's lines hold their stock in
  * inventory for that long after the cart last changed; removing lines, emptying, expiry and a
- * removed product give it back; at checkout the hold is let go for the order's own reservation.
+ * removed product give it back; at checkout inventory turns the hold into the order's reservation
+ * in one transaction, and a checkout that fails holds the cart's lines again.
  *
  * The checkout saga locks the cart while it runs (changes answer 409 CART_LOCKED), and empties
  * it once the order is confirmed.
@@ -310,8 +311,7 @@ export default defineService<Methods, Vars>({
 				if (expectedTotal && (expectedTotal.amount !== total.amount || expectedTotal.currency !== total.currency)) {
 					throw conflict("CART_CHANGED", "The cart changed since the checkout was shown; review it and place again", { expectedTotal, total });
 				}
-				// The order reserves its own stock next: the cart's hold lets go of it.
-				await this.syncHold(ctx, cartId, [], false);
+				// The cart keeps its hold: inventory.reserve turns it into the order's reservation in one transaction.
 				return {
 					cartId,
 					customerId: cart.customer_id,
@@ -326,6 +326,8 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({ cartId: uuid.required(), sagaId: uuid.required(), idempotencyKey: Joi.string().max(200) }),
 			async handler(ctx) {
 				const n = await this.table("carts").where({ id: ctx.params.cartId, locked_by: ctx.params.sagaId }).update({ locked_by: null, locked_at: null });
+				// The failed order gave back what it reserved, the cart's hold with it: the cart holds its lines again.
+				if (n > 0) await this.syncHold(ctx, ctx.params.cartId, null, false);
 				return { cartId: ctx.params.cartId, unlocked: n > 0 };
 			}
 		},

@@ -47,6 +47,7 @@ interface Methods {
 	setSellable(event: EventEnvelope, sellable: boolean): Promise<void>;
 	setHold(trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]>;
 	expireHolds(): Promise<number>;
+	takeHolds(trx: Knex.Transaction, cartId: string): Promise<Map<string, number>>;
 	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
@@ -132,26 +133,36 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({
 				orderId: uuid.required(),
 				lines: Joi.array().items(Joi.object({ sku: sku.required(), quantity: Joi.number().integer().min(1).max(1_000_000).required() })).min(1).max(100).required(),
+				// The cart the order comes from: what it holds (soft reservation) becomes the order's reservation.
+				cartId: uuid,
 				idempotencyKey
 			}),
 			async handler(ctx) {
-				const { orderId } = ctx.params;
+				const { orderId, cartId } = ctx.params;
 				const lines = normalizeLines(ctx.params.lines);
 				return this.idempotent(ctx.params.idempotencyKey, "inventory.reserve", async trx => {
 					await this.lockOrder(orderId, trx);
 					// An order holds one reservation, however often (and with whatever key) it asks.
 					const held = await this.heldBy(orderId, trx);
 					if (held.length > 0) return { orderId, lines: held };
-					const rows = await this.lockRows(lines.map(l => l.sku), trx);
-					const unsellable = rows.find(r => r.sellable === false);
+					// In the same transaction, the cart's hold is handed over: no moment when another shopper
+					// could take the held units, and a refusal leaves the hold as it was (the rollback).
+					const holds = cartId ? await this.takeHolds(trx, cartId) : new Map<string, number>();
+					const rows = await this.lockRows([...lines.map(l => l.sku), ...holds.keys()], trx);
+					const unsellable = rows.find(r => r.sellable === false && lines.some(l => l.sku === r.sku));
 					if (unsellable) throw conflict("PRODUCT_INACTIVE", `SKU ${unsellable.sku} belongs to a product that is no longer for sale; nothing was reserved`, { sku: unsellable.sku });
-					const plan = planReservation(rows, lines);
+					const plan = planReservation(rows.map(r => ({ ...r, reserved: r.reserved - (holds.get(r.sku) ?? 0) })), lines);
 					if (!plan.ok) {
 						throw conflict("OUT_OF_STOCK", `Only ${plan.available} of ${plan.sku} available, ${plan.requested} requested; nothing was reserved`, { sku: plan.sku, requested: plan.requested, available: plan.available });
 					}
+					for (const [heldSku, quantity] of holds) {
+						if (lines.some(l => l.sku === heldSku)) continue;
+						await this.apply(trx, rows.find(r => r.sku === heldSku)!, { onHand: 0, reserved: -quantity, change: "unheld", reason: `cart ${cartId} checked out` }, ctx);
+					}
 					for (const line of lines) {
 						const row = rows.find(r => r.sku === line.sku)!;
-						await this.apply(trx, row, { onHand: 0, reserved: line.quantity, change: "reserved", orderId }, ctx);
+						// What the cart held is already counted as reserved: only the rest is added.
+						await this.apply(trx, row, { onHand: 0, reserved: line.quantity - (holds.get(line.sku) ?? 0), change: "reserved", orderId }, ctx);
 						await this.table("reservations", trx).insert({ order_id: orderId, sku: line.sku, quantity: line.quantity, status: "held" }).onConflict(["order_id", "sku"]).merge({ quantity: line.quantity, status: "held", updated_at: this.knex.fn.now() });
 					}
 					await this.record(trx, "inventory.reserved", orderId, { orderId, lines }, ctx);
@@ -351,6 +362,13 @@ export default defineService<Methods, Vars>({
 				else await this.table("holds", trx).insert({ cart_id: cartId, sku: row.sku, quantity: wants, expires_at: expiresAt }).onConflict(["cart_id", "sku"]).merge();
 			}
 			return lines;
+		},
+
+		/** Removes a cart's holds under the cart's lock and answers them (SKU → quantity); the stock rows are left to the caller. */
+		async takeHolds(this: This, trx: Knex.Transaction, cartId: string): Promise<Map<string, number>> {
+			await this.lockOrder(`cart:${cartId}`, trx);
+			const rows: Array<{ sku: string; quantity: number }> = await this.table("holds", trx).where({ cart_id: cartId }).delete().returning(["sku", "quantity"]);
+			return new Map(rows.map(r => [r.sku, r.quantity]));
 		},
 
 		/** Holds past their time give their stock back: one replica at a time, a batch per run. */

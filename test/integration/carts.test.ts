@@ -292,7 +292,7 @@ describe("carts with soft reservation on (CART_HOLD_MS)", function () {
 	}
 	const stock = (sku: string) => cluster.call("inventory.get", { sku });
 
-	it("a cart's lines hold their stock: others cannot take it; changing, removing and checking out give it back", async () => {
+	it("a cart's lines hold their stock: others cannot take it; changing and removing give it back", async () => {
 		const p = await product(4);
 		const a = customer();
 		const b = customer();
@@ -307,10 +307,41 @@ describe("carts with soft reservation on (CART_HOLD_MS)", function () {
 		expect(await stock(p.sku)).to.include({ reserved: 3, available: 1 });
 		await cluster.call("carts.removeItem", { itemId: cartA.items[0].id }, a);
 		expect(await stock(p.sku)).to.include({ reserved: 1, available: 3 });
-		await cluster.call("carts.lock", { cartId: cartB.id, sagaId: randomUUID() });
-		expect(await stock(p.sku), "the order reserves its own stock after the lock").to.include({ reserved: 0, available: 4 });
 		const audit = await cluster.call("inventory.audit", { sku: p.sku }, admin);
 		expect(audit.rows.map((r: any) => r.change)).to.include.members(["held", "unheld"]);
+	});
+
+	it("at checkout the hold becomes the order's reservation in one step: never free in between, a repeat is a no-op, a refusal keeps the hold", async () => {
+		const p = await product(3);
+		const me = customer();
+		const cart = await cluster.call("carts.addItem", { productId: p.id, quantity: 2 }, me);
+		const sagaId = randomUUID();
+		const locked = await cluster.call("carts.lock", { cartId: cart.id, sagaId });
+		// Locked for checkout, the cart still holds its units: nobody can take them before the order reserves.
+		expect(await stock(p.sku)).to.include({ onHand: 3, reserved: 2, available: 1 });
+		const other = await cluster.call("carts.addItem", { productId: p.id, quantity: 3 }, customer());
+		expect(other.items[0].quantity, "another shopper gets only what is not held").to.equal(1);
+		expect(await stock(p.sku)).to.include({ reserved: 3, available: 0 });
+
+		// A refused reservation (more than there is) leaves the hold exactly as it was.
+		const tooMuch = await refusal(cluster.call("inventory.reserve", { orderId: randomUUID(), cartId: cart.id, lines: [{ sku: p.sku, quantity: 3 }] }));
+		expect(tooMuch.type).to.equal("OUT_OF_STOCK");
+		expect(await stock(p.sku)).to.include({ reserved: 3, available: 0 });
+
+		const orderId = randomUUID();
+		const lines = locked.lines.map((l: any) => ({ sku: l.sku, quantity: l.quantity }));
+		expect(await cluster.call("inventory.reserve", { orderId, cartId: cart.id, lines })).to.deep.equal({ orderId, lines: [{ sku: p.sku, quantity: 2 }] });
+		expect(await stock(p.sku), "the held units moved to the order; nothing was freed or added").to.include({ onHand: 3, reserved: 3, available: 0 });
+		expect(await cluster.call("inventory.reserve", { orderId, cartId: cart.id, lines })).to.deep.equal({ orderId, lines: [{ sku: p.sku, quantity: 2 }] });
+		expect(await stock(p.sku), "a repeated reserve changes nothing").to.include({ reserved: 3 });
+		const reserved = (await cluster.call("inventory.audit", { sku: p.sku }, admin)).rows.filter((r: any) => r.orderId === orderId);
+		expect(reserved.map((r: any) => r.reservedDelta), "one audit row: the units not held before (none)").to.deep.equal([0]);
+
+		// The order failed: its stock goes back, the cart is unlocked and holds its lines again.
+		await cluster.call("inventory.release", { orderId, reason: "payment declined" });
+		expect(await stock(p.sku)).to.include({ reserved: 1, available: 2 });
+		await cluster.call("carts.unlock", { cartId: cart.id, sagaId });
+		expect(await stock(p.sku)).to.include({ reserved: 3, available: 0 });
 	});
 
 	it("a hold expires after CART_HOLD_MS; the line stays in the cart", async () => {
