@@ -42,6 +42,8 @@ interface CartRow {
 	locked_by: string | null;
 	locked_at?: Date | string | null;
 	order_id: string | null;
+	/** The line removed last (DELETE of an item), kept so the removal can be undone. */
+	last_removed?: { itemId: string; productId: string; variantId: string | null; sku: string; quantity: number; removedAt: string } | null;
 	updated_at: Date | string;
 }
 
@@ -193,11 +195,34 @@ export default defineService<Methods, Vars>({
 					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
 					const [item] = await this.table("cart_items", trx).where({ id: ctx.params.itemId, cart_id: cart.id }).delete().returning("*");
 					if (!item) throw notFound("Cart item", ctx.params.itemId);
+					const removedAt = new Date().toISOString();
 					await this.touch(cart.id, trx);
-					await this.record(trx, "cart.item_removed", cart.id, { cartId: cart.id, customerId: cart.customer_id, itemId: item.id, productId: item.product_id, variantId: item.variant_id, sku: item.sku, reason: "customer", removedAt: new Date().toISOString() }, ctx);
+					await this.table("carts", trx).where({ id: cart.id }).update({
+						last_removed: JSON.stringify({ itemId: item.id, productId: item.product_id, variantId: item.variant_id, sku: item.sku, quantity: item.quantity, removedAt })
+					});
+					await this.record(trx, "cart.item_removed", cart.id, { cartId: cart.id, customerId: cart.customer_id, itemId: item.id, productId: item.product_id, variantId: item.variant_id, sku: item.sku, reason: "customer", removedAt }, ctx);
 				});
 				await this.syncHold(ctx, cart.id, null, false);
 				return this.view(ctx, cart);
+			}
+		},
+
+		/**
+		 * Undo of the last removal: the line comes back as it was, as an add would bring it (capped
+		 * to the stock available now, refused if the product is no longer for sale). Only the line
+		 * removed last can come back, once.
+		 */
+		restoreItem: {
+			rest: "POST /api/cart/items/:itemId/restore",
+			params: Joi.object({ itemId: uuid.required() }),
+			async handler(ctx) {
+				const cart = await this.cartOf(ctx);
+				this.editable(cart);
+				const last = cart.last_removed;
+				if (!last || last.itemId !== ctx.params.itemId) throw notFound("Removed cart item", ctx.params.itemId);
+				const restored = await this.actions.addItem({ productId: last.productId, ...(last.variantId ? { variantId: last.variantId } : {}), quantity: last.quantity }, { parentCtx: ctx });
+				await this.table("carts").where({ id: cart.id }).whereRaw("last_removed->>'itemId' = ?", [last.itemId]).update({ last_removed: null });
+				return { ...restored, lastRemoved: null };
 			}
 		},
 
@@ -489,6 +514,8 @@ export default defineService<Methods, Vars>({
 				itemCount: lines.reduce((n, l) => n + l.quantity, 0),
 				total: cartTotal(lines),
 				notices: notices.map((n: any) => ({ kind: n.kind, productId: n.product_id, message: n.message, ...(typeof n.data === "string" ? JSON.parse(n.data) : n.data), at: n.created_at })),
+				// What DELETE of a line removed last: POST /api/cart/items/:itemId/restore brings it back.
+				lastRemoved: fresh.last_removed ?? null,
 				updatedAt: fresh.updated_at
 			};
 		},

@@ -69,6 +69,7 @@ export const ROUTES: RouteDef[] = [
 	{ method: "POST", path: "/cart/items", action: "carts.addItem", access: "cart", summary: "Add a product (capped to available stock)" },
 	{ method: "PATCH", path: "/cart/items/:itemId", action: "carts.updateItem", access: "cart", summary: "Change a line's quantity (0 removes it)" },
 	{ method: "DELETE", path: "/cart/items/:itemId", action: "carts.removeItem", access: "cart", summary: "Remove a line" },
+	{ method: "POST", path: "/cart/items/:itemId/restore", action: "carts.restoreItem", access: "cart", summary: "Undo the last removal: the line comes back (capped to stock; 404 unless it is the line removed last)" },
 	{ method: "DELETE", path: "/cart", action: "carts.clear", access: "cart", summary: "Empty the cart" },
 	{ method: "POST", path: "/cart/merge", action: "carts.merge", access: "user", summary: "After login: the guest cart's lines join the customer's cart, capped to stock" },
 	{ method: "POST", path: "/checkout/place", action: "checkout.place", access: "cart", status: 202, summary: "Place the order of the cart (starts the place-order saga)" },

@@ -75,6 +75,34 @@ describe("carts (real RabbitMQ and Postgres)", function () {
 		expect((await cluster.call("carts.get", {}, me)).items).to.have.length(0);
 	});
 
+	it("a removal can be undone once: the line comes back capped to the stock; anything else is 404 and changes nothing", async () => {
+		const me = customer();
+		const a = await product(5, 1000);
+		const b = await product(5, 300);
+		await cluster.call("carts.addItem", { productId: a.id, quantity: 2 }, me);
+		const cart = await cluster.call("carts.addItem", { productId: b.id, quantity: 4 }, me);
+		const lineA = cart.items.find((l: any) => l.productId === a.id);
+		const lineB = cart.items.find((l: any) => l.productId === b.id);
+		await cluster.call("carts.removeItem", { itemId: lineA.id }, me);
+		const afterB = await cluster.call("carts.removeItem", { itemId: lineB.id }, me);
+		expect(afterB.items).to.have.length(0);
+		expect(afterB.lastRemoved).to.include({ itemId: lineB.id, productId: b.id, quantity: 4 });
+
+		// Only the line removed last comes back.
+		expect((await refusal(cluster.call("carts.restoreItem", { itemId: lineA.id }, me))).code).to.equal(404);
+		expect((await refusal(cluster.call("carts.restoreItem", { itemId: lineB.id }, customer()))).code, "not someone else's").to.equal(404);
+		expect((await cluster.call("carts.get", {}, me)).items).to.have.length(0);
+
+		// Meanwhile the stock fell to 3: the line comes back capped, once.
+		await cluster.call("inventory.set", { sku: b.sku, quantity: 3, reason: "count" }, admin);
+		const restored = await cluster.call("carts.restoreItem", { itemId: lineB.id }, me);
+		expect(restored.items.map((l: any) => [l.productId, l.quantity])).to.deep.equal([[b.id, 3]]);
+		expect(restored.total).to.deep.equal({ amount: 900, currency: "PLN" });
+		expect(restored.lastRemoved).to.equal(null);
+		expect((await refusal(cluster.call("carts.restoreItem", { itemId: lineB.id }, me))).code, "a second undo").to.equal(404);
+		expect((await cluster.call("carts.get", {}, me)).items.map((l: any) => l.quantity)).to.deep.equal([3]);
+	});
+
 	it("changing a line beyond the stock, or a line that is not in the cart, is refused and changes nothing", async () => {
 		const me = customer();
 		const p = await product(4);
