@@ -7,6 +7,7 @@ RUN npm ci --no-audit --no-fund --omit=dev --allow-scripts=node,esbuild
 COPY bin ./bin
 COPY contracts ./contracts
 COPY mixins ./mixins
+COPY infra ./infra
 COPY migrations ./migrations
 COPY sagas ./sagas
 COPY services ./services

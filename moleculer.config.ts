@@ -1,5 +1,5 @@
 /**
- * Broker configuration, read from the environment (mixins/settings.ts).
+ * Broker configuration, read from the environment (infra/settings.ts).
  * Nothing set: one process, local transport, in-process channels, PGlite, in-process saga store.
  * TRANSPORTER / DATABASE_URL / REDIS_URL set: the distributed system over RabbitMQ, Postgres, Redis.
  */
@@ -7,15 +7,15 @@ import type { BrokerOptions } from "moleculer";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Middleware: ChannelsMiddleware } = require("@moleculer/channels");
 import { asUnavailable } from "./contracts/errors";
-import { SupervisedAmqpAdapter } from "./mixins/amqp-channels";
-import { ReliableAmqpTransporter } from "./mixins/amqp-transporter";
-import { CorrelationLogging } from "./mixins/correlation.middleware";
-import { JoiValidator, ReadableParams } from "./mixins/joi-validator";
-import { settings, Settings } from "./mixins/settings";
+import { SupervisedAmqpAdapter } from "./infra/amqp-channels";
+import { ReliableAmqpTransporter } from "./infra/amqp-transporter";
+import { CorrelationLogging } from "./infra/correlation.middleware";
+import { JoiValidator, ReadableParams } from "./infra/joi-validator";
+import { settings, Settings } from "./infra/settings";
 
 /**
  * The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process.
- * Over AMQP it is our supervised subclass of the package's adapter (mixins/amqp-channels.ts).
+ * Over AMQP it is our supervised subclass of the package's adapter (infra/amqp-channels.ts).
  */
 export function channelsAdapter(s: Settings) {
 	if (!s.transporter) return { type: "Fake", options: { maxInFlight: 10 } };
@@ -44,7 +44,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 	return {
 		namespace: s.namespace,
 		nodeID: s.nodeId,
-		// Moleculer's AMQP transporter with acks on the right channel and channels reopened (mixins/amqp-transporter.ts).
+		// Moleculer's AMQP transporter with acks on the right channel and channels reopened (infra/amqp-transporter.ts).
 		transporter: s.transporter
 			? (new ReliableAmqpTransporter({
 					url: s.transporter,

@@ -5,7 +5,7 @@
 import path from "node:path";
 import { BrokerOptions, ServiceBroker } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
-import { readSettings } from "../mixins/settings";
+import { readSettings } from "../infra/settings";
 import { SERVICE_NAMES, ServiceName } from "../services";
 
 export function createBroker(opts: { services?: readonly string[]; env?: NodeJS.ProcessEnv; nodeID?: string; options?: Partial<BrokerOptions> } = {}): ServiceBroker {

@@ -12,7 +12,7 @@ import { ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
-import { readSettings } from "../mixins/settings";
+import { readSettings } from "../infra/settings";
 import { SERVICE_NAMES } from "../services";
 
 const root = path.join(__dirname, "..");

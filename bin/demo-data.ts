@@ -7,7 +7,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { randomUUID } from "node:crypto";
-import type { Settings } from "../mixins/settings";
+import type { Settings } from "../infra/settings";
 
 const DEMO: Record<string, Record<string, Array<[name: string, price: number, stock: number, description: string]>>> = {
 	Kitchen: {

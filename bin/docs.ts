@@ -20,7 +20,7 @@ import { compensationState, forwardState, SagaDefinition } from "../sagas/defini
 import { SERVICE_NAMES } from "../services";
 import { buildOpenApi } from "../services/api/openapi";
 import { GATEWAY_ROUTES, RouteDef, ROUTES } from "../services/api/routes";
-import { channelConsumers } from "../mixins/service";
+import { channelConsumers } from "../infra/service";
 
 const ROOT = path.join(__dirname, "..");
 

@@ -4,7 +4,7 @@
  * join: use `npm start -- --repl`, which gives the embedded shop a REPL of its own.
  * The operator's commands (sagas, saga, order, dlq) are in bin/repl-commands.ts.
  */
-import { settings } from "../mixins/settings";
+import { settings } from "../infra/settings";
 import { createBroker } from "./broker";
 import { operatorCommands } from "./repl-commands";
 

@@ -5,7 +5,7 @@
  * own REPL: its sagas are in this process's memory, no other process can see them).
  */
 import { createBroker } from "./broker";
-import { readSettings } from "../mixins/settings";
+import { readSettings } from "../infra/settings";
 import { demoBanner, loadDemoData } from "./demo-data";
 import { operatorCommands } from "./repl-commands";
 

@@ -17,8 +17,8 @@ import type { ServiceSchema } from "moleculer";
 import { Errors } from "moleculer";
 import type { EventEnvelope } from "../contracts/events";
 import { isClientError } from "../contracts/errors";
-import { acquireKnex, migrate, releaseKnex } from "./database";
-import { settings } from "./settings";
+import { acquireKnex, migrate, releaseKnex } from "../infra/database";
+import { settings } from "../infra/settings";
 
 export interface DbMethods {
 	knex: Knex;

@@ -15,10 +15,10 @@ import type { Knex } from "knex";
 import type { ServiceSchema } from "moleculer";
 import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
-import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "./amqp-publisher";
+import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
 import type { DbMethods } from "./db.mixin";
-import { settings } from "./settings";
-import type { Ctx } from "./service";
+import { settings } from "../infra/settings";
+import type { Ctx } from "../infra/service";
 
 export interface OutboxMethods {
 	/** Writes an event to the outbox inside `trx`; it is published after commit. */

@@ -14,7 +14,7 @@
  */
 import { Carts, Inventory, Orders, PaymentEvents, Payments, Promotions } from "../contracts/actions";
 import type { Money } from "../contracts/money";
-import { settings } from "../mixins/settings";
+import { settings } from "../infra/settings";
 import type { AppliedPromotion, ChosenShippingMethod, PaymentMethod, PricedAddon, ShippingAddress, Totals } from "../services/checkout/session";
 import { saga } from "./definition";
 

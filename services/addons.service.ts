@@ -16,7 +16,7 @@ import { CURRENCIES, moneySchema } from "../contracts/money";
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { defineService, ServiceThis } from "../mixins/service";
+import { defineService, ServiceThis } from "../infra/service";
 import { addonView, cartHash, hashOf, isAvailable, offered } from "./addons/offer";
 
 const uuid = Joi.string().guid();

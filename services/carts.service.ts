@@ -26,8 +26,8 @@ import { conflict, isClientError, notFound, temporary, unauthorized, validationE
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { readSettings } from "../mixins/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
+import { readSettings } from "../infra/settings";
 import { cappedQuantity, CartItemRow, cartTotal, mergeLines, priceLines, ProductInfo, MAX_LINE_QUANTITY } from "./carts/cart";
 
 const uuid = Joi.string().guid({ version: ["uuidv4", "uuidv5", "uuidv7"] });

@@ -15,8 +15,8 @@ import { CURRENCIES } from "../contracts/money";
 import { CatalogCache, catalogCacheKeys, CatalogCacheMethods } from "../mixins/catalog-cache";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { settings } from "../mixins/settings";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { settings } from "../infra/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { categoryTree, depthUnder, diffProduct, MAX_CATEGORY_DEPTH, productView, skusOf, VariantRow, withDescendants } from "./catalog/product";
 
 const uuid = Joi.string().guid();

@@ -18,8 +18,8 @@ import { conflict, isClientError, notFound, temporary, unauthorized } from "../c
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { settings } from "../mixins/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
+import { settings } from "../infra/settings";
 import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
 import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";

@@ -22,8 +22,8 @@ import { conflict, forbidden, notFound, unauthorized } from "../contracts/errors
 import { page, pageSize } from "../contracts/paging";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { readSettings, settings } from "../mixins/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
+import { readSettings, settings } from "../infra/settings";
 import {
 	AddressRow,
 	assertPostalAddress,

@@ -22,8 +22,8 @@ import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { readSettings } from "../mixins/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
+import { readSettings } from "../infra/settings";
 import { alertsFor, available, Line, normalizeLines, onHandRefusal, planReservation, StockRow, view } from "./inventory/stock";
 
 const sku = Joi.string().trim().min(1).max(100);

@@ -14,8 +14,8 @@
  */
 import Joi from "joi";
 import { notFound } from "../contracts/errors";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
-import { settings } from "../mixins/settings";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
+import { settings } from "../infra/settings";
 import { SERVICE_NAMES } from "./index";
 import { DeadLetters, deadLetterQueueName } from "./ops/dead-letters";
 import { NodeMetric, renderPrometheus } from "./ops/prometheus";

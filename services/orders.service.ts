@@ -15,7 +15,7 @@ import { moneySchema } from "../contracts/money";
 import type { EventEnvelope } from "../contracts/events";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { HistoryRow, LineRow, Order, OrderPayment, OrderRow, OrderSnapshot, priceLines, toOrder } from "./orders/order";
 import { decide, decideFailure, formatOrderNumber, ORDER_STATUSES, OrderStatus } from "./orders/status";
 

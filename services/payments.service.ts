@@ -21,9 +21,9 @@ import { conflict, forbidden, notFound, paymentRefused, temporary, validationErr
 import { CURRENCIES } from "../contracts/money";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { checkCard } from "./payments/card";
-import { settings } from "../mixins/settings";
+import { settings } from "../infra/settings";
 import { ACTIVE_STATUSES, checkRefund, PAYMENT_METHODS, PaymentMethod, PaymentRow, PaymentStatus, RefundRow, REFUNDABLE_STATUSES, toPayment } from "./payments/payment";
 import { PaymentProvider, ProviderFailure, RefusalType, SimulatedCardProvider, StartResult } from "./payments/provider";
 

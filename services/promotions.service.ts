@@ -22,7 +22,7 @@ import { page, pageSize } from "../contracts/paging";
 import type { EvaluateReply, Promotion } from "../contracts/promotions";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { evaluate, normalizeCode, promotionView } from "./promotions/rules";
 
 const uuid = Joi.string().guid();

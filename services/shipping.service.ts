@@ -16,7 +16,7 @@ import { moneySchema } from "../contracts/money";
 import type { ShippingMethod } from "../contracts/shipping";
 import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
-import { Ctx, defineService, ServiceThis } from "../mixins/service";
+import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { methodView, quote, todayUtc } from "./shipping/methods";
 
 const uuid = Joi.string().guid();

@@ -8,7 +8,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import type { IncomingMessage } from "node:http";
-import { settings } from "../../mixins/settings";
+import { settings } from "../../infra/settings";
 
 export const MAX_JSON_DEPTH = settings.maxJsonDepth;
 

@@ -9,8 +9,8 @@ import { createHash } from "node:crypto";
 import { Errors } from "moleculer";
 import { conflict } from "../../contracts/errors";
 import type { PaymentView } from "../../contracts/actions";
-import { settings } from "../../mixins/settings";
-import type { ActionDef, ServiceThis } from "../../mixins/service";
+import { settings } from "../../infra/settings";
+import type { ActionDef, ServiceThis } from "../../infra/service";
 import type { SagaEngine, SagaRecord, SagaStore } from "../../sagas";
 import { cancelOrder, CancelOrderData } from "../../sagas/cancel-order.saga";
 

@@ -20,7 +20,7 @@ import type { Knex } from "knex";
 import { conflict, isClientError, unprocessable, validationError } from "../../contracts/errors";
 import type { EventEnvelope } from "../../contracts/events";
 import type { Money } from "../../contracts/money";
-import type { ActionDef, ChannelDef, Ctx, ServiceThis } from "../../mixins/service";
+import type { ActionDef, ChannelDef, Ctx, ServiceThis } from "../../infra/service";
 import {
 	AppliedPromotion,
 	CheckoutLine,

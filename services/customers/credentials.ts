@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import bcrypt from "bcryptjs";
 import jwt from "jsonwebtoken";
-import { settings } from "../../mixins/settings";
+import { settings } from "../../infra/settings";
 import type { CustomerRow } from "./rules";
 
 function rounds(): number {

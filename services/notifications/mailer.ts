@@ -5,7 +5,7 @@
  * transaction (see notifications.service.ts).
  */
 import nodemailer from "nodemailer";
-import { readSettings, Settings } from "../../mixins/settings";
+import { readSettings, Settings } from "../../infra/settings";
 
 export interface OutgoingEmail {
 	to: string;

@@ -5,7 +5,7 @@
  * `send`. A failure is retried with backoff (SMS_ATTEMPTS, default 3); then the last error is thrown.
  */
 import { randomUUID } from "node:crypto";
-import { readSettings, Settings } from "../../mixins/settings";
+import { readSettings, Settings } from "../../infra/settings";
 
 export interface OutgoingSms {
 	to: string;

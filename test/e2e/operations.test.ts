@@ -19,7 +19,7 @@ import { adminLogin, CARDS, finishedSaga, productInStock, readyCheckout, verifie
 
 const root = path.join(__dirname, "..", "..");
 /** Our channels adapter records why a message was dead-lettered (the package's own records only where from). */
-const ERRORS_RECORDED = fs.existsSync(path.join(root, "mixins", "amqp-channels.ts"));
+const ERRORS_RECORDED = fs.existsSync(path.join(root, "infra", "amqp-channels.ts"));
 const PAYPAL = { returnUrl: "https://shop.example/paypal/back", cancelUrl: "https://shop.example/paypal/cancelled" };
 
 /** `npm run repl` as a process: commands in on stdin, their answers read from stdout. */

@@ -14,9 +14,9 @@ import { randomUUID } from "node:crypto";
 import amqp from "amqplib";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
-import { AmqpPublisher } from "../../mixins/amqp-publisher";
-import { CorrelationLogging } from "../../mixins/correlation.middleware";
-import { messagingHealth } from "../../mixins/messaging-health";
+import { AmqpPublisher } from "../../infra/amqp-publisher";
+import { CorrelationLogging } from "../../infra/correlation.middleware";
+import { messagingHealth } from "../../infra/messaging-health";
 import { eventually } from "../support/cluster";
 import { PrivateRabbit, startPrivateRabbit } from "../support/private-rabbit";
 

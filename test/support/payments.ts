@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { signWebhook } from "../../contracts/webhook";
-import { settings } from "../../mixins/settings";
+import { settings } from "../../infra/settings";
 import type { PaymentProvider } from "../../services/payments/provider";
 import type { Cluster } from "./cluster";
 import { eventually } from "./cluster";

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { Errors, ServiceBroker } from "moleculer";
-import { CorrelationLogging } from "../../mixins/correlation.middleware";
+import { CorrelationLogging } from "../../infra/correlation.middleware";
 
 describe("correlation ids in the logs", () => {
 	it("every call is logged with its correlation id, and a failure that is not the client's at warn level", async () => {

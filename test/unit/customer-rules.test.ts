@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { createHash } from "node:crypto";
-import { readSettings } from "../../mixins/settings";
+import { readSettings } from "../../infra/settings";
 import {
 	assertPassword,
 	hashToken,

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { demoBanner } from "../../bin/demo-data";
-import { readSettings } from "../../mixins/settings";
+import { readSettings } from "../../infra/settings";
 
 describe("demo data on start", () => {
 	it("loads on an embedded start unless DEMO_DATA=0; a system with servers only with DEMO_DATA=1", () => {

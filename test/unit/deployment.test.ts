@@ -23,7 +23,7 @@ describe("deployment files", () => {
 
 	it("the Dockerfile copies every source folder a service loads", () => {
 		const dockerfile = fs.readFileSync(path.join(root, "Dockerfile"), "utf8");
-		for (const dir of ["bin", "contracts", "mixins", "migrations", "sagas", "services"]) {
+		for (const dir of ["bin", "contracts", "infra", "mixins", "migrations", "sagas", "services"]) {
 			expect(dockerfile).to.match(new RegExp(`COPY ${dir} `));
 		}
 		for (const name of SERVICE_NAMES) expect(fs.existsSync(path.join(root, "services", `${name}.service.ts`)), name).to.equal(true);

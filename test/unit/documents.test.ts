@@ -29,7 +29,7 @@ function repositoryFiles(): string[] {
 			else if (/\.(ts|js|mjs|md|json|ya?ml|sql|sh)$|^Dockerfile$|^run$/.test(entry.name) && entry.name !== "package-lock.json") out.push(rel);
 		}
 	};
-	for (const dir of ["README.md", "docs", "services", "sagas", "mixins", "contracts", "migrations", "bin", "bench", "test", "moleculer.config.ts", "Dockerfile", "docker-compose.yml", ".ci"]) {
+	for (const dir of ["README.md", "docs", "services", "sagas", "infra", "mixins", "contracts", "migrations", "bin", "bench", "test", "moleculer.config.ts", "Dockerfile", "docker-compose.yml", ".ci"]) {
 		const full = path.join(root, dir);
 		if (!fs.existsSync(full)) continue;
 		if (fs.statSync(full).isDirectory()) walk(dir);

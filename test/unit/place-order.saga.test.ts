@@ -4,7 +4,7 @@
  */
 import { expect } from "chai";
 import { Carts, Inventory, Orders, PaymentEvents, Payments, Promotions } from "../../contracts/actions";
-import { settings } from "../../mixins/settings";
+import { settings } from "../../infra/settings";
 import { placeOrder, PlaceOrderData } from "../../sagas/place-order.saga";
 import { outage, refused, sagaScenario, SagaScenario } from "../support/saga-scenario";
 

@@ -2,7 +2,7 @@
 import { expect } from "chai";
 import Joi from "joi";
 import { ServiceBroker } from "moleculer";
-import { JoiValidator, ReadableParams } from "../../mixins/joi-validator";
+import { JoiValidator, ReadableParams } from "../../infra/joi-validator";
 
 describe("ReadableParams: actions list real parameter names", () => {
 	it("summarises each field of an action's joi params, also from a mixin, and validation is unchanged", async () => {

@@ -6,7 +6,7 @@
  *   publisher that lost its connection and has had nothing to send yet still answers truly.
  * Each is "up", "down", or "none" (not used in this process / embedded mode).
  *
- * Every service answers it as the action `<service>.health` (mixins/service.ts); a gateway's
+ * Every service answers it as the action `<service>.health` (infra/service.ts); a gateway's
  * readiness calls `messagingHealth(this.broker)` for its own process.
  */
 import type { ServiceBroker } from "moleculer";

@@ -6,9 +6,9 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import Joi, { Schema as JoiSchema } from "joi";
 import type { EventEnvelope } from "../contracts/events";
-import type { DbMethods } from "./db.mixin";
+import type { DbMethods } from "../mixins/db.mixin";
 import { messagingHealth } from "./messaging-health";
-import type { OutboxMethods } from "./outbox.mixin";
+import type { OutboxMethods } from "../mixins/outbox.mixin";
 
 export interface AuthUser {
 	id: string;
@@ -67,7 +67,7 @@ export interface CommerceServiceSchema<M, V> {
  * params, and `<service>.describeChannels`: the events it consumes and under which group. They
  * are not published over HTTP; the gateway builds its OpenAPI and AsyncAPI documents from them.
  * And `<service>.health`: whether the answering process can use RabbitMQ right now
- * (mixins/messaging-health.ts); a replica that cannot take calls cannot answer it at all.
+ * (infra/messaging-health.ts); a replica that cannot take calls cannot answer it at all.
  */
 export function defineService<M extends object = object, V extends object = object>(
 	schema: CommerceServiceSchema<M, V>
