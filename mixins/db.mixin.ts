@@ -31,11 +31,35 @@ export interface DbMethods {
 	transaction<T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
 	/** First call with `key` runs `fn` in a transaction and stores its answer; repeats get the same answer. */
 	idempotent<T>(key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
+	/**
+	 * For an action that must call outside (a payment provider) between checking and storing its
+	 * answer, so cannot run in one transaction: the answer stored under `key`, if any (a stored
+	 * refusal is thrown; a key used by another action is 422 IDEMPOTENCY_KEY_REUSED).
+	 */
+	storedAnswer(key: string | undefined, action: string, trx?: Knex.Transaction): Promise<{ found: false } | { found: true; result: unknown }>;
+	/** Claims `key` inside `trx` (a concurrent claim waits for this one to commit); false when it was claimed before. */
+	claimKey(trx: Knex.Transaction, key: string, action: string): Promise<boolean>;
+	/**
+	 * Stores an answer under `key` (inside `trx` when the key was claimed there) and gives it back:
+	 * the result returned, the refusal thrown (outside a transaction; inside, the caller throws it
+	 * after the commit). When another call stored an answer first, that one is given instead.
+	 */
+	settle(key: string | undefined, action: string, answer: StoredAnswer, trx?: Knex.Transaction): Promise<unknown>;
+	/** Stores a refusal under `key` and throws it. */
+	refuse(key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never>;
+	/**
+	 * Erasure: forgets the stored answers that name `value` in one of `fields` of their result
+	 * (they may repeat personal data); their keys start afresh.
+	 */
+	forgetAnswers(trx: Knex.Transaction, fields: string[], value: string): Promise<number>;
 	/** Runs `fn` once per (handler, event_id); a redelivered event is skipped. Returns false when skipped. */
 	handleOnce(event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
 	/** Deletes messaging rows past their retention; null when another replica holds the job's lock. */
 	pruneMessaging(): Promise<PruneResult | null>;
 }
+
+/** An action's answer as stored under its idempotency key: a result, or a refusal. */
+export type StoredAnswer = { result: unknown } | { error: Errors.MoleculerError };
 
 export interface PruneResult {
 	inbox: number;
@@ -123,6 +147,49 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					}
 					throw err;
 				}
+			},
+			async storedAnswer(this: DbMethods, key: string | undefined, action: string, trx?: Knex.Transaction) {
+				if (!key) return { found: false as const };
+				const row = await this.table("idempotency_keys", trx).where({ key }).first();
+				if (!row || (row.result === null && row.error === null)) return { found: false as const };
+				try {
+					return { found: true as const, result: replay(row, action) };
+				} catch (err) {
+					throw err instanceof ReplayedError ? err.original : err;
+				}
+			},
+			async claimKey(this: DbMethods, trx: Knex.Transaction, key: string, action: string) {
+				const claimed = await this.table("idempotency_keys", trx).insert({ key, action }).onConflict("key").ignore().returning("key");
+				return claimed.length > 0;
+			},
+			async settle(this: DbMethods, key: string | undefined, action: string, answer: StoredAnswer, trx?: Knex.Transaction) {
+				if (key) {
+					const value = "error" in answer
+						? { error: JSON.stringify({ message: answer.error.message, code: answer.error.code, type: answer.error.type, data: answer.error.data ?? null }) }
+						: { result: JSON.stringify(answer.result ?? null) };
+					if (trx) {
+						// The key row was claimed in this transaction: the caller throws a refusal after commit.
+						await this.table("idempotency_keys", trx).where({ key }).update(value);
+						return "error" in answer ? undefined : answer.result;
+					}
+					const inserted = await this.table("idempotency_keys").insert({ key, action, ...value }).onConflict("key").ignore().returning("key");
+					if (inserted.length === 0) {
+						const first = await this.storedAnswer(key, action);
+						if (first.found) return first.result;
+					}
+				}
+				if ("error" in answer) throw answer.error;
+				return answer.result;
+			},
+			async refuse(this: DbMethods, key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never> {
+				await this.settle(key, action, { error: err });
+				throw err;
+			},
+			async forgetAnswers(this: DbMethods, trx: Knex.Transaction, fields: string[], value: string) {
+				if (fields.length === 0) return 0;
+				const q = this.table("idempotency_keys", trx);
+				for (const f of fields) q.orWhereRaw("result->>? = ?", [f, value]);
+				return q.delete();
 			},
 			async pruneMessaging(this: DbMethods): Promise<PruneResult | null> {
 				const done: PruneResult = { inbox: 0, idempotencyKeys: 0, outbox: 0 };

@@ -20,7 +20,28 @@ import type { DbMethods } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
 
+/** Which kept events an erasure rewrites (every condition given must hold). */
+export interface OutboxSelection {
+	aggregateIds?: string[] | Knex.QueryBuilder;
+	eventNames?: string[];
+	/** Only events whose payload field has one of these values. */
+	payloadIn?: { field: string; values: string[] };
+	/** Only events already published (those still waiting go out as they are). */
+	sentOnly?: boolean;
+}
+
+/** What to do to the selected events' payloads: drop fields, or overwrite fields they carry. */
+export interface OutboxRedaction {
+	remove?: string[];
+	set?: Record<string, unknown>;
+}
+
 export interface OutboxMethods {
+	/**
+	 * GDPR erasure and spent secrets: rewrites the payloads of events kept in this service's
+	 * outbox. Answers how many events were rewritten.
+	 */
+	redactOutbox(trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction): Promise<number>;
 	/** Writes an event to the outbox inside `trx`; it is published after commit. */
 	record(
 		trx: Knex.Transaction,
@@ -101,6 +122,31 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
 		},
 		methods: {
+			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
+				const fieldName = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
+				const fields = [...(redaction.remove ?? []), ...Object.keys(redaction.set ?? {}), ...(which.payloadIn ? [which.payloadIn.field] : [])];
+				const bad = fields.find(f => !fieldName.test(f));
+				if (bad) throw new Error(`Not a payload field name: ${bad}`);
+				const where = (q: Knex.QueryBuilder) => {
+					if (which.aggregateIds) q.whereIn("aggregate_id", which.aggregateIds as any);
+					if (which.eventNames) q.whereIn("event_name", which.eventNames);
+					if (which.payloadIn) q.whereRaw("envelope->'payload'->>? = ANY(?)", [which.payloadIn.field, which.payloadIn.values]);
+					if (which.sentOnly) q.whereNotNull("sent_at");
+					return q;
+				};
+				let n = 0;
+				if (redaction.remove?.length) {
+					n = await where(this.table("outbox", trx)).update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload}', (envelope->'payload') - ?::text[])`, [redaction.remove]) });
+				}
+				for (const [field, value] of Object.entries(redaction.set ?? {})) {
+					// Only payloads that carry the field: nothing is added to the others.
+					const changed = await where(this.table("outbox", trx))
+						.whereRaw("jsonb_exists(envelope->'payload', ?)", [field])
+						.update({ envelope: this.knex.raw(`jsonb_set(envelope, ?::text[], ?::jsonb)`, [["payload", field], JSON.stringify(value ?? null)]) });
+					n = Math.max(n, changed);
+				}
+				return n;
+			},
 			async record(this: DbMethods, trx: Knex.Transaction, name: EventName, aggregateId: string, payload: Record<string, unknown>, cause?: any) {
 				const correlationId = cause?.meta?.correlationId ?? cause?.correlation_id ?? null;
 				const causationId = cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null;

@@ -138,10 +138,7 @@ export default defineService<Methods>({
 						.returning("*");
 					await this.table("email_verification_tokens", trx).where({ customer_id: row.id }).whereNull("used_at").update({ used_at: this.knex.fn.now() });
 					// The published copies of the token are of no use any more: keep none in the outbox.
-					await this.table("outbox", trx)
-						.where({ aggregate_id: row.id, event_name: "customer.verification_requested" })
-						.whereNotNull("sent_at")
-						.update({ envelope: this.knex.raw(`envelope #- '{payload,token}'`) });
+					await this.redactOutbox(trx, { aggregateIds: [row.id], eventNames: ["customer.verification_requested"], sentOnly: true }, { remove: ["token"] });
 					await this.record(trx, "customer.email_verified", row.id, {
 						customerId: row.id, email: row.email, verifiedAt: new Date(verified!.email_verified_at!).toISOString()
 					}, ctx);
@@ -358,12 +355,9 @@ export default defineService<Methods>({
 						.returning("*");
 					await this.table("email_verification_tokens", trx).where({ customer_id: row.id }).whereNull("used_at").update({ used_at: this.knex.fn.now() });
 					// The events already published keep no personal data here (those not yet sent still go out as they are).
-					await this.table("outbox", trx)
-						.where({ aggregate_id: row.id })
-						.whereNotNull("sent_at")
-						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload}', (envelope->'payload') - ?::text[])`, [[...PERSONAL_PAYLOAD_FIELDS]]) });
+					await this.redactOutbox(trx, { aggregateIds: [row.id], sentOnly: true }, { remove: [...PERSONAL_PAYLOAD_FIELDS] });
 					// The stored answers of earlier requests (register, updateMe, addAddress…) repeat personal data too.
-					await this.table("idempotency_keys", trx).whereRaw(`result->>'id' = ? OR result->>'customerId' = ?`, [row.id, row.id]).delete();
+					await this.forgetAnswers(trx, ["id", "customerId"], row.id);
 					await this.record(trx, "customer.erased", row.id, { customerId: row.id }, ctx);
 					return { customerId: row.id, erasedAt: new Date(erased!.erased_at!).toISOString() };
 				});

@@ -167,10 +167,7 @@ export default defineService<Methods, Vars>({
 						.returning("id");
 					const ids = rows.map((r: { id: string }) => String(r.id));
 					if (ids.length === 0) return;
-					await this.table("outbox", trx)
-						.whereIn("event_name", ["notification.sent", "notification.failed"])
-						.whereRaw("envelope->'payload'->>'notificationId' = ANY(?)", [ids])
-						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload,to}', '"erased"')`) });
+					await this.redactOutbox(trx, { eventNames: ["notification.sent", "notification.failed"], payloadIn: { field: "notificationId", values: ids } }, { set: { to: "erased" } });
 				});
 			}
 		},

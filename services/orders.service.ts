@@ -497,12 +497,9 @@ export default defineService<Methods>({
 							anonymized_at: this.knex.fn.now()
 						});
 					// The stored answers of earlier requests (create, confirm …) repeat the email and the address.
-					await this.table("idempotency_keys", trx).whereRaw(`result->>'customerId' = ?`, [customerId]).delete();
+					await this.forgetAnswers(trx, ["customerId"], customerId);
 					// The events kept in the outbox carried the email too.
-					await this.table("outbox", trx)
-						.whereIn("aggregate_id", mine)
-						.whereRaw(`envelope->'payload'->>'customerEmail' IS NOT NULL`)
-						.update({ envelope: this.knex.raw(`jsonb_set(envelope, '{payload,customerEmail}', 'null'::jsonb)`) });
+					await this.redactOutbox(trx, { aggregateIds: mine }, { set: { customerEmail: null } });
 				});
 			}
 		}

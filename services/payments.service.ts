@@ -19,7 +19,7 @@ import type { Knex } from "knex";
 import { Errors } from "moleculer";
 import { conflict, forbidden, notFound, paymentRefused, temporary, validationError } from "../contracts/errors";
 import { CURRENCIES } from "../contracts/money";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, StoredAnswer } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { checkCard } from "./payments/card";
@@ -38,7 +38,7 @@ const chargeable = Joi.object({
 /** Where PayPal sends the buyer back: a web address. */
 const webUrl = Joi.string().uri({ scheme: ["http", "https"] }).max(2000);
 
-type Answer = { result: unknown } | { error: Errors.MoleculerError };
+type Answer = StoredAnswer;
 
 interface AuthorizeParams {
 	orderId: string;
@@ -60,9 +60,6 @@ interface Methods {
 	authorizeOrder(ctx: Ctx, params: AuthorizeParams): Promise<unknown>;
 	decideByBuyer(ctx: Ctx, e: { provider: string; eventId: string; transactionId: string; approved: boolean }): Promise<{ received: true; duplicate: boolean; outcome: string; paymentId: string }>;
 	redirectBuyer(ctx: Ctx, token: string, outcome: { paymentId: string }): Promise<unknown>;
-	storedAnswer(key: string | undefined, action: string, trx?: Knex.Transaction): Promise<{ found: false } | { found: true; result: unknown }>;
-	settle(key: string | undefined, action: string, answer: Answer, trx?: Knex.Transaction): Promise<unknown>;
-	refuse(key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never>;
 	lockOrderId(trx: Knex.Transaction, orderId: string): Promise<void>;
 	activePayment(orderId: string, trx?: Knex.Transaction): Promise<PaymentRow | undefined>;
 	view(row: PaymentRow, trx?: Knex.Transaction): Promise<ReturnType<typeof toPayment>>;
@@ -404,8 +401,7 @@ export default defineService<Methods, Vars>({
 			const answer = await this.transaction(async (trx): Promise<Answer | { replay: true }> => {
 				if (key) {
 					// A concurrent repeat with this key waits here for the first to commit, then answers as it did.
-					const claimed = await this.table("idempotency_keys", trx).insert({ key, action: A }).onConflict("key").ignore().returning("key");
-					if (claimed.length === 0) return { replay: true };
+					if (!(await this.claimKey(trx, key, A))) return { replay: true };
 				}
 				await this.lockOrderId(trx, orderId);
 				const row = {
@@ -536,49 +532,6 @@ export default defineService<Methods, Vars>({
 			ctx.meta.$statusCode = 302;
 			ctx.meta.$location = target ?? "/";
 			return { paymentId: p.id, orderId: p.order_id, status: p.status, token };
-		},
-
-		/** The answer stored under `key` (the db mixin's format): its result, or its refusal thrown. */
-		async storedAnswer(this: This, key: string | undefined, action: string, trx?: Knex.Transaction) {
-			if (!key) return { found: false as const };
-			const row = await this.table("idempotency_keys", trx).where({ key }).first();
-			if (!row || (row.result === null && row.error === null)) return { found: false as const };
-			if (row.action !== action) throw new Errors.MoleculerClientError(`Idempotency key was used for ${row.action}, not ${action}`, 422, "IDEMPOTENCY_KEY_REUSED");
-			if (row.error) {
-				const e = typeof row.error === "string" ? JSON.parse(row.error) : row.error;
-				throw new Errors.MoleculerClientError(e.message, e.code, e.type, e.data ?? undefined);
-			}
-			return { found: true as const, result: typeof row.result === "string" ? JSON.parse(row.result) : row.result };
-		},
-
-		/**
-		 * Stores an answer under `key` (inside `trx` when given, where the key row was claimed)
-		 * and gives the answer back: the result returned, the refusal thrown. When another call
-		 * stored an answer first, that one is given instead.
-		 */
-		async settle(this: This, key: string | undefined, action: string, answer: Answer, trx?: Knex.Transaction) {
-			if (key) {
-				const value = "error" in answer
-					? { error: JSON.stringify({ message: answer.error.message, code: answer.error.code, type: answer.error.type, data: answer.error.data ?? null }) }
-					: { result: JSON.stringify(answer.result ?? null) };
-				if (trx) {
-					// The key row was claimed in this transaction: the caller throws a refusal after commit.
-					await this.table("idempotency_keys", trx).where({ key }).update(value);
-					return "error" in answer ? undefined : answer.result;
-				}
-				const inserted = await this.table("idempotency_keys").insert({ key, action, ...value }).onConflict("key").ignore().returning("key");
-				if (inserted.length === 0) {
-					const first = await this.storedAnswer(key, action);
-					if (first.found) return first.result;
-				}
-			}
-			if ("error" in answer) throw answer.error;
-			return answer.result;
-		},
-
-		async refuse(this: This, key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never> {
-			await this.settle(key, action, { error: err });
-			throw err;
 		},
 
 		/** Serializes an authorization and a void of one order (a void must see the authorization, or block it). */
