@@ -4,6 +4,7 @@
  * A participant's refusal (4xx) is never retried by a saga; anything else may be.
  */
 import { Errors } from "moleculer";
+import type { PaymentRefusal } from "./payments";
 
 const { MoleculerClientError, MoleculerRetryableError } = Errors;
 
@@ -70,7 +71,7 @@ export function forbidden(message = "Not allowed") {
 }
 
 /** A payment refusal: 402 is the honest status for a declined card. */
-export function paymentRefused(type: "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "UNSUPPORTED_CARD", message: string) {
+export function paymentRefused(type: PaymentRefusal, message: string) {
 	return new MoleculerClientError(message, 402, type);
 }
 

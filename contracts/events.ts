@@ -9,6 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import Joi, { Schema as JoiSchema } from "joi";
+import { uuid } from "./ids";
 
 /** The envelope every domain event travels in; `payload` is the event's own data. */
 export interface EventEnvelope<P = Record<string, unknown>> {
@@ -23,7 +24,7 @@ export interface EventEnvelope<P = Record<string, unknown>> {
 }
 
 export const envelopeSchema = Joi.object({
-	event_id: Joi.string().guid().required().description("Unique id of this event; consumers drop a repeat (inbox)"),
+	event_id: uuid.required().description("Unique id of this event; consumers drop a repeat (inbox)"),
 	event_name: Joi.string().required().description("The event's name, e.g. order.placed"),
 	aggregate_id: Joi.string().required().description("Id of the thing the event is about (order, cart, SKU …)"),
 	correlation_id: Joi.string().allow(null).required().description("The X-Correlation-Id of the request that started the flow"),
@@ -34,7 +35,7 @@ export const envelopeSchema = Joi.object({
 });
 
 // --- Field shapes shared by many payloads ---
-const id = Joi.string().guid();
+const id = uuid;
 const text = Joi.string();
 const when = Joi.string().isoDate();
 const count = Joi.number().integer();
@@ -129,7 +130,7 @@ export const EVENT_NAMES = Object.keys(EVENTS) as EventName[];
 export const INTEGRATION_EXCHANGE = "integration";
 
 export const integrationEnvelopeSchema = Joi.object({
-	eventId: Joi.string().guid().required().description("Unique id of this message; a consumer drops a repeat"),
+	eventId: uuid.required().description("Unique id of this message; a consumer drops a repeat"),
 	eventType: Joi.string().required().description("The integration event's name, e.g. OrderPlacedNotification"),
 	version: Joi.number().integer().min(1).required().description("Version of the payload's shape (also in the routing key)"),
 	occurredAt: Joi.string().isoDate().required().description("When it happened, ISO 8601 UTC"),

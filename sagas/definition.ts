@@ -177,7 +177,6 @@ export function saga<D>(name: string): SagaDefinition<D> {
 // --- State names, derived from step names so Redis, logs and the REPL use the same words ---
 
 export const INITIAL_STATE = "started";
-export const TERMINAL_STATES = ["completed", "compensated", "parked"] as const;
 
 function words(camel: string): string[] {
 	return camel

@@ -20,7 +20,10 @@
 import type { Cluster, Redis } from "ioredis";
 import type { Failure } from "./definition";
 
-export type SagaStatus = "running" | "compensating" | "completed" | "compensated" | "parked";
+/** Every status a saga can have; the last three end it (a parked saga waits for an operator). */
+export const SAGA_STATUSES = ["running", "compensating", "completed", "compensated", "parked"] as const;
+export type SagaStatus = (typeof SAGA_STATUSES)[number];
+export const TERMINAL_STATUSES = ["completed", "compensated", "parked"] as const satisfies readonly SagaStatus[];
 
 export interface SagaRecord<D = any> {
 	id: string;
@@ -74,7 +77,7 @@ export interface SagaWait {
 	received?: { event: string; payload: unknown; at: string };
 }
 
-export const TERMINAL: ReadonlySet<SagaStatus> = new Set(["completed", "compensated", "parked"]);
+export const TERMINAL: ReadonlySet<SagaStatus> = new Set(TERMINAL_STATUSES);
 
 /** A saga needs a driver until it is terminal and its outcome announced (a parked one waits for an operator). */
 export function isUnfinished(rec: SagaRecord): boolean {

@@ -18,8 +18,8 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../infra/service";
 import { addonView, cartHash, hashOf, isAvailable, offered } from "./addons/offer";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const currency = Joi.string().valid(...CURRENCIES);
 /** Cart lines as the checkout has them; only the product and category matter here. */
 const lines = Joi.array()

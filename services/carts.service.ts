@@ -29,8 +29,8 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
 import { cappedQuantity, CartItemRow, cartTotal, mergeLines, priceLines, ProductInfo, MAX_LINE_QUANTITY } from "./carts/cart";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid({ version: ["uuidv4", "uuidv5", "uuidv7"] });
 const quantity = Joi.number().integer().strict(false).min(0).max(MAX_LINE_QUANTITY);
 const guestToken = Joi.string().pattern(/^[A-Za-z0-9_-]{20,100}$/, "guest token");
 

@@ -18,8 +18,8 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { settings } from "../infra/settings";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { categoryTree, depthUnder, diffProduct, MAX_CATEGORY_DEPTH, productView, skusOf, VariantRow, withDescendants } from "./catalog/product";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 /** At least 0.01: a product is never given away by mistake. */
 const price = Joi.object({
 	amount: Joi.number().integer().min(1).max(100_000_000_00).required(),

@@ -20,19 +20,17 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { settings } from "../infra/settings";
-import { MemorySagaStore, RedisSagaStore, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
+import { MemorySagaStore, RedisSagaStore, SAGA_STATUSES, SagaEngine, SagaOperatorError, SagaRecord, SagaStore } from "../sagas";
 import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
 import { sagaMetrics } from "./checkout/metrics";
 import { buyerId, placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
+import { uuid } from "../contracts/ids";
 import { reconcile, ReconcileReport } from "./checkout/reconciler";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
 
-const uuid = Joi.string().guid();
-/** Failures that leave the order payment_failed (as orders.fail decides): refusals, and a payment that never came. */
-const PAYMENT_TYPES = new Set(["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD", "DEADLINE_PASSED"]);
 /** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
 const RETRY_ANSWER_WAIT_MS = 1000;
 
@@ -109,7 +107,7 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({
 				state: Joi.string().max(100),
 				type: Joi.string().max(100),
-				status: Joi.string().valid("running", "compensating", "completed", "compensated", "parked"),
+				status: Joi.string().valid(...SAGA_STATUSES),
 				page,
 				pageSize
 			}),
@@ -289,7 +287,7 @@ export default defineService<Methods, Vars>({
 			const refusal = refusalAtLock(rec);
 			if (refusal) throw conflict(refusal.type as any, refusal.message);
 			ctx.meta.$statusCode = 202;
-			return placeAnswer(rec, PAYMENT_TYPES);
+			return placeAnswer(rec);
 		},
 
 		/** Announces a finished saga once, whichever replica finished it and however often. */

@@ -48,8 +48,8 @@ import {
 	TokenRow,
 	tokenRefusal
 } from "./customers/rules";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 const personName = Joi.string().trim().min(1).max(100);
 const email = Joi.string().trim().lowercase().max(320).email({ tlds: false });

@@ -25,9 +25,9 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
 import { alertsFor, available, Line, normalizeLines, onHandRefusal, planReservation, StockRow, view } from "./inventory/stock";
+import { uuid } from "../contracts/ids";
 
 const sku = Joi.string().trim().min(1).max(100);
-const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 const reason = Joi.string().trim().min(1).max(200);
 

@@ -37,6 +37,7 @@ import { readSettings, settings } from "../infra/settings";
 import { createMailer, Mailer } from "./notifications/mailer";
 import { createSmsSender, SmsSender } from "./notifications/sms";
 import { render, TemplateName, verificationData } from "./notifications/templates";
+import { uuid } from "../contracts/ids";
 
 const emailAddress = Joi.string().trim().lowercase().max(320).email({ tlds: false });
 const money = Joi.object({ amount: Joi.number().integer().required(), currency: Joi.string().length(3).required() }).unknown(true);
@@ -44,16 +45,16 @@ const money = Joi.object({ amount: Joi.number().integer().required(), currency: 
 /** What each consumed event must carry for its message; anything else in the payload is ignored. */
 const PAYLOADS = {
 	verificationRequested: Joi.object({
-		customerId: Joi.string().guid().required(),
+		customerId: uuid.required(),
 		email: emailAddress.required(),
 		firstName: Joi.string().allow("", null),
 		token: Joi.string().min(1).max(200).required(),
 		expiresAt: Joi.string().isoDate().allow(null)
 	}).unknown(true),
 	orderConfirmed: Joi.object({
-		orderId: Joi.string().guid().required(),
+		orderId: uuid.required(),
 		orderNumber: Joi.string().min(1).max(40).required(),
-		customerId: Joi.string().guid().allow(null),
+		customerId: uuid.allow(null),
 		customerEmail: emailAddress.allow(null, ""),
 		total: money.allow(null)
 	}).unknown(true)

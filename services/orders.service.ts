@@ -18,8 +18,8 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { HistoryRow, LineRow, Order, OrderPayment, OrderRow, OrderSnapshot, priceLines, toOrder } from "./orders/order";
 import { decide, decideFailure, formatOrderNumber, ORDER_STATUSES, OrderStatus } from "./orders/status";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

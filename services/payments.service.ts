@@ -26,8 +26,8 @@ import { checkCard } from "./payments/card";
 import { settings } from "../infra/settings";
 import { ACTIVE_STATUSES, checkRefund, PAYMENT_METHODS, PaymentMethod, PaymentRow, PaymentStatus, RefundRow, REFUNDABLE_STATUSES, toPayment } from "./payments/payment";
 import { PaymentProvider, ProviderFailure, RefusalType, SimulatedCardProvider, StartResult } from "./payments/provider";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 /** Money a card can be charged: at least one minor unit. */
 const chargeable = Joi.object({

@@ -24,8 +24,8 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { evaluate, normalizeCode, promotionView } from "./promotions/rules";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const idempotencyKey = Joi.string().max(200);
 const currency = Joi.string().valid(...CURRENCIES);
 const code = Joi.string().trim().min(1).max(40);

@@ -18,8 +18,8 @@ import { DbMixin } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { methodView, quote, todayUtc } from "./shipping/methods";
+import { uuid } from "../contracts/ids";
 
-const uuid = Joi.string().guid();
 const country = Joi.string().trim().uppercase().pattern(/^[A-Z]{2}$/).messages({ "string.pattern.base": "{{#label}} must be a two-letter ISO country code" });
 const isoDate = Joi.string()
 	.pattern(/^\d{4}-\d{2}-\d{2}$/)

@@ -13,6 +13,7 @@ import { settings } from "../../infra/settings";
 import type { ActionDef, ServiceThis } from "../../infra/service";
 import type { SagaEngine, SagaRecord, SagaStore } from "../../sagas";
 import { cancelOrder, CancelOrderData } from "../../sagas/cancel-order.saga";
+import { uuid } from "../../contracts/ids";
 
 type This = ServiceThis<object, { engine: SagaEngine; store: SagaStore }>;
 
@@ -38,7 +39,7 @@ export function cancelAnswer(rec: SagaRecord<CancelOrderData>) {
 export const cancelActions: Record<string, ActionDef<This>> = {
 	cancelOrder: {
 		params: Joi.object({
-			orderId: Joi.string().guid().required(),
+			orderId: uuid.required(),
 			reason: Joi.string().trim().min(1).max(1000).required(),
 			requestedBy: Joi.string().max(100).required(),
 			idempotencyKey: Joi.string().max(200)

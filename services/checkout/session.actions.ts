@@ -39,8 +39,8 @@ import {
 	Totals
 } from "./session";
 import { buyerId } from "./place-ids";
+import { uuid } from "../../contracts/ids";
 
-const uuid = Joi.string().guid();
 
 /** A cart as carts shows it. */
 export interface CartView {

@@ -8,6 +8,8 @@
  *      └──► payment_failed ◄─ awaiting_payment
  */
 
+import { isPaymentFailure, PAYMENT_FAILURES } from "../../contracts/payments";
+
 export const ORDER_STATUSES = ["pending", "awaiting_payment", "confirmed", "shipped", "delivered", "cancelled", "payment_failed"] as const;
 
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -48,11 +50,11 @@ export function decide(from: OrderStatus, to: OrderStatus): Decision {
  * payment is the only step that waits for a deadline): an order failed for one of them is
  * `payment_failed`.
  */
-export const PAYMENT_FAILURE_CODES = ["PAYMENT_DECLINED", "INSUFFICIENT_FUNDS", "UNSUPPORTED_CARD", "DEADLINE_PASSED"] as const;
+export const PAYMENT_FAILURE_CODES = PAYMENT_FAILURES;
 
 /** The status `orders.fail` gives an order: `payment_failed` for a payment refusal, else `cancelled`. */
 export function failureStatus(code?: string | null): "payment_failed" | "cancelled" {
-	return code && (PAYMENT_FAILURE_CODES as readonly string[]).includes(code) ? "payment_failed" : "cancelled";
+	return isPaymentFailure(code) ? "payment_failed" : "cancelled";
 }
 
 /**

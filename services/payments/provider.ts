@@ -26,10 +26,11 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { Money } from "../../contracts/money";
+import type { PaymentRefusal } from "../../contracts/payments";
 import { signWebhook, WebhookBody } from "../../contracts/webhook";
 import { Card, isExpired } from "./card";
 
-export type RefusalType = "PAYMENT_DECLINED" | "INSUFFICIENT_FUNDS" | "UNSUPPORTED_CARD";
+export type RefusalType = PaymentRefusal;
 
 /** A refusal (the card's answer, final) or PROVIDER_UNAVAILABLE (no answer; try again later). */
 export type ProviderFailure = { ok: false; type: RefusalType | "PROVIDER_UNAVAILABLE"; message: string };

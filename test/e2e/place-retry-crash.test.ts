@@ -11,7 +11,7 @@ import { expect } from "chai";
 import Redis from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
-import { RedisSagaStore, sagaKeys, SagaRecord } from "../../sagas";
+import { RedisSagaStore, sagaKeys, SagaRecord, TERMINAL_STATUSES } from "../../sagas";
 import { placeIds } from "../../services/checkout/place-ids";
 import { eventually } from "../support/cluster";
 import { expectStatus, Http, HttpAnswer } from "../support/http";
@@ -158,7 +158,7 @@ describe("a retried place never loses its order (checkout killed between request
 			// Every saga ends; each customer has one saga and one confirmed order with one authorized payment.
 			const ends = await Promise.all(customers.map(c => eventually(async () => {
 				const rec = await sagaOf(c);
-				return rec && ["completed", "compensated", "parked"].includes(rec.status) ? rec : null;
+				return rec && (TERMINAL_STATUSES as readonly string[]).includes(rec.status) ? rec : null;
 			}, 120_000, `the saga of ${c.email} to end`)));
 			const all = (await store.list({ type: "place-order", limit: 5000 })).rows;
 			for (const [i, c] of customers.entries()) {
@@ -220,7 +220,7 @@ describe("a retried place never loses its order (checkout killed between request
 		}
 		const ends = await Promise.all(customers.map(c => eventually(async () => {
 			const rec = await sagaOf(c);
-			return rec && ["completed", "compensated", "parked"].includes(rec.status) && rec.announced ? rec : null;
+			return rec && (TERMINAL_STATUSES as readonly string[]).includes(rec.status) && rec.announced ? rec : null;
 		}, 120_000, `the saga of ${c.email} to end`)));
 		for (const end of ends) expect(end.status).to.equal("completed");
 		expect(await stockOf(http, admin, product.sku)).to.include({ onHand: 50, reserved: CUSTOMERS });

@@ -12,7 +12,7 @@ import { expect } from "chai";
 import type { Knex } from "knex";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
-import { RedisSagaStore } from "../../sagas";
+import { RedisSagaStore, TERMINAL_STATUSES } from "../../sagas";
 import { SERVICE_NAMES } from "../../services";
 import { placeIds } from "../../services/checkout/place-ids";
 import { checkBooks } from "../support/books";
@@ -143,7 +143,7 @@ describe("losing the saga store (a private redis-server)", function () {
 		// Every key placed has its saga in the store, completed, and its order confirmed.
 		const ends = await Promise.all(load.placed.map(({ c, key }) => eventually(async () => {
 			const rec = await store.get(placeIds(c.id, key).sagaId);
-			return rec && ["completed", "compensated", "parked"].includes(rec.status) ? rec : null;
+			return rec && (TERMINAL_STATUSES as readonly string[]).includes(rec.status) ? rec : null;
 		}, 60_000, `the saga of ${key}`)));
 		for (const [i, rec] of ends.entries()) expect(rec.status, `${load.placed[i]!.key}: ${rec.failure?.message ?? rec.parkedReason}`).to.equal("completed");
 		expect((await store.list({ type: "place-order", limit: 10_000 })).total).to.be.at.least(before);

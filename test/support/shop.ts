@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { eventually } from "./cluster";
 import { expectStatus, Http } from "./http";
+import { TERMINAL_STATUSES } from "../../sagas";
 
 export const CARDS = {
 	ok: { cardNumber: "4242424242424242", expMonth: 12, expYear: 2030, cvc: "123" },
@@ -67,7 +68,7 @@ export async function stockOf(http: Http, adminToken: string, sku: string) {
 export async function finishedSaga(http: Http, adminToken: string, sagaId: string, timeoutMs = 30_000) {
 	return eventually(async () => {
 		const r = await http.get(`/api/admin/sagas/${sagaId}`, adminToken);
-		return r.status === 200 && ["completed", "compensated", "parked"].includes(r.body.status) ? r.body : null;
+		return r.status === 200 && (TERMINAL_STATUSES as readonly string[]).includes(r.body.status) ? r.body : null;
 	}, timeoutMs, `saga ${sagaId} to finish`);
 }
 

@@ -38,18 +38,17 @@ describe("merging a guest cart", () => {
 describe("checkout answers", () => {
 	const base = { id: "s1", type: "place-order", step: 0, stepStatus: "done", version: 3, attempts: 1, completedSteps: [], compensatedSteps: [], history: [], createdAt: "", updatedAt: "" } as any;
 	const data = { sagaId: "s1", orderId: "o1", cartId: "c1", customerId: "u1", customerEmail: "a@b.c", paymentToken: "t", last4: "4242", orderNumber: "SC-1" };
-	const paymentTypes = new Set(["PAYMENT_DECLINED"]);
 
 	it("a completed saga answers a confirmed order with an authorized payment", () => {
-		const a = placeAnswer({ ...base, status: "completed", state: "completed", data }, paymentTypes);
+		const a = placeAnswer({ ...base, status: "completed", state: "completed", data });
 		expect(a).to.deep.include({ orderId: "o1", orderNumber: "SC-1", status: "confirmed" });
 		expect(a.payment.status).to.equal("authorized");
 	});
 
 	it("a declined payment answers payment_failed; any other failure cancelled", () => {
-		expect(placeAnswer({ ...base, status: "compensated", state: "compensated", data, failure: { step: "authorizePayment", message: "declined", type: "PAYMENT_DECLINED" } }, paymentTypes).status).to.equal("payment_failed");
-		expect(placeAnswer({ ...base, status: "compensated", state: "compensated", data, failure: { step: "reserveStock", message: "none", type: "OUT_OF_STOCK" } }, paymentTypes).status).to.equal("cancelled");
-		expect(placeAnswer({ ...base, status: "running", state: "reserving_stock", data }, paymentTypes).status).to.equal("pending");
+		expect(placeAnswer({ ...base, status: "compensated", state: "compensated", data, failure: { step: "authorizePayment", message: "declined", type: "PAYMENT_DECLINED" } }).status).to.equal("payment_failed");
+		expect(placeAnswer({ ...base, status: "compensated", state: "compensated", data, failure: { step: "reserveStock", message: "none", type: "OUT_OF_STOCK" } }).status).to.equal("cancelled");
+		expect(placeAnswer({ ...base, status: "running", state: "reserving_stock", data }).status).to.equal("pending");
 	});
 
 	it("a saga that failed locking the cart is a refusal of the request, not an order", () => {
