@@ -122,6 +122,8 @@ export default defineService<object, Vars>({
 		if (server) {
 			server.keepAliveTimeout = 65_000;
 			server.headersTimeout = 66_000;
+			// Every request is counted, also those refused before a route matched (401, 404, 413…).
+			server.prependListener("request", (req: IncomingMessage, res: ServerResponse) => (this as any).countRequest(req, res));
 		}
 	},
 
@@ -177,7 +179,6 @@ export default defineService<object, Vars>({
 						res.setHeader("Retry-After", "1");
 						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
 					}
-					this.countRequest(req, res, alias);
 					const sent = req.headers["x-correlation-id"];
 					const correlationId = typeof sent === "string" && CORRELATION_ID.test(sent) ? sent : randomUUID();
 					ctx.meta.correlationId = correlationId;
@@ -251,13 +252,16 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
-		/** Counts the request and its latency under its route (`GET /api/orders/:id`) once it is answered. */
-		countRequest(this: any, req: any, res: ServerResponse, alias: any) {
+		/**
+		 * Counts the request and its latency under its route (`GET /api/orders/:id`) once it is
+		 * answered; a request no route took (an unknown path) is counted under `unmatched`.
+		 */
+		countRequest(this: any, req: any, res: ServerResponse) {
 			if (!this.broker.metrics.isEnabled()) return;
 			const started = process.hrtime.bigint();
-			const route = `/api/${String(alias?.path ?? req.$alias?.path ?? "?").replace(/^\/+/, "")}`;
 			const method = String(req.method);
 			res.once("finish", () => {
+				const route = req.$alias?.fullPath ? String(req.$alias.fullPath) : "unmatched";
 				this.broker.metrics.increment(HTTP_REQUESTS, { method, route, status: String(res.statusCode) });
 				this.broker.metrics.observe(HTTP_DURATION, Number(process.hrtime.bigint() - started) / 1e6, { method, route });
 			});

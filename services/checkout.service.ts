@@ -24,7 +24,7 @@ import { MemorySagaStore, RedisSagaStore, SAGA_STATUSES, SagaEngine, SagaOperato
 import { cancelOrder } from "../sagas/cancel-order.saga";
 import { placeOrder, PlaceOrderData } from "../sagas/place-order.saga";
 import { placeAnswer, refusalAtLock } from "./checkout/answer";
-import { sagaMetrics } from "./checkout/metrics";
+import { reconcilerMetrics, sagaMetrics } from "./checkout/metrics";
 import { buyerId, placeIds } from "./checkout/place-ids";
 import { cancelActions } from "./checkout/cancel.actions";
 import { uuid } from "../contracts/ids";
@@ -42,6 +42,8 @@ interface Vars {
 	engine: SagaEngine;
 	redis: Redis | Cluster | null;
 	reconcileTimer: NodeJS.Timeout | null;
+	/** Counts what the reconciler did in /metrics. */
+	countReconciled: (report: ReconcileReport) => void;
 	/** Set once this replica stops: it takes over no dead node's sagas any more. */
 	leaving?: boolean;
 	/** Places being validated in this process, by saga id: a copy of one of them waits for it instead of validating again. */
@@ -251,6 +253,7 @@ export default defineService<Methods, Vars>({
 				afterMs: settings.reconcileAfterMs,
 				singleProcess: !settings.databaseUrl
 			});
+			this.countReconciled?.(report);
 			const acted = report.finished + report.compensated + report.cartsCheckedOut + report.cartsUnlocked + report.failed;
 			if (acted > 0) this.logger.info("Reconciler pass", report);
 			return report;
@@ -375,6 +378,7 @@ export default defineService<Methods, Vars>({
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
 		// Orders, carts and payments whose saga the store lost are finished or compensated (one replica at a time).
+		this.countReconciled = reconcilerMetrics(this.broker);
 		this.reconcileTimer = null;
 		if (settings.reconcileIntervalMs > 0) {
 			const tick = () => {

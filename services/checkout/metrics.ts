@@ -2,10 +2,13 @@
  * The saga engine's metrics, kept in Moleculer's registry (the engine itself knows nothing of
  * Moleculer: it tells a SagaListener). `GET /metrics` shows them as
  * `saga_started_total{type}`, `saga_completed_total{type}`, `saga_compensated_total{type}`,
- * `saga_parked_total{type}` and `saga_step_duration{type,step,phase,outcome}` (ms).
+ * `saga_parked_total{type}` and `saga_step_duration{type,step,phase,outcome}` (ms), and what the
+ * reconciler did: `saga_reconciler_actions_total{action}` (finished, compensated,
+ * cart_checked_out, cart_unlocked, failed).
  */
 import type { ServiceBroker } from "moleculer";
 import type { SagaListener } from "../../sagas";
+import type { ReconcileReport } from "./reconciler";
 
 const COUNTERS = {
 	started: "saga.started.total",
@@ -36,5 +39,23 @@ export function sagaMetrics(broker: ServiceBroker): SagaListener {
 			if (name) broker.metrics.increment(name, { type: rec.type });
 		},
 		step: (rec, step, phase, outcome, ms) => broker.metrics.observe(STEP_DURATION, ms, { type: rec.type, step, phase, outcome })
+	};
+}
+
+const RECONCILER_ACTIONS = "saga.reconciler.actions.total";
+const REPORTED: Array<[keyof ReconcileReport, string]> = [
+	["finished", "finished"], ["compensated", "compensated"], ["cartsCheckedOut", "cart_checked_out"], ["cartsUnlocked", "cart_unlocked"], ["failed", "failed"]
+];
+
+/** Counts what each reconciler pass did, per kind of action. */
+export function reconcilerMetrics(broker: ServiceBroker): (report: ReconcileReport) => void {
+	ensure(broker, { type: "counter", name: RECONCILER_ACTIONS, labelNames: ["action"], description: "What the reconciler did to orders whose saga was lost, per kind of action" });
+	for (const [, action] of REPORTED) if (broker.metrics.isEnabled()) broker.metrics.increment(RECONCILER_ACTIONS, { action }, 0);
+	return report => {
+		if (!broker.metrics.isEnabled()) return;
+		for (const [field, action] of REPORTED) {
+			const n = Number(report[field]);
+			if (n > 0) broker.metrics.increment(RECONCILER_ACTIONS, { action }, n);
+		}
 	};
 }

@@ -147,6 +147,8 @@ describe("operators: the REPL's order and dlq, dead letters over HTTP, /metrics 
 		const { c } = await shopper("card");
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
 		expect((await finishedSaga(http, admin, placed.checkout.sagaId)).status).to.equal("completed");
+		expect((await http.get("/api/orders")).status).to.equal(401);
+		expect((await http.get("/api/no-such-route")).status).to.equal(404);
 		const res = await fetch(`${http.baseUrl}/metrics`);
 		expect(res.status).to.equal(200);
 		expect(res.headers.get("content-type")).to.match(/^text\/plain/);
@@ -166,6 +168,13 @@ describe("operators: the REPL's order and dlq, dead letters over HTTP, /metrics 
 		expect(value("saga_step_duration_count", { type: "place-order", step: "authorizePayment", phase: "forward", outcome: "ok" })).to.be.at.least(2);
 		expect(value("saga_step_duration_count", { type: "place-order", step: "reserveStock", phase: "compensate", outcome: "ok" })).to.equal(1);
 		expect(value("http_requests_total", { method: "POST", route: "/api/checkout/place", status: "202" })).to.equal(2);
+		// Requests refused before an action ran are counted too: a missing token (401), a path no route takes (404).
+		expect(value("http_requests_total", { method: "GET", route: "/api/orders", status: "401" })).to.equal(1);
+		expect(value("http_requests_total", { method: "GET", route: "unmatched", status: "404" })).to.equal(1);
+		// The reconciler's counters exist from the start (it had nothing to do here).
+		for (const action of ["finished", "compensated", "cart_checked_out", "cart_unlocked", "failed"]) {
+			expect(text).to.match(new RegExp(`^saga_reconciler_actions_total\\{action="${action}"[^}]*\\} 0$`, "m"));
+		}
 		expect(text).to.match(/^moleculer_request_total\{[^}]*action="orders\.create"[^}]*\} \d+/m);
 		expect(text).to.match(/^outbox_backlog\{service="orders",nodeID="[^"]+"\} \d+/m);
 		expect(text).to.match(/^moleculer_channels_messages_total\{/m);
