@@ -10,8 +10,6 @@
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
-import fs from "node:fs";
-import path from "node:path";
 import amqp from "amqplib";
 import knexFactory, { Knex } from "knex";
 import { eventually } from "../support/cluster";
@@ -19,6 +17,7 @@ import { expectStatus, Http } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
 import { PrivateRabbit, startPrivateRabbit } from "../support/private-rabbit";
 import { adminLogin, CARDS, readyCheckout, verifiedCustomer } from "../support/shop";
+import { writeReliabilityFigures } from "../support/reliability-doc";
 
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 const CLIENTS = 6;
@@ -236,29 +235,20 @@ describe("RabbitMQ restarted twice under a checkout load (services as processes,
 			readinessSamples: readiness.length
 		};
 		console.log("RabbitMQ restart figures:", JSON.stringify(figures, null, 2));
-		if (process.env.RELIABILITY_WRITE_DOCS) writeFigures(figures);
+		writeFigures(figures);
 	});
 });
 
-/** Replaces the measured block of docs/reliability.md's RabbitMQ section. */
+/** The measured block of docs/reliability.md's RabbitMQ section. */
 function writeFigures(f: any) {
-	const file = path.join(__dirname, "..", "..", "docs", "reliability.md");
-	if (!fs.existsSync(file)) return;
-	const text = fs.readFileSync(file, "utf8");
-	const begin = "<!-- rabbitmq-restart:begin -->";
-	const end = "<!-- rabbitmq-restart:end -->";
-	if (!text.includes(begin)) return;
 	const rows = f.recoveries
 		.map((r: any, i: number) => `| ${i + 1} | ${(r.brokerDownMs / 1000).toFixed(1)} s | ${(r.addToCartBackAfterStartAppMs / 1000).toFixed(1)} s | ${(r.checkoutBackAfterStartAppMs / 1000).toFixed(1)} s | ${(r.shoppersSaw5xxForMs / 1000).toFixed(1)} s |`)
 		.join("\n");
-	const block = `${begin}
-Last run (${new Date().toISOString().slice(0, 10)}, ${CLIENTS} shoppers, ${f.orders} orders, ${f.confirmed} confirmed):
+	writeReliabilityFigures("rabbitmq-restart", `Last run (${new Date().toISOString().slice(0, 10)}, ${CLIENTS} shoppers, ${f.orders} orders, ${f.confirmed} confirmed):
 
 | restart | broker down (stop_app done → start_app done) | add-to-cart 200 again after start_app | checkout accepted again after start_app | shoppers saw errors for (first 5xx → first 200) |
 |---|---|---|---|---|
 ${rows}
 
-Answers during the run: ${Object.entries(f.byStatus).map(([k, v]) => `${k} × ${v}`).join(", ")}. Readiness answered non-200 in ${f.readinessNot200DuringOutage} of ${f.readinessSamples} samples (every 500 ms).
-${end}`;
-	fs.writeFileSync(file, text.slice(0, text.indexOf(begin)) + block + text.slice(text.indexOf(end) + end.length));
+Answers during the run: ${Object.entries(f.byStatus).map(([k, v]) => `${k} × ${v}`).join(", ")}. Readiness answered non-200 in ${f.readinessNot200DuringOutage} of ${f.readinessSamples} samples (every 500 ms).`);
 }
