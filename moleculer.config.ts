@@ -12,6 +12,7 @@ import { ReliableAmqpTransporter } from "./infra/amqp-transporter";
 import { CorrelationLogging } from "./infra/correlation.middleware";
 import { JoiValidator, ReadableParams } from "./infra/joi-validator";
 import { settings, Settings } from "./infra/settings";
+import { CrashPoints } from "./infra/crash";
 
 /**
  * The channels adapter: AMQP with durable queues, retries and a dead-letter queue, or in-process.
@@ -74,7 +75,7 @@ export function brokerOptions(s: Settings = settings): BrokerOptions {
 		errorHandler(err: any) {
 			throw asUnavailable(err);
 		},
-		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging, ReadableParams],
+		middlewares: [ChannelsMiddleware({ adapter: channelsAdapter(s) }), CorrelationLogging, ReadableParams, ...(s.crashAt.size > 0 ? [CrashPoints] : [])],
 		tracking: { enabled: true, shutdownTimeout: 10_000 },
 		// Every node keeps its own metrics; the gateway's `GET /metrics` gathers them from all nodes.
 		metrics: { enabled: s.metrics, reporter: s.metricsPort ? [{ type: "Prometheus", options: { port: s.metricsPort, path: "/metrics" } }] : [] },

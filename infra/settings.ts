@@ -7,6 +7,7 @@
  * tests shorten the verification intervals, for one) is read with `readSettings()` where it is used.
  */
 import path from "node:path";
+import os from "node:os";
 
 export interface Settings {
 	transporter: string | null; // amqp://… or null for the local transport
@@ -31,6 +32,10 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/** Crash tests only: points where this process kills itself once (see infra/crash.ts); empty = off. */
+	crashAt: ReadonlySet<string>;
+	/** Where the crash points' once-only markers are kept (shared by the processes of one machine). */
+	crashMarkerDir: string;
 	/** Checkout's reconciler: an order, cart or payment left before the pivot this long with no saga in the store is finished or compensated. */
 	reconcileAfterMs: number;
 	/** How often the reconciler looks (one checkout replica at a time); 0 turns it off. */
@@ -150,6 +155,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		crashAt: new Set((env.CRASH_AT ?? "").split(",").map(p => p.trim()).filter(Boolean)),
+		crashMarkerDir: env.CRASH_MARKER_DIR || os.tmpdir(),
 		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),
 		reconcileAfterMs: msFrom(env.RECONCILE_AFTER_MS, 120_000),
 		reconcileIntervalMs: msFrom(env.RECONCILE_INTERVAL_MS, 30_000),

@@ -76,6 +76,8 @@ export interface EngineOptions {
 	clock?: Clock;
 	/** Told about starts, step outcomes and ends (metrics); its errors are ignored. */
 	listener?: SagaListener;
+	/** Crash tests: called at each point a process may die (`<saga>:<step>:<phase>:<before|after>`). */
+	crashPoint?: (point: string) => void;
 }
 
 /**
@@ -379,6 +381,7 @@ export class SagaEngine {
 		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
 
 		let reply: unknown;
+		this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:before`);
 		const sentAt = this.clock.now();
 		try {
 			reply = await this.opts.invoke(step.invoke.name, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
@@ -397,10 +400,12 @@ export class SagaEngine {
 				detail: { deadlineMs }
 			}));
 			if (waiting && !waiting.wait?.received) await this.store.scheduleDeadline(rec.id, until);
+			if (waiting) this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:after`);
 			return waiting;
 		}
 		const done = await this.afterCall(sending, () => ({ changes: { data, step: sending.step + 1, stepStatus: "done", attempts: 0, wait: undefined }, event: `${step.name} done` }));
 		if (done && sending.wait) await this.store.clearWait(rec.id, sending.wait.keys);
+		if (done) this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:after`);
 		return done;
 	}
 
@@ -492,9 +497,12 @@ export class SagaEngine {
 		const sentAt = this.clock.now();
 		try {
 			const params = step.compensateParams ? step.compensateParams(sending.data, failure) : step.params(sending.data);
+			this.opts.crashPoint?.(`${rec.type}:${step.name}:compensate:before`);
 			await this.opts.invoke(step.compensate!.name, { ...params, idempotencyKey: `${rec.id}:${step.name}:compensate` }, this.callOptions(sending, step.name, step.timeoutMs));
 			this.tell(l => l.step?.(sending, step.name, "compensate", "ok", this.clock.now() - sentAt));
-			return this.transition(sending, { compensatedSteps: [...sending.compensatedSteps, step.name], attempts: 0 }, `${step.name} compensated`);
+			const compensated = await this.transition(sending, { compensatedSteps: [...sending.compensatedSteps, step.name], attempts: 0 }, `${step.name} compensated`);
+			if (compensated) this.opts.crashPoint?.(`${rec.type}:${step.name}:compensate:after`);
+			return compensated;
 		} catch (err: any) {
 			this.tell(l => l.step?.(sending, step.name, "compensate", "failed", this.clock.now() - sentAt));
 			const reason = `${step.compensate!.name} failed: ${err?.message ?? err}`;

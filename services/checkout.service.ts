@@ -30,6 +30,7 @@ import { cancelActions } from "./checkout/cancel.actions";
 import { uuid } from "../contracts/ids";
 import { reconcile, ReconcileReport } from "./checkout/reconciler";
 import { orderSnapshot, paymentOf, sessionActions, sessionChannels, SessionMethods, sessionMethods } from "./checkout/session.actions";
+import { crashAt } from "../infra/crash";
 
 /** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
 const RETRY_ANSWER_WAIT_MS = 1000;
@@ -373,7 +374,8 @@ export default defineService<Methods, Vars>({
 			logger: this.logger,
 			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
 			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>),
-			listener: sagaMetrics(this.broker)
+			listener: sagaMetrics(this.broker),
+			crashPoint: settings.crashAt.size > 0 ? crashAt : undefined
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);

@@ -285,6 +285,21 @@ for (const { name, make } of stores) {
 			expect(p.actions().filter(a => a.includes("undo"))).to.deep.equal(["svc.undoC", "svc.undoB", "svc.undoA"]);
 		});
 
+		it("names each crash point once it is reached: before a command goes out, after its answer is recorded, likewise around compensations", async () => {
+			const points: string[] = [];
+			const p = participant({ "svc.c": () => refusal("PAYMENT_DECLINED") });
+			const rec = await runToEnd(engine(p.invoke, { crashPoint: point => void points.push(point) }), { n: 1 });
+			expect(rec.status).to.equal("compensated");
+			expect(points).to.deep.equal([
+				"test-flow:createThing:forward:before", "test-flow:createThing:forward:after",
+				"test-flow:reserveStuff:forward:before", "test-flow:reserveStuff:forward:after",
+				"test-flow:chargeMoney:forward:before",
+				"test-flow:chargeMoney:compensate:before", "test-flow:chargeMoney:compensate:after",
+				"test-flow:reserveStuff:compensate:before", "test-flow:reserveStuff:compensate:after",
+				"test-flow:createThing:compensate:before", "test-flow:createThing:compensate:after"
+			]);
+		});
+
 		it("the engine's default budget applies to a step without its own", async () => {
 			const p = participant({ "svc.b": () => outage() });
 			const rec = await runToEnd(engine(p.invoke, { defaults: { retry: { attempts: 2, backoffMs: 1 } } }), { n: 4 });
