@@ -3,6 +3,7 @@
  *
  *   <saga>:<step>:forward:before   the orchestrator, once the step is recorded as sent, before the command goes out
  *   <saga>:<step>:forward:after    the orchestrator, once the step's answer is recorded
+ *   <saga>:<step>:wait             the orchestrator, once a waiting step (BLIK, PayPal) is recorded as waiting
  *   <saga>:<step>:compensate:before / :after   the same around a compensation
  *   action:<service.action>:before a participant, before it runs the command
  *   action:<service.action>:after  a participant, after the command committed, before it answers

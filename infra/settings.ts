@@ -32,6 +32,13 @@ export interface Settings {
 	sagaLeaseMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
+	/**
+	 * How long a saga step before the pivot keeps trying through temporary failures (a participant
+	 * restarting, the broker reconnecting) before the saga gives up and compensates: attempts, and
+	 * the first backoff, doubled each time (7 × from 250 ms ≈ 16 s in all).
+	 */
+	sagaStepAttempts: number;
+	sagaStepBackoffMs: number;
 	/** Crash tests only: points where this process kills itself once (see infra/crash.ts); empty = off. */
 	crashAt: ReadonlySet<string>;
 	/** Where the crash points' once-only markers are kept (shared by the processes of one machine). */
@@ -155,6 +162,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
+		sagaStepAttempts: Number(env.SAGA_STEP_ATTEMPTS ?? 7),
+		sagaStepBackoffMs: msFrom(env.SAGA_STEP_BACKOFF_MS, 250),
 		crashAt: new Set((env.CRASH_AT ?? "").split(",").map(p => p.trim()).filter(Boolean)),
 		crashMarkerDir: env.CRASH_MARKER_DIR || os.tmpdir(),
 		paymentDeadlineMs: Number(env.PAYMENT_DEADLINE_MS ?? 120_000),

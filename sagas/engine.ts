@@ -400,7 +400,7 @@ export class SagaEngine {
 				detail: { deadlineMs }
 			}));
 			if (waiting && !waiting.wait?.received) await this.store.scheduleDeadline(rec.id, until);
-			if (waiting) this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:after`);
+			if (waiting) this.opts.crashPoint?.(`${rec.type}:${step.name}:wait`);
 			return waiting;
 		}
 		const done = await this.afterCall(sending, () => ({ changes: { data, step: sending.step + 1, stepStatus: "done", attempts: 0, wait: undefined }, event: `${step.name} done` }));

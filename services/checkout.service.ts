@@ -371,6 +371,8 @@ export default defineService<Methods, Vars>({
 			owner: `${this.broker.nodeID}:${randomUUID().slice(0, 8)}`,
 			leaseMs: settings.sagaLeaseMs,
 			stepDelayMs: settings.sagaStepDelayMs,
+			// A participant restarting must not cost the customer the order: steps outlast a restart.
+			defaults: { retry: { attempts: settings.sagaStepAttempts, backoffMs: settings.sagaStepBackoffMs } },
 			logger: this.logger,
 			invoke: (action, params, opts) => this.broker.call(action, params, { meta: opts.meta, timeout: opts.timeout }),
 			onFinished: rec => this.announce(rec as SagaRecord<PlaceOrderData>),
