@@ -16,7 +16,10 @@
  * Settings (env): BENCH_DURATION_S (10) per phase · BENCH_RATES (25,50,100,200) offered
  * checkouts/s · BENCH_IN_FLIGHT (64) · BENCH_CHECKOUT_REPLICAS (2; e.g. 1,2,4 for the scale-out
  * table) · BENCH_INVENTORY_REPLICAS (2) · BENCH_SATURATION_MAX (cap on the checkouts prepared
- * for the saturation phase, 300 × duration) · BENCH_READ_CONNECTIONS (50) · BENCH_SKIP_READ=1.
+ * for the saturation phase, 300 × duration) · BENCH_READ_CONNECTIONS (50) · BENCH_SKIP_READ=1 ·
+ * BENCH_CPU_PROF=<dir>: every service process runs with `node --cpu-prof` and writes
+ * <dir>/<service>-<n>-r<replicas>.cpuprofile when it stops (whole run, preparation included; read
+ * them with `npx tsx bench/cpuprofile-top.ts <dir>/*.cpuprofile`).
  * Results: printed, and written as JSON to bench/results/<date>-<commit>.json.
  * It creates the test database if the server has none, and removes everything it made.
  */
@@ -46,6 +49,13 @@ const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
 const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
 const PRODUCTS = 20; // stock spread over several rows, as a real catalog would be
 const CLK_TCK = 100;
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF;
+/** Node flags for a service process: a CPU profile per process when BENCH_CPU_PROF names a directory. */
+function cpuProfArgs(name: string): string[] {
+	if (!CPU_PROF_DIR) return [];
+	mkdirSync(CPU_PROF_DIR, { recursive: true });
+	return ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`, `--cpu-prof-name=${name.replace(/[^\w.+-]/g, "_")}.cpuprofile`];
+}
 const sleep = (ms: number) => new Promise(r => setTimeout(r, ms));
 
 function percentile(sorted: number[], p: number): number {
@@ -200,8 +210,13 @@ const failures: Record<string, number> = {};
  * of 202 `pending` (the saga outlived CHECKOUT_WAIT_MS) is followed by reading the order until
  * it is confirmed or failed, so the latency is always place → confirmed.
  */
+/** Checkouts of the saturation phase as the client saw them (epoch ms), for the per-hop breakdown. */
+const placed: Array<{ sagaId: string; sentAt: number; answeredAt: number }> = [];
+
 async function place(http: Http, token: string): Promise<boolean> {
+	const sentAt = Date.now();
 	const res = await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, token).catch((err: Error) => ({ status: 0, body: { type: err.message } }));
+	if (res.status === 202 && res.body?.checkout?.sagaId) placed.push({ sagaId: res.body.checkout.sagaId, sentAt, answeredAt: Date.now() });
 	if (res.status === 202 && res.body?.status === "confirmed") return true;
 	if (res.status === 202 && res.body?.status === "pending" && res.body.orderId) {
 		const until = performance.now() + 60_000;
@@ -219,6 +234,39 @@ async function place(http: Http, token: string): Promise<boolean> {
 	const why = `${res.status} ${res.body?.status ?? res.body?.type ?? ""}`;
 	failures[why] = (failures[why] ?? 0) + 1;
 	return false;
+}
+
+/**
+ * Where one checkout's wall time goes, from the saga's own history (a timestamp per transition,
+ * written by the checkout replica) and the client's clock (same machine): "request → saga
+ * created" is the gateway, authentication and the checks before the saga (customer, cart,
+ * shipping, promotion, card token); each "sent X → X done" is one step's call and its commit;
+ * "X done → sent Y" the engine's own work between steps (Redis writes); "completed → answered"
+ * the answer's way back. Mean and p50/p95 over `sample` checkouts of the saturation phase.
+ */
+async function hopBreakdown(http: Http, admin: string, sample = 40) {
+	const picked = placed.slice(Math.floor(placed.length / 4)).filter((_, i) => i % 3 === 0).slice(0, sample);
+	const hops = new Map<string, number[]>();
+	const add = (k: string, ms: number) => (hops.get(k) ?? hops.set(k, []).get(k)!).push(ms);
+	for (const p of picked) {
+		const rec = (await http.get(`/api/admin/sagas/${p.sagaId}`, admin).catch(() => null))?.body;
+		const history: Array<{ at: string; event: string }> = rec?.history ?? [];
+		if (!history.length) continue;
+		let prev = { at: p.sentAt, event: "request sent" };
+		for (const h of history) {
+			const at = Date.parse(h.at);
+			add(`${prev.event} → ${h.event}`, at - prev.at);
+			prev = { at, event: h.event };
+		}
+		add(`${prev.event} → answer received`, p.answeredAt - prev.at);
+		add("TOTAL request → answer", p.answeredAt - p.sentAt);
+	}
+	const out: Record<string, { n: number; mean: number; p50: number; p95: number }> = {};
+	for (const [k, v] of hops) {
+		const s = [...v].sort((a, b) => a - b);
+		out[k] = { n: v.length, mean: round(v.reduce((a, b) => a + b, 0) / v.length), p50: percentile(s, 50), p95: percentile(s, 95) };
+	}
+	return out;
 }
 
 // --- Load --------------------------------------------------------------------------------------
@@ -289,7 +337,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 			const base = g.join("+");
 			const n = (seen.get(base) ?? 0) + 1;
 			seen.set(base, n);
-			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, g[0] === "api" ? { PORT: port } : {}) });
+			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, g[0] === "api" ? { PORT: port } : {}, cpuProfArgs(`${base}-${n}-r${replicas}`)) });
 		}
 		await client.start();
 		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "checkout"], 120_000);
@@ -314,6 +362,10 @@ async function runConfiguration(replicas: number, full: boolean) {
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
 		const sat = await cpuShare(watched, () => saturation(http, satShoppers));
 		console.log(`  ${sat.result.perSecond} completed checkouts/s (${sat.result.completed} completed, ${sat.result.failed} not confirmed${sat.result.ranOutOfShoppers ? ", ran out of prepared checkouts: raise BENCH_SATURATION_MAX" : ""}), latency p50/p95/p99 ${sat.result.latencyMs.p50}/${sat.result.latencyMs.p95}/${sat.result.latencyMs.p99} ms`);
+		const hops = await hopBreakdown(http, shop.admin);
+		console.log("  one checkout's wall time by hop (ms, mean / p50 / p95 over a sample of the saturation phase):");
+		for (const [k, v] of Object.entries(hops)) console.log(`    ${String(v.mean).padStart(8)} ${String(v.p50).padStart(6)} ${String(v.p95).padStart(6)}  ${k} (n=${v.n})`);
+		const cpuPerCheckoutMsWithServers = round((Object.entries(sat.cpu).filter(([k]) => k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 		const cpuPerCheckoutMs = round((Object.entries(sat.cpu).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 
 		const rates: unknown[] = [];
@@ -349,8 +401,8 @@ async function runConfiguration(replicas: number, full: boolean) {
 		console.log(`  afterwards: ${after.queuedMessages ?? "?"} message(s) left in ${after.queues ?? "?"} queue(s) (drained in ${drainedInMs} ms), one product list in ${probeMs} ms`);
 		for (const p of procs) console.log(`    ${p.name.padEnd(28)} CPU ${String(sat.cpu[p.name]).padStart(6)} %   RSS ${memoryBefore[p.name]} → ${after.memoryAfterMiB[p.name]} MiB`);
 		for (const w of watched.slice(procs.length)) console.log(`    ${w.name.padEnd(28)} CPU ${String(sat.cpu[w.name]).padStart(6)} %`);
-		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ)`);
-		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs }, fixedRates: rates, readPath: read, after };
+		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ); ${cpuPerCheckoutMsWithServers} ms with Postgres and Redis (every user of those servers: noisy on a shared machine) → ceiling on 2 cores ≈ ${round(2000 / cpuPerCheckoutMsWithServers)}/s`);
+		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops }, fixedRates: rates, readPath: read, after };
 	} finally {
 		await client.stop().catch(() => undefined);
 		await Promise.all(procs.map(p => p.proc.kill()));

@@ -15,9 +15,10 @@ export interface ServiceProcess {
 	kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function spawnServices(services: string[], env: Record<string, string> = {}): ServiceProcess {
+/** `nodeArgs` go before the program (the bench passes `--cpu-prof …` there). */
+export function spawnServices(services: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): ServiceProcess {
 	const output: string[] = [];
-	const child = spawn(process.execPath, ["--import", "tsx", "bin/start.ts"], {
+	const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "bin/start.ts"], {
 		cwd: root,
 		env: { ...process.env, SERVICES: services.join(","), NODE_ID: `${process.env.TEST_RUN_ID}-${services.join("+")}-${Date.now().toString(36)}`, ...env },
 		stdio: ["ignore", "pipe", "pipe"]

@@ -1,0 +1,66 @@
+/**
+ * Prints the top functions by self time of each V8 CPU profile given (the `.cpuprofile` files
+ * `BENCH_CPU_PROF=<dir> npm run bench` writes): `npx tsx bench/cpuprofile-top.ts [-n 15] <files…>`.
+ * Self time of a function = the samples whose innermost frame is that function, summed over
+ * every node of the call tree with the same function name, file and line.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+
+interface ProfileNode {
+	id: number;
+	callFrame: { functionName: string; url: string; lineNumber: number };
+	hitCount?: number;
+}
+interface Profile {
+	nodes: ProfileNode[];
+	startTime: number;
+	endTime: number;
+	samples?: number[];
+	timeDeltas?: number[];
+}
+
+const args = process.argv.slice(2);
+let top = 15;
+const nAt = args.indexOf("-n");
+if (nAt >= 0) {
+	top = Number(args[nAt + 1]);
+	args.splice(nAt, 2);
+}
+
+/** Where a frame comes from, short: node_modules/<package>, our own file, or node's internals. */
+function where(url: string): string {
+	if (!url) return "";
+	const nm = url.lastIndexOf("node_modules/");
+	if (nm >= 0) return url.slice(nm + "node_modules/".length).split("/").slice(0, url.slice(nm).includes("/@") ? 3 : 2).join("/");
+	return url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "");
+}
+
+for (const file of args) {
+	const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
+	const byId = new Map(p.nodes.map(n => [n.id, n]));
+	// Time per node from the sample timeline (more exact than hitCount × interval).
+	const selfUs = new Map<number, number>();
+	const samples = p.samples ?? [];
+	const deltas = p.timeDeltas ?? [];
+	for (let i = 0; i < samples.length; i++) {
+		const dt = deltas[i + 1] ?? 0;
+		selfUs.set(samples[i]!, (selfUs.get(samples[i]!) ?? 0) + dt);
+	}
+	const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
+	let idle = 0;
+	const byFn = new Map<string, number>();
+	for (const [id, us] of selfUs) {
+		const f = byId.get(id)!.callFrame;
+		if (f.functionName === "(idle)") {
+			idle += us;
+			continue;
+		}
+		const key = `${f.functionName || "(anonymous)"}  ${where(f.url)}${f.url ? `:${f.lineNumber + 1}` : ""}`;
+		byFn.set(key, (byFn.get(key) ?? 0) + us);
+	}
+	const busy = total - idle;
+	console.log(`\n${path.basename(file)}: ${(total / 1e6).toFixed(1)} s profiled, ${(busy / 1e6).toFixed(2)} s on CPU (not idle)`);
+	const rows = [...byFn.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+	for (const [k, us] of rows) console.log(`  ${((us / busy) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+}
