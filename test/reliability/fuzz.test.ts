@@ -215,11 +215,12 @@ function requestArbitrary(ops: Operation[], tokens: string[]): fc.Arbitrary<Gene
 						const target = op.body ? (g.body as Record<string, unknown>) : g.query;
 						delete target[required[pick2 % required.length]!];
 						// A body with nothing required missing still gets an unknown field below.
-						if (op.body && Object.keys(g.body as object).length === 0) (g.body as Record<string, unknown>).unknownField = value;
+						if (op.body && Object.keys(g.body as object).length === 0) (g.body as Record<string, unknown>).unknownField = value ?? 1;
 						return fc.constant(g);
 					}
-					put(value);
-					(op.body ? (g.body as Record<string, unknown>) : g.query).unknownField = value;
+					// Nothing required to leave out: an unknown field instead (never `undefined`, which JSON would drop, leaving a valid request).
+					put(value ?? 1);
+					(op.body ? (g.body as Record<string, unknown>) : g.query).unknownField = value ?? 1;
 					break;
 				}
 				case "unknownField":
