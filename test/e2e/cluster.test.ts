@@ -38,7 +38,8 @@ describe("npm run cluster: the whole system as local processes", function () {
 	it("starts one process per service (two checkouts), serves a checkout, and one SIGINT stops them all", async () => {
 		cluster = spawn(process.execPath, ["--import", "tsx", "bin/cluster.ts"], {
 			cwd: root,
-			env: { ...process.env, PORT: String(port), CLUSTER_LOG_DIR: logDir, WEBHOOK_TARGET_URL: `http://127.0.0.1:${port}` },
+			// Info level: each process logs when its broker (every service in it) has started.
+			env: { ...process.env, LOG_LEVEL: "info", PORT: String(port), CLUSTER_LOG_DIR: logDir, WEBHOOK_TARGET_URL: `http://127.0.0.1:${port}` },
 			stdio: ["ignore", "pipe", "pipe"]
 		});
 		cluster.stdout!.on("data", b => (out += b.toString()));
@@ -53,6 +54,13 @@ describe("npm run cluster: the whole system as local processes", function () {
 
 		const http = new Http(`http://127.0.0.1:${port}`);
 		await eventually(async () => (await http.get("/api/health/ready").catch(() => null))?.status === 200, 300_000, `the gateway ready (output: ${out.slice(-1500)})`);
+		// The gateway can be ready before the last process has started its services (a call to one not
+		// yet there is a retryable 503): wait until every process says its services started.
+		await eventually(() => {
+			const logs = fs.readdirSync(logDir).filter(f => f.endsWith(".log"));
+			const started = logs.filter(f => fs.readFileSync(path.join(logDir, f), "utf8").includes("started successfully"));
+			return started.length === 14;
+		}, 300_000, "every process's services started");
 		const admin = await adminLogin(http);
 		const methodId = expectStatus(
 			await http.post("/api/admin/shipping-methods", { name: `Van ${process.pid}`, carrier: "Shop van", price: { amount: 1500, currency: "PLN" }, countries: ["PL"], deliveryDays: { min: 1, max: 6 } }, admin),
