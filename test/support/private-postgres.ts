@@ -48,9 +48,13 @@ export class PrivatePostgres {
 		this.start();
 	}
 
+	/** The server's options, the same at every start: its port, address, socket directory and limits. */
+	private get serverOptions() {
+		return ["-o", `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.dir} -c max_connections=400 -c fsync=off`, "-l", path.join(this.dir, "log")];
+	}
+
 	start() {
-		const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.dir} -c max_connections=400 -c fsync=off`;
-		this.run("pg_ctl", ["-D", this.data, "-o", opts, "-l", path.join(this.dir, "log"), "-w", "-t", "60", "start"]);
+		this.run("pg_ctl", ["-D", this.data, ...this.serverOptions, "-w", "-t", "60", "start"]);
 	}
 
 	/** A fast shutdown (clients disconnected, in-flight transactions rolled back), as an operator's restart does. */
@@ -59,8 +63,7 @@ export class PrivatePostgres {
 	}
 
 	restart() {
-		const opts = `-p ${this.port} -c listen_addresses=127.0.0.1 -k ${this.dir} -c max_connections=400 -c fsync=off`;
-		this.run("pg_ctl", ["-D", this.data, "-o", opts, "-l", path.join(this.dir, "log"), "-m", "fast", "-w", "-t", "60", "restart"]);
+		this.run("pg_ctl", ["-D", this.data, ...this.serverOptions, "-m", "fast", "-w", "-t", "60", "restart"]);
 	}
 
 	destroy() {
