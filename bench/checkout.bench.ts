@@ -360,7 +360,11 @@ async function runConfiguration(replicas: number, full: boolean) {
 		const memoryBefore = memory();
 
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
+		const satFromUs = Number(process.hrtime.bigint() / 1000n);
 		const sat = await cpuShare(watched, () => saturation(http, satShoppers));
+		const satToUs = Number(process.hrtime.bigint() / 1000n);
+		// The same monotonic clock V8 stamps its profiles with: `cpuprofile-top --window` keeps this phase only.
+		if (CPU_PROF_DIR) writeFileSync(path.join(CPU_PROF_DIR, `saturation-r${replicas}.window`), `${satFromUs} ${satToUs}\n`);
 		console.log(`  ${sat.result.perSecond} completed checkouts/s (${sat.result.completed} completed, ${sat.result.failed} not confirmed${sat.result.ranOutOfShoppers ? ", ran out of prepared checkouts: raise BENCH_SATURATION_MAX" : ""}), latency p50/p95/p99 ${sat.result.latencyMs.p50}/${sat.result.latencyMs.p95}/${sat.result.latencyMs.p99} ms`);
 		const hops = await hopBreakdown(http, shop.admin);
 		console.log("  one checkout's wall time by hop (ms, mean / p50 / p95 over a sample of the saturation phase):");

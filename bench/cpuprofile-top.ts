@@ -3,6 +3,9 @@
  * `BENCH_CPU_PROF=<dir> npm run bench` writes): `npx tsx bench/cpuprofile-top.ts [-n 15] <files…>`.
  * Self time of a function = the samples whose innermost frame is that function, summed over
  * every node of the call tree with the same function name, file and line.
+ * `--window <file>` keeps only the samples inside a time window (two monotonic microsecond stamps,
+ * as the bench writes to `<dir>/saturation-r<replicas>.window`): the saturation phase alone,
+ * without start-up and preparation.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -27,6 +30,13 @@ if (nAt >= 0) {
 	top = Number(args[nAt + 1]);
 	args.splice(nAt, 2);
 }
+let window: [number, number] | null = null;
+const wAt = args.indexOf("--window");
+if (wAt >= 0) {
+	const [from, to] = readFileSync(args[wAt + 1]!, "utf8").trim().split(/\s+/).map(Number);
+	window = [from!, to!];
+	args.splice(wAt, 2);
+}
 
 /** Where a frame comes from, short: node_modules/<package>, our own file, or node's internals. */
 function where(url: string): string {
@@ -43,13 +53,17 @@ for (const file of args) {
 	const selfUs = new Map<number, number>();
 	const samples = p.samples ?? [];
 	const deltas = p.timeDeltas ?? [];
+	let at = p.startTime;
 	for (let i = 0; i < samples.length; i++) {
+		at += deltas[i] ?? 0;
+		if (window && (at < window[0] || at > window[1])) continue;
 		const dt = deltas[i + 1] ?? 0;
 		selfUs.set(samples[i]!, (selfUs.get(samples[i]!) ?? 0) + dt);
 	}
 	const total = [...selfUs.values()].reduce((a, b) => a + b, 0);
 	let idle = 0;
 	const byFn = new Map<string, number>();
+	const byPlace = new Map<string, number>();
 	for (const [id, us] of selfUs) {
 		const f = byId.get(id)!.callFrame;
 		if (f.functionName === "(idle)") {
@@ -58,9 +72,13 @@ for (const file of args) {
 		}
 		const key = `${f.functionName || "(anonymous)"}  ${where(f.url)}${f.url ? `:${f.lineNumber + 1}` : ""}`;
 		byFn.set(key, (byFn.get(key) ?? 0) + us);
+		const place = where(f.url) || (f.functionName.startsWith("(") ? f.functionName : "(native)");
+		byPlace.set(place, (byPlace.get(place) ?? 0) + us);
 	}
 	const busy = total - idle;
 	console.log(`\n${path.basename(file)}: ${(total / 1e6).toFixed(1)} s profiled, ${(busy / 1e6).toFixed(2)} s on CPU (not idle)`);
 	const rows = [...byFn.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
 	for (const [k, us] of rows) console.log(`  ${((us / busy) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+	const places = [...byPlace.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
+	console.log(`  by package or file: ${places.map(([k, us]) => `${k} ${((us / busy) * 100).toFixed(0)} %`).join(", ")}`);
 }

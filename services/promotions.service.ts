@@ -202,28 +202,37 @@ export default defineService<Methods>({
 						const what = held.status === "redeemed" ? `redeemed the code '${held.code}' already` : "released its promotion already (a compensated or cancelled order)";
 						throw conflict("INVALID_TRANSITION", `Order ${orderId} ${what}`, { orderId, code: held.code, status: held.status });
 					}
-					// The promotion's row lock orders concurrent redeems of one code, on every replica.
-					const row = await this.table("promotions", trx).where({ code: entered }).forUpdate().first();
+					// A popular code is one hot row that every checkout updates. Its row lock is taken last
+					// (the conditional increment below), so concurrent redeems of one code wait for each other
+					// only for that statement and the commit, not for the whole transaction.
+					const row = await this.table("promotions", trx).where({ code: entered }).first();
 					const promotion = row ? promotionView(row) : null;
 					const now = new Date();
 					if (!promotion || !promotion.active || (promotion.validFrom && now < new Date(promotion.validFrom)) || (promotion.validTo && now > new Date(promotion.validTo))) {
 						throw conflict("PROMO_CODE_INVALID", `The code '${entered}' is not valid now`, { code: entered });
 					}
 					if (promotion.perCustomerLimit !== null) {
+						// One customer's redeems of one promotion are counted one at a time (two orders at once cannot both take the last use).
+						await this.lock(trx, `redeem:${promotion.id}:${customerId}`);
 						const [{ n }] = await this.table("redemptions", trx).where({ promotion_id: promotion.id, customer_id: customerId, status: "redeemed" }).count<{ n: string }[]>("* as n");
 						if (Number(n) >= promotion.perCustomerLimit) {
 							throw conflict("PROMO_CODE_USED_UP", `You have used the code '${entered}' ${promotion.perCustomerLimit} time(s), as many as it allows`, { code: entered, limit: "perCustomer" });
 						}
 					}
-					const taken = await this.table("promotions", trx)
-						.where({ id: promotion.id })
-						.andWhere(q => q.whereNull("usage_limit").orWhere("uses", "<", this.knex.ref("usage_limit")))
-						.increment("uses", 1)
-						.returning("uses");
-					if (taken.length === 0) throw conflict("PROMO_CODE_USED_UP", `The code '${entered}' has been used up`, { code: entered, limit: "total" });
 					const redemptionId = randomUUID();
 					await this.table("redemptions", trx).insert({ id: redemptionId, order_id: orderId, promotion_id: promotion.id, customer_id: customerId, code: entered, status: "redeemed" });
 					await this.record(trx, "promotion.redeemed", orderId, { orderId, customerId, promotionId: promotion.id, code: entered, redemptionId }, ctx);
+					// The use is taken last and atomically: still active, and under the limit on every replica.
+					const taken = await this.table("promotions", trx)
+						.where({ id: promotion.id, active: true })
+						.andWhere(q => q.whereNull("usage_limit").orWhere("uses", "<", this.knex.ref("usage_limit")))
+						.increment("uses", 1)
+						.returning(["uses", "active"]);
+					if (taken.length === 0) {
+						const latest = await this.table("promotions", trx).where({ id: promotion.id }).first();
+						if (!latest?.active) throw conflict("PROMO_CODE_INVALID", `The code '${entered}' is not valid now`, { code: entered });
+						throw conflict("PROMO_CODE_USED_UP", `The code '${entered}' has been used up`, { code: entered, limit: "total" });
+					}
 					return { redemptionId, promotionId: promotion.id, orderId, code: entered };
 				});
 			}
