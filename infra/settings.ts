@@ -88,6 +88,8 @@ export interface Settings {
 	mailAttempts: number;
 	/** Longest life of a cached catalog answer (seconds); changes drop the cache before that. */
 	catalogCacheTtlS: number;
+	/** Longest life of a read the gateway keeps in its own memory (ms; 0: none); changes drop it before that. */
+	gatewayCacheTtlMs: number;
 	/** The first pause before an email or SMS is tried again (×4 each time). */
 	mailBackoffMs: number;
 	/** SMS: the provider adapter (simulated: sends nowhere, +999… numbers are unreachable), attempts, first pause. */
@@ -193,6 +195,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
 		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
 		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1),
+		gatewayCacheTtlMs: num(env.GATEWAY_CACHE_TTL_MS, 5000, n => Number.isInteger(n) && n >= 0),
 		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),
 		smsProvider: env.SMS_PROVIDER || "simulated",
 		smsAttempts: num(env.SMS_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),

@@ -36,9 +36,13 @@ export function CatalogCache(): Partial<ServiceSchema> {
 			}
 		},
 		methods: {
-			/** Drops every cached catalog answer; a cacher that is down only costs the next reads a miss. */
+			/**
+			 * Drops every cached catalog answer, and tells the gateways to drop their copies
+			 * (`catalog.cacheCleared`); a cacher that is down only costs the next reads a miss.
+			 */
 			async cleanCatalogCache(this: any) {
 				await this.broker.cacher?.clean(CATALOG_CACHE_PATTERN).catch((err: Error) => this.logger.warn("Cleaning the catalog cache failed", err.message));
+				this.broker.broadcast("catalog.cacheCleared", {});
 			}
 		}
 	};

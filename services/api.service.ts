@@ -19,6 +19,7 @@ import { badlyEncodedQuery, dirtyFields, IDEMPOTENCY_KEY, InputRefused, refuseFi
 import { toHttpError } from "./api/http-errors";
 import { hit, Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore, ResilientRateLimitStore } from "./api/rate-limit";
 import { buildAsyncApi } from "./api/asyncapi";
+import { ReadCache } from "./api/read-cache";
 import { buildOpenApi } from "./api/openapi";
 import { Access, GATEWAY_ROUTES, ROUTES } from "./api/routes";
 
@@ -103,7 +104,11 @@ const REVALIDATED_READS = new Set(["catalog.listProducts", "catalog.getProduct"]
 interface Vars {
 	redis: Redis | null;
 	rateLimits: RateLimitStore;
+	readCache: ReadCache;
 }
+
+/** moleculer-web's own way of calling an action and answering; the gateway's read cache goes around it. */
+const gatewayCallAction = (ApiGateway as any).methods.callAction as (...args: unknown[]) => Promise<unknown>;
 
 export default defineService<object, Vars>({
 	name: "api",
@@ -119,6 +124,7 @@ export default defineService<object, Vars>({
 				)
 			: new MemoryRateLimitStore();
 		this.knex = acquireKnex(settings);
+		this.readCache = new ReadCache(settings.gatewayCacheTtlMs);
 		if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(HTTP_REQUESTS)) {
 			this.broker.metrics.register({ type: "counter", name: HTTP_REQUESTS, labelNames: ["method", "route", "status"], description: "HTTP requests per route and status" });
 			this.broker.metrics.register({
@@ -143,6 +149,12 @@ export default defineService<object, Vars>({
 		await releaseKnex(settings);
 	},
 	mixins: [ApiGateway as any],
+	events: {
+		/** The catalog dropped its cache (a product, a category or a stock level changed): so does this gateway. */
+		"catalog.cacheCleared"(this: any) {
+			this.readCache.clear();
+		}
+	},
 	actions: {
 		/** Readiness calls it through the transporter to prove requests and replies flow. Not routed. */
 		roundTrip: {
@@ -216,13 +228,21 @@ export default defineService<object, Vars>({
 					// and a request pinned to it would go unanswered (504).
 					if (settings.transporter && typeof alias?.action === "string") req.$endpoint = alias.action;
 				},
-				onAfterCall(ctx: any, _route: any, req: any, _res: any, data: any) {
+				onAfterCall(this: any, ctx: any, _route: any, req: any, _res: any, data: any) {
 					// Product list and detail: an ETag of the answer, so a client revalidates with
 					// If-None-Match and gets a 304 without the body (moleculer-web answers it); no-cache
 					// makes every use revalidate, so a price change is seen at once.
-					if (req.method === "GET" && REVALIDATED_READS.has(req.$alias?.action) && (ctx.meta.$statusCode ?? 200) === 200 && data) {
-						const etag = `W/"${createHash("sha1").update(JSON.stringify(data)).digest("base64url")}"`;
-						ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ETag: etag, "Cache-Control": ctx.meta.user ? "private, no-cache" : "public, no-cache" };
+					if (req.method === "GET" && (ctx.meta.$statusCode ?? 200) === 200 && data && (req.$readCache || REVALIDATED_READS.has(req.$alias?.action))) {
+						const body = Buffer.from(JSON.stringify(data));
+						let etag = "";
+						if (REVALIDATED_READS.has(req.$alias?.action)) {
+							etag = `W/"${createHash("sha1").update(body).digest("base64url")}"`;
+							ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ETag: etag, "Cache-Control": ctx.meta.user ? "private, no-cache" : "public, no-cache" };
+						}
+						if (req.$readCache) this.readCache.set(req.$readCache.key, req.$readCache.generation, body, etag);
+						// Sent as these bytes (encoded once, for the ETag and the cache alike).
+						ctx.meta.$responseType = "application/json; charset=utf-8";
+						return body;
 					}
 					// A 201 says where the new resource lives.
 					if (ctx.meta.$statusCode === 201 && data && typeof data.id === "string") {
@@ -263,6 +283,32 @@ export default defineService<object, Vars>({
 	},
 
 	methods: {
+		/**
+		 * moleculer-web's callAction, after authentication, authorization and the checks of
+		 * onBeforeCall (rate limit, hostile input): a cacheable read (read-cache.ts) answered from
+		 * this gateway's memory when it holds it; a catalog or inventory write clears that memory
+		 * once it answered.
+		 */
+		async callAction(this: any, route: any, actionName: string, req: any, res: ServerResponse, params: unknown, isStream: boolean) {
+			const ctx = req.$ctx;
+			const key = req.method === "GET" ? this.readCache.keyOf(actionName, params, ctx.meta.user?.role) : null;
+			if (key) {
+				const hit = this.readCache.get(key);
+				if (hit) {
+					if (hit.etag) ctx.meta.$responseHeaders = { ...ctx.meta.$responseHeaders, ETag: hit.etag, "Cache-Control": ctx.meta.user ? "private, no-cache" : "public, no-cache" };
+					ctx.meta.$responseType = "application/json; charset=utf-8";
+					this.sendResponse(req, res, hit.body, req.$endpoint?.action);
+					return true;
+				}
+				req.$readCache = { key, generation: this.readCache.generation };
+			}
+			try {
+				return await gatewayCallAction.call(this, route, actionName, req, res, params, isStream);
+			} finally {
+				if (req.method !== "GET" && /^(catalog|inventory)\./.test(actionName)) this.readCache.clear();
+			}
+		},
+
 		/**
 		 * Counts the request and its latency under its route (`GET /api/orders/:id`) once it is
 		 * answered; a request no route took (an unknown path) is counted under `unmatched`.

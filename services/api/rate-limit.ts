@@ -12,16 +12,20 @@ export interface RateLimitStore {
 	close(): Promise<void>;
 }
 
+/** One command per hit: the count goes up, and the window's key gets its expiry when it is made. */
+const INCREMENT = `local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return n`;
+
 export class RedisRateLimitStore implements RateLimitStore {
 	constructor(
 		private redis: Redis,
 		private prefix: string
-	) {}
+	) {
+		if (!(redis as any).rateLimitIncrement) redis.defineCommand("rateLimitIncrement", { numberOfKeys: 1, lua: INCREMENT });
+	}
 
 	async increment(key: string, windowMs: number): Promise<number> {
 		const k = `${this.prefix}ratelimit:${key}:${Math.floor(Date.now() / windowMs)}`;
-		const [[, count]] = (await this.redis.multi().incr(k).pexpire(k, windowMs).exec()) as [[unknown, number]];
-		return count;
+		return Number(await (this.redis as any).rateLimitIncrement(k, windowMs));
 	}
 
 	async close() {

@@ -2,13 +2,16 @@
  * The catalog's read cache (mixins/catalog-cache.ts) on the real system: a warm product list
  * runs no query, a catalog change (a new price, a product taken off sale) is seen by the very
  * next read, a stock change reaches the lists through `inventory.updated` long before the
- * cache's own expiry, and the gateway answers a revalidation with 304.
+ * cache's own expiry, and the gateway answers a revalidation with 304. The gateway's own copy
+ * (services/api/read-cache.ts): a warm read never reaches the catalog, a change made through
+ * another node reaches it by the catalog's broadcast, a change made through it is read at once.
  */
 import { expect } from "chai";
 import { randomUUID } from "node:crypto";
 import { Cluster, eventually, startCluster } from "../support/cluster";
 import { Http } from "../support/http";
-import { gatewayOf } from "../support/payments";
+import { gatewayOf, tokenFor } from "../support/payments";
+import { ReadCache } from "../../services/api/read-cache";
 
 const admin = { user: { id: randomUUID(), role: "admin" } };
 const name = (p: string) => `${p} ${randomUUID().slice(0, 8)}`;
@@ -99,9 +102,72 @@ describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
 		expect((await http.get(`/api/products/${p.id}`, undefined, revalidate(detail.headers.get("etag")!))).status).to.equal(304);
 
 		await cluster.call("catalog.deactivateProduct", { id: p.id }, admin);
-		const changed = await http.get(url, undefined, revalidate(etag));
-		expect(changed.status).to.equal(200);
+		// Changed through another node: the gateway hears of it by the catalog's broadcast (milliseconds).
+		const changed = await eventually(async () => {
+			const r = await http.get(url, undefined, revalidate(etag));
+			return r.status === 200 ? r : null;
+		}, 3000, "the change to reach the gateway");
 		expect(changed.body.rows).to.deep.equal([]);
 		expect(changed.headers.get("etag")).to.not.equal(etag);
+	});
+
+	describe("the gateway's own copy of the reads", () => {
+		let api: any;
+		before(() => {
+			api = cluster.brokers[0]!.getLocalService("api");
+			// A minute: whatever is seen sooner below was cleared by a broadcast or a write, not by expiry.
+			api.readCache = new ReadCache(60_000);
+		});
+
+		it("answers a warm read without calling the catalog; a change through another node arrives by broadcast, one through it at once", async () => {
+			const p = await activeProduct(4);
+			const url = `/api/products?categoryId=${p.categoryId}&page=1&pageSize=20`;
+			const adminToken = tokenFor({ id: randomUUID(), role: "admin" });
+			// Each call the catalog takes, counted by a listener on its node's transit.
+			const catalogNode: any = cluster.brokers[1]!;
+			let taken = 0;
+			const count = (packet: any) => void (packet?.payload?.action?.startsWith("catalog.") && taken++);
+			const original = catalogNode.transit.requestHandler.bind(catalogNode.transit);
+			catalogNode.transit.requestHandler = (payload: any) => {
+				count({ payload });
+				return original(payload);
+			};
+			try {
+				const cold = await http.get(url);
+				expect(cold.status).to.equal(200);
+				expect(cold.body.rows.map((r: any) => r.id)).to.deep.equal([p.id]);
+				await eventually(async () => {
+					taken = 0;
+					const warm = await Promise.all([http.get(url), http.get(url), http.get(`/api/products/${p.id}`), http.get(`/api/products/${p.id}`)]);
+					expect(warm.map(w => w.status)).to.deep.equal([200, 200, 200, 200]);
+					expect(warm[0]!.body).to.deep.equal(cold.body);
+					return taken === 0;
+				}, 10_000, "warm reads answered by the gateway alone");
+				// An admin's read is kept apart: a draft is in it, not in the shopper's.
+				const draft = await cluster.call("catalog.createProduct", { name: name("Draft"), price: { amount: 100, currency: "PLN" }, categoryId: p.categoryId }, admin);
+				const asAdmin = await eventually(async () => {
+					const r = await http.get(url, adminToken);
+					return r.body.rows?.length === 2 ? r : null;
+				}, 3000, "the admin's list with the draft");
+				expect(asAdmin.body.rows.map((r: any) => r.id)).to.include(draft.id);
+				expect((await http.get(url)).body.rows.map((r: any) => r.id)).to.deep.equal([p.id]);
+
+				// Through another node: the broadcast clears the gateway's copy long before its minute is up.
+				await cluster.call("catalog.updateProduct", { id: p.id, price: { amount: 1234, currency: "PLN" } }, admin);
+				const seen = await eventually(async () => {
+					const r = await http.get(url);
+					return r.body.rows?.[0]?.price?.amount === 1234 ? r : null;
+				}, 3000, "the new price through the broadcast");
+				expect(seen.status).to.equal(200);
+
+				// Through this gateway: the very next read has it.
+				const patched = await http.patch(`/api/products/${p.id}`, { price: { amount: 2345, currency: "PLN" } }, adminToken);
+				expect(patched.status, JSON.stringify(patched.body)).to.equal(200);
+				expect((await http.get(url)).body.rows[0].price.amount).to.equal(2345);
+				expect((await http.get(`/api/products/${p.id}`)).body.price.amount).to.equal(2345);
+			} finally {
+				catalogNode.transit.requestHandler = original;
+			}
+		});
 	});
 });
