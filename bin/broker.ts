@@ -16,5 +16,12 @@ export function createBroker(opts: { services?: readonly string[]; env?: NodeJS.
 		if (!(SERVICE_NAMES as readonly string[]).includes(name)) throw new Error(`Unknown service '${name}'. Known: ${SERVICE_NAMES.join(", ")}`);
 		broker.loadService(path.join(__dirname, "..", "services", `${name as ServiceName}.service.ts`));
 	}
+	// Stopping: first no new requests from RabbitMQ's shared queues (infra/amqp-transporter.ts), then
+	// Moleculer's own stop (empty INFO, `stopping`, services stopped after their running calls).
+	const stop = broker.stop.bind(broker);
+	broker.stop = async () => {
+		await (broker.transit?.tx as any)?.stopTakingRequests?.().catch(() => undefined);
+		return stop();
+	};
 	return broker;
 }

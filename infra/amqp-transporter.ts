@@ -15,6 +15,11 @@
  * 3. **No silent drop.** The built-in `send()` resolves without sending while it has no
  *    channel. Here a request or event then fails at once with a retryable 503
  *    (`SERVICE_UNAVAILABLE`), so callers retry or answer 503 instead of waiting for a timeout.
+ * 4. **A stopping node stops taking requests first.** `stopTakingRequests()` cancels the
+ *    consumers of the shared request queues (`REQB.<action>`) before Moleculer marks the broker
+ *    `stopping` (from then on it answers every request that still arrives with
+ *    ServiceNotAvailable, a 503 at the gateway). Requests already taken finish and are answered;
+ *    the ones still queued go to another replica, or wait for the restarted one.
  *
  * `usable()` tells whether this process can talk to RabbitMQ right now (see messaging-health.ts).
  */
@@ -36,6 +41,10 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 	/** Counts the channels opened: logs and tests can tell a reopened channel. */
 	channelGeneration = 0;
 	private reopening: Promise<void> | null = null;
+	/** Consumer tags of the shared request queues on the current channel. */
+	private requestConsumers: string[] = [];
+	/** False once the node began to stop (stopTakingRequests). */
+	takingRequests = true;
 
 	connect(errorCallback: (err: unknown) => void): Promise<void> {
 		// eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -111,6 +120,7 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			})
 			.on("return", (msg: unknown) => this.logger.warn("AMQP channel returned a message.", msg));
 		await channel.prefetch(this.opts.prefetch);
+		this.requestConsumers = [];
 		this.channel = channel;
 		this.logger.info(`AMQP channel #${generation} is created.`);
 	}
@@ -163,6 +173,29 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			settle(msg, true);
 			return result;
 		};
+	}
+
+	/** The shared queue of an action's requests (`REQB.<action>`), consumed with acks; the consumer is remembered. */
+	subscribeBalancedRequest(action: string) {
+		const channel = this.channel;
+		if (!channel || !this.takingRequests) return;
+		const queue = `${this.prefix}.REQB.${action}`;
+		return channel
+			.assertQueue(queue, this._getQueueOptions("REQ", true))
+			.then(() => channel.consume(queue, this._consumeCB("REQ", true), this.opts.consumeOptions))
+			.then((ok: { consumerTag: string }) => {
+				if (channel === this.channel) this.requestConsumers.push(ok.consumerTag);
+			});
+	}
+
+	/** A stopping node takes no more requests from the shared queues; those it holds finish. */
+	async stopTakingRequests(): Promise<void> {
+		this.takingRequests = false;
+		const channel = this.channel;
+		const tags = this.requestConsumers.splice(0);
+		if (!channel) return;
+		await Promise.all(tags.map(tag => channel.cancel(tag).catch(() => undefined)));
+		if (tags.length) this.logger.info(`Stopped taking requests from ${tags.length} shared queue(s).`);
 	}
 
 	prepublish(packet: any): Promise<void> {

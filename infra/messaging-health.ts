@@ -14,6 +14,14 @@ import { publisherOf } from "./amqp-publisher";
 
 export type LinkState = "up" | "down" | "none";
 
+/**
+ * The process is on its way out: it stopped taking requests from the shared queues (the first
+ * thing a stop does, bin/broker.ts) or Moleculer marked the broker `stopping`.
+ */
+export function isStopping(broker: ServiceBroker): boolean {
+	return broker.stopping || (broker as any).transit?.tx?.takingRequests === false;
+}
+
 export interface MessagingHealth {
 	status: "up" | "down";
 	nodeID: string;

@@ -12,6 +12,7 @@ import ApiGateway from "moleculer-web";
 import { forbidden, unauthorized, validationError } from "../contracts/errors";
 import { SIGNATURE_HEADER, verifyWebhook } from "../contracts/webhook";
 import { acquireKnex, releaseKnex } from "../infra/database";
+import { isStopping } from "../infra/messaging-health";
 import { defineService } from "../infra/service";
 import { settings } from "../infra/settings";
 import { clientAddress, parseTrustedProxies } from "./api/client-address";
@@ -197,7 +198,7 @@ export default defineService<object, Vars>({
 				async onBeforeCall(this: any, ctx: any, _route: any, req: any, res: any, alias: any) {
 					// A stopping gateway finishes the requests it holds and takes no new one: the client
 					// (or the load balancer, which already sees readiness 503) retries on another replica.
-					if (this.broker.stopping && !/\/health\/(live|ready)$/.test(String(req.parsedUrl ?? req.url))) {
+					if (isStopping(this.broker) && !/\/health\/(live|ready)$/.test(String(req.parsedUrl ?? req.url))) {
 						res.setHeader("Connection", "close");
 						res.setHeader("Retry-After", "1");
 						throw new Errors.MoleculerRetryableError("This gateway is shutting down; try again", 503, "SERVICE_UNAVAILABLE");
@@ -390,7 +391,7 @@ export default defineService<object, Vars>({
 		 * routed, consumed, answered): a connection that looks open but whose channel is gone fails it.
 		 */
 		async readiness(this: any) {
-			if (this.broker.stopping) return { status: "stopping", checks: {}, down: [] };
+			if (isStopping(this.broker)) return { status: "stopping", checks: {}, down: [] };
 			const check = async (fn: () => Promise<unknown>) => {
 				let timer: NodeJS.Timeout | undefined;
 				try {
