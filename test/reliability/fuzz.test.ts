@@ -9,6 +9,7 @@
  * FUZZ_RUNS (default 10000), FUZZ_SEED (default: random, printed) and FUZZ_CONCURRENCY tune it.
  */
 import { expect } from "chai";
+import { writeReliabilityFigures } from "../support/reliability-doc";
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import fc from "fast-check";
@@ -416,5 +417,11 @@ describe("fuzzing the gateway with malformed requests", function () {
 		const changed = Object.keys(after).filter(t => after[t] !== before[t]);
 		expect(changed, "tables whose rows changed").to.deep.equal([]);
 		expect(Object.keys(before).length).to.be.greaterThan(20);
+		writeReliabilityFigures(
+			"fuzz",
+			`Last run (${new Date().toISOString().slice(0, 10)}, seed ${SEED}): **${samples.length.toLocaleString("en")} requests over ${ops.length} operations in ` +
+				`${seconds.toFixed(0)} s; ${failures.length} answers ≥ 500, ${accepted.length} accepted, ${changed.length} of ${Object.keys(before).length} tables changed.** ` +
+				`Statuses: ${Object.entries(statuses).sort().map(([k, n]) => `${k} × ${n.toLocaleString("en")}`).join(", ")}.`
+		);
 	});
 });

@@ -19,6 +19,7 @@ import { checkBooks } from "../support/books";
 import { eventually } from "../support/cluster";
 import { Http } from "../support/http";
 import { freePort } from "../support/private-redis";
+import { writeReliabilityFigures } from "../support/reliability-doc";
 import { spawnServices, ServiceProcess } from "../support/processes";
 import { adminLogin, productInStock, verifiedCustomer } from "../support/shop";
 import { Customer, newLoad, placeCard, shopper } from "../support/shoppers";
@@ -130,19 +131,32 @@ describe("kill -9 of each service process in turn during a checkout load", funct
 			throw new Error(`${err.message}: ${b.problems.join("; ")}`);
 		});
 
-		// What the shoppers saw around each kill: orders ended while the group was down, and the first one after the kill.
+		// What the shoppers saw around each kill: orders ended while the group was down, the rate in the
+		// 5 s after the kill next to the 5 s before it, and when the dead node left the registry.
+		const rate = (from: number, to: number) => load.endedAt.filter(t => t >= from && t < to).length / ((to - from) / 1000);
+		const rows: string[] = [];
 		for (const k of kills) {
 			const down = load.endedAt.filter(t => t >= k.at && t < k.at + k.upAfter).length;
 			const firstAfter = load.endedAt.find(t => t >= k.at);
+			const before5 = rate(k.at - 5000, k.at);
+			const after5 = rate(k.at, k.at + 5000);
+			const left = k.leftRegistryAfter === null ? "?" : `${(k.leftRegistryAfter / 1000).toFixed(1)} s`;
+			const first = firstAfter === undefined ? "never" : `${((firstAfter - k.at) / 1000).toFixed(1)} s`;
 			figures.push(
 				`${k.name}: ${down} order(s) ended while it was down (${(k.upAfter / 1000).toFixed(1)} s from the kill until the restarted process served), ` +
-					`the first ${firstAfter === undefined ? "never" : `${((firstAfter - k.at) / 1000).toFixed(1)} s`} after the kill; ` +
-					`the dead node left the client's registry ${k.leftRegistryAfter === null ? "?" : `${(k.leftRegistryAfter / 1000).toFixed(1)} s`} after it`
+					`the first ${first} after the kill; orders/s 5 s before → 5 s after the kill ${before5.toFixed(1)} → ${after5.toFixed(1)}; the dead node left the client's registry ${left} after it`
 			);
+			rows.push(`| ${k.name} | ${left} | ${(k.upAfter / 1000).toFixed(1)} s | ${down} | ${first} | ${before5.toFixed(1)} → ${after5.toFixed(1)} |`);
 		}
-		figures.push(
+		const summary =
 			`${load.placed.length} places by ${SHOPPERS} shoppers in ${((endedAt - start) / 1000).toFixed(0)} s; outcomes ${JSON.stringify(load.outcomes)}; answers ${JSON.stringify(load.statuses)}; ` +
-				`orders ${JSON.stringify(books.orders)}; payments ${JSON.stringify(books.payments)}; ${retries.length} final retries all 202; books exact`
+			`orders ${JSON.stringify(books.orders)}; payments ${JSON.stringify(books.payments)}; ${retries.length} final retries all 202; books exact`;
+		figures.push(summary);
+		writeReliabilityFigures(
+			"node-kill",
+			`Last run (${new Date().toISOString().slice(0, 10)}; each group SIGKILLed, started again 3 s later):\n\n` +
+				"| killed | dead node left the registry | restarted process served after | orders ended while down | first order ended after the kill | orders/s, 5 s before → 5 s after the kill |\n|---|---|---|---|---|---|\n" +
+				`${rows.join("\n")}\n\n${summary}.`
 		);
 	});
 });

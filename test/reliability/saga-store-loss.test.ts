@@ -9,6 +9,7 @@
  *   saga is still there and finishes, the reconciler has nothing to do.
  */
 import { expect } from "chai";
+import { writeReliabilityFigures } from "../support/reliability-doc";
 import type { Knex } from "knex";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../../bin/broker";
@@ -68,6 +69,7 @@ describe("losing the saga store (a private redis-server)", function () {
 
 	after(async () => {
 		if (figures.length) console.log(`\n      Saga store lost:\n${figures.map(f => `        ${f}`).join("\n")}\n`);
+		if (figures.length === 3) writeReliabilityFigures("saga-store-loss", `Last run (${new Date().toISOString().slice(0, 10)}):\n\n${figures.map(f => `- ${f}`).join("\n")}`);
 		if (process.env.DEBUG_STORE_LOSS) (await import("node:fs")).writeFileSync("/tmp/store-loss-checkout.log", checkout?.output.join("") ?? "");
 		await client?.stop().catch(() => undefined);
 		await Promise.all([checkout?.kill(), api?.kill(), participants?.kill()]);
