@@ -267,6 +267,10 @@ export class SagaEngine {
 		let resumed = 0;
 		for (const id of ids) {
 			if (this.driving.has(id) || this.abort.signal.aborted) continue;
+			// A saga another replica drives (its lease is live) is not even read: with many sagas in
+			// flight, reading and parsing every one on every pass of every replica was most of a
+			// replica's own work. When that replica dies, its lease lapses and a later pass takes it.
+			if (await this.store.leaseHolder(id)) continue;
 			const rec = await this.store.get(id);
 			if (!rec || !isUnfinished(rec)) {
 				await this.store.clearDeadline(id);
