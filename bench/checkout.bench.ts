@@ -269,6 +269,32 @@ async function hopBreakdown(http: Http, admin: string, sample = 40) {
 	return out;
 }
 
+/**
+ * Work done on the servers so far: messages published to / delivered by RabbitMQ (its management
+ * API, the whole broker) and transactions committed in the bench's database (pg_stat_database).
+ * Both are sampled by the servers (RabbitMQ every 5 s): read them a few seconds after the load.
+ */
+async function workCounters(): Promise<{ published: number | null; delivered: number | null; commits: number | null }> {
+	let published: number | null = null;
+	let delivered: number | null = null;
+	const res = await fetch("http://127.0.0.1:15672/api/overview", { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } }).catch(() => null);
+	if (res?.ok) {
+		const stats = ((await res.json()) as any).message_stats ?? {};
+		published = stats.publish ?? null;
+		delivered = stats.deliver_get ?? null;
+	}
+	const { default: knexFactory } = await import("knex");
+	const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
+	try {
+		const row = (await db.raw("SELECT xact_commit::bigint AS n FROM pg_stat_database WHERE datname = current_database()")).rows[0];
+		return { published, delivered, commits: row ? Number(row.n) : null };
+	} catch {
+		return { published, delivered, commits: null };
+	} finally {
+		await db.destroy();
+	}
+}
+
 // --- Load --------------------------------------------------------------------------------------
 
 /** Closed loop: IN_FLIGHT checkouts at all times until the duration ends or the shoppers run out. */
@@ -319,6 +345,19 @@ async function readPath(baseUrl: string) {
 	return { connections: READ_CONNECTIONS, requestsPerSecond: round(r.requests.average), non2xx: r.non2xx, errors: r.errors, latencyMs: { p50: r.latency.p50, p99: r.latency.p99 } };
 }
 
+/**
+ * A service process's settings: the production defaults of the saga engine (the test suite's
+ * faster recovery passes are for tests), and for the replicated services a smaller connection
+ * pool, so 4 checkout replicas and the rest stay within one Postgres server's 100 connections
+ * (in production each service has its own database; see docs/scaling.md).
+ */
+function processEnv(services: string[], port: string): Record<string, string> {
+	if (services[0] === "api") return { PORT: port };
+	const env: Record<string, string> = { SAGA_RECOVERY_INTERVAL_MS: "1000", SAGA_LEASE_MS: "2000" };
+	if (services[0] === "checkout" || services[0] === "inventory") env.DB_POOL_MAX = "5";
+	return env;
+}
+
 // --- One configuration -------------------------------------------------------------------------
 
 async function runConfiguration(replicas: number, full: boolean) {
@@ -337,7 +376,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 			const base = g.join("+");
 			const n = (seen.get(base) ?? 0) + 1;
 			seen.set(base, n);
-			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, g[0] === "api" ? { PORT: port } : {}, cpuProfArgs(`${base}-${n}-r${replicas}`)) });
+			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, processEnv(g, port), cpuProfArgs(`${base}-${n}-r${replicas}`)) });
 		}
 		await client.start();
 		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "checkout"], 120_000);
@@ -360,6 +399,8 @@ async function runConfiguration(replicas: number, full: boolean) {
 		const memoryBefore = memory();
 
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
+		await sleep(6000); // the servers' counters catch up with the preparation
+		const workBefore = await workCounters();
 		const satFromUs = Number(process.hrtime.bigint() / 1000n);
 		const sat = await cpuShare(watched, () => saturation(http, satShoppers));
 		const satToUs = Number(process.hrtime.bigint() / 1000n);
@@ -369,6 +410,12 @@ async function runConfiguration(replicas: number, full: boolean) {
 		const hops = await hopBreakdown(http, shop.admin);
 		console.log("  one checkout's wall time by hop (ms, mean / p50 / p95 over a sample of the saturation phase):");
 		for (const [k, v] of Object.entries(hops)) console.log(`    ${String(v.mean).padStart(8)} ${String(v.p50).padStart(6)} ${String(v.p95).padStart(6)}  ${k} (n=${v.n})`);
+		await sleep(6000);
+		const workAfter = await workCounters();
+		const per = (k: "published" | "delivered" | "commits") =>
+			workBefore[k] === null || workAfter[k] === null ? null : round((workAfter[k]! - workBefore[k]!) / Math.max(1, sat.result.completed));
+		const work = { rabbitmqPublishedPerCheckout: per("published"), rabbitmqDeliveredPerCheckout: per("delivered"), postgresCommitsPerCheckout: per("commits") };
+		console.log(`  work per completed checkout (servers' counters over the phase): RabbitMQ ${work.rabbitmqPublishedPerCheckout ?? "?"} messages published, ${work.rabbitmqDeliveredPerCheckout ?? "?"} delivered; Postgres ${work.postgresCommitsPerCheckout ?? "?"} transactions committed`);
 		const cpuPerCheckoutMsWithServers = round((Object.entries(sat.cpu).filter(([k]) => k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 		const cpuPerCheckoutMs = round((Object.entries(sat.cpu).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 
@@ -406,7 +453,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		for (const p of procs) console.log(`    ${p.name.padEnd(28)} CPU ${String(sat.cpu[p.name]).padStart(6)} %   RSS ${memoryBefore[p.name]} → ${after.memoryAfterMiB[p.name]} MiB`);
 		for (const w of watched.slice(procs.length)) console.log(`    ${w.name.padEnd(28)} CPU ${String(sat.cpu[w.name]).padStart(6)} %`);
 		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ); ${cpuPerCheckoutMsWithServers} ms with Postgres and Redis (every user of those servers: noisy on a shared machine) → ceiling on 2 cores ≈ ${round(2000 / cpuPerCheckoutMsWithServers)}/s`);
-		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops }, fixedRates: rates, readPath: read, after };
+		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops, work }, fixedRates: rates, readPath: read, after };
 	} finally {
 		await client.stop().catch(() => undefined);
 		await Promise.all(procs.map(p => p.proc.kill()));
