@@ -18,10 +18,15 @@ export function createBroker(opts: { services?: readonly string[]; env?: NodeJS.
 	}
 	// Stopping: first no new requests from RabbitMQ's shared queues (infra/amqp-transporter.ts), then
 	// Moleculer's own stop (empty INFO, `stopping`, services stopped after their running calls).
+	// Once: a SIGTERM reaches both Moleculer's own handler and bin/start.ts's, and a second stop
+	// must not set `stopping` while the first is still cancelling consumers (the node would
+	// answer "not available" to requests it was still being sent).
 	const stop = broker.stop.bind(broker);
-	broker.stop = async () => {
-		await (broker.transit?.tx as any)?.stopTakingRequests?.().catch(() => undefined);
-		return stop();
-	};
+	let stopping: Promise<void> | null = null;
+	broker.stop = () =>
+		(stopping ??= (async () => {
+			await (broker.transit?.tx as any)?.stopTakingRequests?.().catch(() => undefined);
+			await stop();
+		})());
 	return broker;
 }

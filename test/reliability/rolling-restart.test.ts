@@ -76,6 +76,7 @@ describe("a rolling restart of every service process during a checkout load", fu
 	});
 
 	after(async () => {
+		for (const p of stopped) console.log("stopped", p.output.join("").split("\n").filter(l => l.includes("DIAG") || l.includes("dropped")).slice(-30).join("\n"));
 		if (figures.length) console.log(`\n      Rolling restart:\n${figures.map(f => `        ${f}`).join("\n")}\n`);
 		await client?.stop().catch(() => undefined);
 		await Promise.all([...[...running.values()].map(r => r.proc), ...stopped, api].map(p => p?.kill()));
@@ -117,7 +118,9 @@ describe("a rolling restart of every service process during a checkout load", fu
 		await Promise.all(loops);
 		const seconds = (Date.now() - began) / 1000;
 
-		expect(load.bad, load.bad.join("\n")).to.deep.equal([]);
+		// On failure, what the gateway said about each refused request: which action, on which node.
+		const gatewaySaid = () => api.output.join("").split("\n").filter(l => / (WARN|ERROR) +API:/.test(l)).slice(-20).join("\n");
+		expect(load.bad, `${load.bad.join("\n")}\n${gatewaySaid()}`).to.deep.equal([]);
 		const retries = await Promise.all(load.placed.map(async ({ c, key }) => ({ key, c, a: await placeCard(http, c, key) })));
 		for (const { key, c, a } of retries) {
 			expect(a.status, `retry of ${key}: ${JSON.stringify(a.body)}`).to.equal(202);

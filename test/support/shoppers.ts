@@ -37,12 +37,12 @@ export async function shopper(http: Http, productId: string, c: Customer, tag: s
 	const note = (a: HttpAnswer, what: string) => {
 		load.statuses[a.status] = (load.statuses[a.status] ?? 0) + 1;
 		// A 504 is tolerated: the same key's retry must then answer the order (the tests check every key at the end).
-		if (unacceptable(a.status)) load.bad.push(`${what}: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
+		if (unacceptable(a.status)) load.bad.push(`${new Date().toISOString()} ${what}: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
 	};
 	const step = (a: HttpAnswer, what: string) => {
 		if (a.status === 599) return a;
 		load.steps[a.status] = (load.steps[a.status] ?? 0) + 1;
-		if (load.strict && unacceptable(a.status)) load.bad.push(`${what}: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
+		if (load.strict && unacceptable(a.status)) load.bad.push(`${new Date().toISOString()} ${what}: ${a.status} ${JSON.stringify(a.body).slice(0, 200)}`);
 		return a;
 	};
 	const tryHttp = async (fn: () => Promise<HttpAnswer>) => fn().catch(err => ({ status: 599, body: { message: String(err?.message ?? err) }, headers: new Headers() }) as HttpAnswer);
