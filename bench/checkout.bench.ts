@@ -271,28 +271,91 @@ async function hopBreakdown(http: Http, admin: string, sample = 40) {
 
 /**
  * Work done on the servers so far: messages published to / delivered by RabbitMQ (its management
- * API, the whole broker) and transactions committed in the bench's database (pg_stat_database).
- * Both are sampled by the servers (RabbitMQ every 5 s): read them a few seconds after the load.
+ * API, the whole broker), transactions committed in the bench's database (pg_stat_database), and
+ * the same split by where it happens — messages published to each of this run's exchanges and
+ * delivered from each of its queues, rows written to each of its tables (pg_stat_user_tables).
+ * Both servers sample (RabbitMQ every 5 s): read them a few seconds after the load.
  */
-async function workCounters(): Promise<{ published: number | null; delivered: number | null; commits: number | null }> {
-	let published: number | null = null;
-	let delivered: number | null = null;
-	const res = await fetch("http://127.0.0.1:15672/api/overview", { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } }).catch(() => null);
-	if (res?.ok) {
-		const stats = ((await res.json()) as any).message_stats ?? {};
-		published = stats.publish ?? null;
-		delivered = stats.deliver_get ?? null;
+interface Work {
+	published: number | null;
+	delivered: number | null;
+	commits: number | null;
+	byExchange: Record<string, number>;
+	byQueue: Record<string, number>;
+	byTable: Record<string, number>;
+}
+async function workCounters(): Promise<Work> {
+	const ns = process.env.NAMESPACE!;
+	const auth = { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } };
+	const get = async (p: string) => {
+		const res = await fetch(`http://127.0.0.1:15672/api/${p}`, auth).catch(() => null);
+		return res?.ok ? ((await res.json()) as any) : null;
+	};
+	const work: Work = { published: null, delivered: null, commits: null, byExchange: {}, byQueue: {}, byTable: {} };
+	const overview = await get("overview");
+	if (overview) {
+		work.published = overview.message_stats?.publish ?? null;
+		work.delivered = overview.message_stats?.deliver_get ?? null;
+	}
+	// Names without the run's namespace, so runs compare: "MOL-<ns>.REQB.orders.create" → "MOL.REQB.orders.create".
+	const short = (name: string) => name.replace(`-${ns}`, "").replace(`${ns}.`, "").replace(new RegExp(`${ns}-([^.]*)-[a-z0-9]+`), "<$1>");
+	for (const x of (await get("exchanges?columns=name,message_stats")) ?? []) {
+		if (x.name.includes(ns)) work.byExchange[short(x.name)] = (work.byExchange[short(x.name)] ?? 0) + (x.message_stats?.publish_in ?? 0);
+	}
+	for (const q of (await get("queues?columns=name,message_stats")) ?? []) {
+		if (q.name.includes(ns)) work.byQueue[short(q.name)] = (work.byQueue[short(q.name)] ?? 0) + (q.message_stats?.deliver_get ?? 0);
 	}
 	const { default: knexFactory } = await import("knex");
 	const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
 	try {
 		const row = (await db.raw("SELECT xact_commit::bigint AS n FROM pg_stat_database WHERE datname = current_database()")).rows[0];
-		return { published, delivered, commits: row ? Number(row.n) : null };
+		work.commits = row ? Number(row.n) : null;
+		const prefix = process.env.SCHEMA_PREFIX!;
+		const tables = await db.raw("SELECT schemaname, relname, (n_tup_ins + n_tup_upd + n_tup_del)::bigint AS n FROM pg_stat_user_tables WHERE schemaname LIKE ?", [`${prefix}%`]);
+		for (const t of tables.rows) work.byTable[`${t.schemaname.slice(prefix.length)}.${t.relname}`] = Number(t.n);
 	} catch {
-		return { published, delivered, commits: null };
+		// counters unavailable: the totals stay null
 	} finally {
 		await db.destroy();
 	}
+	return work;
+}
+
+/**
+ * The statements of the bench's database, when it has pg_stat_statements (a server started with
+ * `shared_preload_libraries=pg_stat_statements`, e.g. a private one: see bench/RESULTS.md): reset
+ * when the saturation phase starts, read when it ends — calls per completed checkout, by statement.
+ */
+async function statements(action: "reset" | "read", completed = 1): Promise<Array<{ perCheckout: number; msPerCall: number; query: string }> | null> {
+	const { default: knexFactory } = await import("knex");
+	const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
+	try {
+		await db.raw("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+		if (action === "reset") {
+			await db.raw("SELECT pg_stat_statements_reset()");
+			return [];
+		}
+		const rows = (await db.raw("SELECT calls::bigint AS calls, total_exec_time AS ms, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 60")).rows;
+		const prefix = process.env.SCHEMA_PREFIX!;
+		return rows.map((r: any) => ({
+			perCheckout: round(Number(r.calls) / Math.max(1, completed), 2),
+			msPerCall: round(Number(r.ms) / Math.max(1, Number(r.calls)), 3),
+			query: String(r.query).replaceAll(prefix, "").replace(/\s+/g, " ").slice(0, 160)
+		}));
+	} catch {
+		return null; // no pg_stat_statements on this server
+	} finally {
+		await db.destroy();
+	}
+}
+
+/** `after − before` per key, per completed checkout, largest first, keys under 0.05 left out. */
+function perCheckout(before: Record<string, number>, after: Record<string, number>, completed: number): Record<string, number> {
+	const out = Object.entries(after)
+		.map(([k, v]) => [k, round((v - (before[k] ?? 0)) / Math.max(1, completed), 2)] as const)
+		.filter(([, v]) => v >= 0.05)
+		.sort((a, b) => b[1] - a[1]);
+	return Object.fromEntries(out);
 }
 
 // --- Load --------------------------------------------------------------------------------------
@@ -401,6 +464,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
 		await sleep(6000); // the servers' counters catch up with the preparation
 		const workBefore = await workCounters();
+		const counting = await statements("reset");
 		const satFromUs = Number(process.hrtime.bigint() / 1000n);
 		const sat = await cpuShare(watched, () => saturation(http, satShoppers));
 		const satToUs = Number(process.hrtime.bigint() / 1000n);
@@ -414,8 +478,28 @@ async function runConfiguration(replicas: number, full: boolean) {
 		const workAfter = await workCounters();
 		const per = (k: "published" | "delivered" | "commits") =>
 			workBefore[k] === null || workAfter[k] === null ? null : round((workAfter[k]! - workBefore[k]!) / Math.max(1, sat.result.completed));
-		const work = { rabbitmqPublishedPerCheckout: per("published"), rabbitmqDeliveredPerCheckout: per("delivered"), postgresCommitsPerCheckout: per("commits") };
+		const done = sat.result.completed;
+		const work = {
+			rabbitmqPublishedPerCheckout: per("published"),
+			rabbitmqDeliveredPerCheckout: per("delivered"),
+			postgresCommitsPerCheckout: per("commits"),
+			publishedByExchange: perCheckout(workBefore.byExchange, workAfter.byExchange, done),
+			deliveredByQueue: perCheckout(workBefore.byQueue, workAfter.byQueue, done),
+			rowsWrittenByTable: perCheckout(workBefore.byTable, workAfter.byTable, done),
+			statements: null as Awaited<ReturnType<typeof statements>>
+		};
 		console.log(`  work per completed checkout (servers' counters over the phase): RabbitMQ ${work.rabbitmqPublishedPerCheckout ?? "?"} messages published, ${work.rabbitmqDeliveredPerCheckout ?? "?"} delivered; Postgres ${work.postgresCommitsPerCheckout ?? "?"} transactions committed`);
+		const byStatement = counting ? await statements("read", done) : null;
+		work.statements = byStatement;
+		if (byStatement) {
+			const total = byStatement.reduce((a, r) => a + r.perCheckout, 0);
+			console.log(`  Postgres statements per completed checkout (pg_stat_statements, top 60): ${round(total)}`);
+			for (const r of byStatement) console.log(`    ${String(r.perCheckout).padStart(6)}  ${String(r.msPerCall).padStart(7)} ms  ${r.query}`);
+		}
+		const show = (title: string, m: Record<string, number>) => console.log(`    ${title}: ${Object.entries(m).map(([k, v]) => `${k} ${v}`).join(", ") || "?"}`);
+		show("published, by exchange", work.publishedByExchange);
+		show("delivered, by queue", work.deliveredByQueue);
+		show("rows written (inserted + updated + deleted), by table", work.rowsWrittenByTable);
 		const cpuPerCheckoutMsWithServers = round((Object.entries(sat.cpu).filter(([k]) => k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 		const cpuPerCheckoutMs = round((Object.entries(sat.cpu).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
 
