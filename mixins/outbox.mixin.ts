@@ -1,10 +1,21 @@
 /**
  * Transactional outbox. `this.record(trx, …)` writes an event in the same transaction as the
- * state change; once that commits, a relay publishes it — through RabbitMQ with publisher
+ * state change; once that commits, the process publishes it — through RabbitMQ with publisher
  * confirms when a transporter is configured, else through the in-process channels adapter —
  * and marks the row sent only after the broker took it. A broker outage leaves rows unsent
  * and the relay retries with backoff; rows claimed by a relay that died are taken over after
  * the claim expires. Requires the db mixin.
+ *
+ * Two ways out, one guarantee:
+ * - at once: a row is written already claimed by its own process (`claimed_until`
+ *   RECORD_CLAIM_SECONDS ahead), and when its transaction commits the process publishes the
+ *   envelope it still holds and marks every row of the batch sent in one statement. Commits
+ *   that arrive while a batch is out go in the next one, so a busy process publishes many
+ *   events per confirm and per statement;
+ * - by polling: every IDLE_POLL_MS a replica claims the rows nobody holds — those of a
+ *   process that died before publishing, or whose publish failed — and publishes them.
+ * Either way a row is marked sent only after RabbitMQ confirmed it; a crash in between
+ * publishes it again (consumers deduplicate by event id).
  *
  * `recordIntegration` writes an integration event for outside systems the same way: its row
  * targets the integration topic exchange (routing key `<name>.v1`) instead of the channels.
@@ -63,16 +74,31 @@ export interface OutboxMethods {
 }
 
 const BATCH = 200;
+/** How long the poller's claim on a batch lasts (a poller that died meanwhile loses it then). */
 const CLAIM_SECONDS = 30;
-const IDLE_POLL_MS = 500;
+/** How long a row written by this process is left to it: after that, if still unsent, any replica's poller publishes it. */
+const RECORD_CLAIM_SECONDS = 10;
+const IDLE_POLL_MS = 1000;
 /** How often the `outbox.backlog` gauge (unsent rows of this service) is refreshed. */
 const BACKLOG_EVERY_MS = 5000;
 const BACKLOG = "outbox.backlog";
 
+/** A committed event waiting to be published: its row's event id, its envelope, where it goes. */
+interface OutboxRow {
+	eventId: string;
+	envelope: any;
+	target: string | null;
+}
+
 export function OutboxMixin(): Partial<ServiceSchema> {
 	return {
 		created(this: any) {
-			this.outbox = { timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0 };
+			this.outbox = {
+				timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0,
+				// Committed rows this process still holds, waiting to go out at once.
+				queue: [] as OutboxRow[],
+				sending: null as Promise<void> | null
+			};
 			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
 				this.broker.metrics.register({ type: "gauge", name: BACKLOG, labelNames: ["service"], description: "Events written to a service's outbox and not yet published" });
 			}
@@ -119,6 +145,9 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			this.outbox.stopped = true;
 			if (this.outbox.timer) clearTimeout(this.outbox.timer);
 			while (this.outbox.running) await new Promise(r => setTimeout(r, 10));
+			// What committed last goes out now; if it cannot, its claim lapses and another replica's poller sends it.
+			if (this.outbox.sending) await this.outbox.sending.catch(() => undefined);
+			await this.sendCommitted().catch(() => undefined);
 			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
 		},
 		methods: {
@@ -151,14 +180,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				const correlationId = cause?.meta?.correlationId ?? cause?.correlation_id ?? null;
 				const causationId = cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null;
 				const env = envelope(name, aggregateId, payload, { correlationId, causationId });
-				await this.table("outbox", trx).insert({
-					event_id: env.event_id,
-					event_name: name,
-					aggregate_id: aggregateId,
-					envelope: JSON.stringify(env)
-				});
-				// Publish as soon as the transaction commits.
-				trx.executionPromise?.then(() => (this as any).flushOutbox()).catch(() => undefined);
+				await (this as any).keep(trx, { event_id: env.event_id, event_name: name, aggregate_id: aggregateId, envelope: JSON.stringify(env) }, env, null);
 				return env;
 			},
 			async recordIntegration(this: any, trx: Knex.Transaction, name: IntegrationName, aggregateId: string, payload: any, cause?: any) {
@@ -167,15 +189,63 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					correlationId: cause?.meta?.correlationId ?? cause?.correlation_id ?? null,
 					causationId: cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null
 				});
-				await this.table("outbox", trx).insert({
-					event_id: env.eventId,
-					event_name: name,
-					aggregate_id: aggregateId,
-					envelope: JSON.stringify(env),
-					target: "integration"
-				});
-				trx.executionPromise?.then(() => this.flushOutbox()).catch(() => undefined);
+				await this.keep(trx, { event_id: env.eventId, event_name: name, aggregate_id: aggregateId, envelope: JSON.stringify(env), target: "integration" }, env, "integration");
 				return env;
+			},
+			/** Writes the row claimed by this process; once `trx` commits, the envelope goes out at once. */
+			async keep(this: any, trx: Knex.Transaction, row: Record<string, unknown>, env: any, target: string | null) {
+				await this.table("outbox", trx).insert({ ...row, claimed_until: this.knex.raw(`now() + interval '${RECORD_CLAIM_SECONDS} seconds'`) });
+				let outer: any = trx;
+				while (outer.parentTransaction) outer = outer.parentTransaction;
+				outer.executionPromise?.then(() => this.sendAtOnce({ eventId: row.event_id as string, envelope: env, target })).catch(() => undefined);
+			},
+			/** A committed row: queued, and sent with whatever else committed meanwhile. */
+			sendAtOnce(this: any, row: OutboxRow) {
+				this.outbox.queue.push(row);
+				this.kickSending();
+			},
+			/** One sender at a time; rows queued while it finished get one of their own. */
+			kickSending(this: any) {
+				const ob = this.outbox;
+				if (ob.sending) return;
+				ob.sending = this.sendCommitted().finally(() => {
+					ob.sending = null;
+					if (ob.queue.length > 0 && !ob.stopped) this.kickSending();
+				});
+			},
+			/** Publishes the queued rows, a batch per confirm, and marks each batch sent in one statement. */
+			async sendCommitted(this: any) {
+				const ob = this.outbox;
+				// The in-process adapter drops what is published before the consumers subscribed (embedded mode).
+				while (!this.broker.started && !ob.stopped) await new Promise(r => setTimeout(r, 50));
+				while (ob.queue.length > 0) {
+					const batch: OutboxRow[] = ob.queue.splice(0, BATCH);
+					const ids = batch.map(r => r.eventId);
+					try {
+						await this.publishRows(batch);
+					} catch (err: any) {
+						// Left to the poller, which backs off while the broker is away.
+						this.logger.warn(`Publishing ${batch.length} event(s) failed, the relay retries: ${err.message}`);
+						await this.table("outbox").whereIn("event_id", ids).update({ claimed_until: null }).catch(() => undefined);
+						continue;
+					}
+					// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
+					await this.table("outbox").whereIn("event_id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null })
+						.catch((err: Error) => this.logger.warn(`Marking ${batch.length} published event(s) sent failed; they will be published again: ${err.message}`));
+				}
+			},
+			/** Publishes rows to where they go (the channels' exchanges, or the integration exchange) and waits for the broker. */
+			async publishRows(this: any, rows: OutboxRow[]) {
+				const envelopes: EventEnvelope[] = rows.filter(r => r.target !== "integration").map(r => r.envelope);
+				const integration: IntegrationEnvelope[] = rows.filter(r => r.target === "integration").map(r => r.envelope);
+				if (this.outbox.publisher) {
+					if (envelopes.length) await this.outbox.publisher.publish(envelopes);
+					if (integration.length) await this.outbox.publisher.publishIntegration(integration, settings.integrationExchange);
+				} else {
+					for (const env of envelopes) await this.broker.sendToChannel(env.event_name, env);
+					// No RabbitMQ: outside systems cannot be reached; the notification is only logged.
+					for (const env of integration) this.logger.info(`Integration event ${env.eventType}.v${env.version} ${env.eventId} (no broker: logged only)`);
+				}
 			},
 			flushOutbox(this: any) {
 				const ob = this.outbox;
@@ -234,18 +304,9 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				if (rows.length === 0) return 0;
 				rows.sort((a, b) => Number(a.id) - Number(b.id));
 				const parse = (r: { envelope: any }) => (typeof r.envelope === "string" ? JSON.parse(r.envelope) : r.envelope);
-				const envelopes: EventEnvelope[] = rows.filter(r => r.target !== "integration").map(parse);
-				const integration: IntegrationEnvelope[] = rows.filter(r => r.target === "integration").map(parse);
 				const ids = rows.map(r => r.id);
 				try {
-					if (this.outbox.publisher) {
-						if (envelopes.length) await this.outbox.publisher.publish(envelopes);
-						if (integration.length) await this.outbox.publisher.publishIntegration(integration, settings.integrationExchange);
-					} else {
-						for (const env of envelopes) await this.broker.sendToChannel(env.event_name, env);
-						// No RabbitMQ: outside systems cannot be reached; the notification is only logged.
-						for (const env of integration) this.logger.info(`Integration event ${env.eventType}.v${env.version} ${env.eventId} (no broker: logged only)`);
-					}
+					await this.publishRows(rows.map(r => ({ eventId: "", envelope: parse(r), target: r.target })));
 				} catch (err) {
 					await this.table("outbox").whereIn("id", ids).update({ claimed_until: null });
 					throw err;
