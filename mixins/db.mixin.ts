@@ -112,38 +112,36 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 			},
 			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
 				if (!key) return this.transaction(fn);
+				// The effect first, then the key with its answer, in one transaction: a first call (the
+				// usual case) costs one insert and no read. A repeat runs into the key at the insert —
+				// a concurrent one waits there for the first to commit — rolls its own work back and
+				// answers what the first stored.
 				try {
-					const stored = await this.table("idempotency_keys").where({ key }).first();
-					if (stored) return replay(stored, action);
 					return await this.transaction(async trx => {
-						// A concurrent call with the same key blocks here until the first commits.
-						const inserted = await this.table("idempotency_keys", trx)
-							.insert({ key, action })
+						const result = await fn(trx);
+						const stored = await this.table("idempotency_keys", trx)
+							.insert({ key, action, result: JSON.stringify(result ?? null) })
 							.onConflict("key")
 							.ignore()
 							.returning("key");
-						if (inserted.length === 0) {
-							const first = await this.table("idempotency_keys", trx).where({ key }).first();
-							return replay(first, action);
-						}
-						const result = await fn(trx);
-						await this.table("idempotency_keys", trx)
-							.where({ key })
-							.update({ result: JSON.stringify(result ?? null) });
+						if (stored.length === 0) throw new KeyTaken();
 						return result;
 					});
 				} catch (err: any) {
-					if (err instanceof ReplayedError) throw err.original;
+					// A repeat, or a twin that ran into the first call's effects (a unique row, a refusal
+					// its own change caused): the first answer is the answer.
+					const first = await this.table("idempotency_keys").where({ key }).first().catch(() => undefined);
+					if (first) return replayAnswer(first, action);
+					if (err instanceof KeyTaken) throw new Error(`Idempotency key ${key} vanished while it was being answered; try again`);
 					// A refusal is an answer too: a repeat must get the same refusal, not a second try.
 					if (isClientError(err)) {
-						await this.table("idempotency_keys")
-							.insert({
-								key,
-								action,
-								error: JSON.stringify({ message: err.message, code: err.code, type: err.type, data: err.data ?? null })
-							})
+						const kept = await this.table("idempotency_keys")
+							.insert({ key, action, error: JSON.stringify({ message: err.message, code: err.code, type: err.type, data: err.data ?? null }) })
 							.onConflict("key")
-							.ignore();
+							.ignore()
+							.returning("key");
+						// Another call answered in between: its answer wins.
+						if (kept.length === 0) return replayAnswer(await this.table("idempotency_keys").where({ key }).first(), action);
 					}
 					throw err;
 				}
@@ -236,9 +234,21 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 	};
 }
 
+/** The key was stored by another call first: this call's transaction rolls back and answers as that one did. */
+class KeyTaken extends Error {}
+
 class ReplayedError extends Error {
 	constructor(public original: Error) {
 		super(original.message);
+	}
+}
+
+/** The stored answer of a key: its result returned, its refusal thrown as it was first given. */
+function replayAnswer(row: any, action: string): any {
+	try {
+		return replay(row, action);
+	} catch (err) {
+		throw err instanceof ReplayedError ? err.original : err;
 	}
 }
 
