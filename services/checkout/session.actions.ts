@@ -428,6 +428,9 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			const cart = attempt === 1 && opts.cart ? opts.cart : await call<CartView>("carts.getById", { cartId });
 			const computed = await this.computeSession(call, { ...base, ...opts.change }, cart, opts.strict ?? []);
 			opts.accept?.(computed);
+			// Nothing to write (the usual case at place, where the session was refreshed at every
+			// choice): no transaction, no version bump. A cart event is still recorded in the inbox below.
+			if (!opts.event && sameSession(base, computed)) return base;
 			const write = async (trx: Knex.Transaction) => {
 				const n = await this.table("checkouts", trx)
 					.where({ id: base.id, version: base.version })
@@ -544,13 +547,17 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 	async readyToPlace(this: This, ctx: Ctx, paymentDetails: unknown): Promise<ReadyCheckout> {
 		const user = ctx.meta.user;
 		let customer: { id: string; email: string } | null = null;
+		// The customer and the cart are asked at once; the customer's refusal still comes first.
+		const [asked, peek] = await Promise.allSettled([user ? ctx.call<any, any>("customers.get", { id: user.id }) : Promise.resolve(null), this.peekSession(ctx)]);
+		if (asked.status === "rejected") throw asked.reason;
 		if (user) {
-			const c = await ctx.call<any, any>("customers.get", { id: user.id });
+			const c = asked.value;
 			if (!c.emailVerified) throw conflict("EMAIL_NOT_VERIFIED", "Verify your email address before placing an order");
 			customer = { id: c.id, email: c.email };
 		}
+		if (peek.status === "rejected") throw peek.reason;
 		// Everything is checked on what the customer chose before anything is written.
-		const peeked = await this.peekSession(ctx);
+		const peeked = peek.value;
 		const cart = peeked.cart;
 		if (!cart || cart.items.length === 0) throw conflict("CART_EMPTY", "The cart is empty");
 		if (cart.locked) throw conflict("CART_LOCKED", "A checkout of this cart is already running");
@@ -591,6 +598,16 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		await this.refreshSession(call, cartId, { event, cause: event });
 	}
 };
+
+/** Whether a computed session writes exactly what the stored one holds (compared as the columns are written). */
+function sameSession(base: Session, computed: Computed): boolean {
+	const columns = (x: any) =>
+		JSON.stringify([
+			x.address ?? null, x.shippingMethodId ?? null, x.shippingMethod ?? null, x.deliveryDate ?? null, x.express ?? null, x.paymentMethod ?? null,
+			x.promoCode ?? null, x.promoCodeStatus ?? null, x.addonIds ?? [], x.addons ?? [], x.promotions ?? [], x.lines ?? [], x.totals ?? null
+		]);
+	return columns(base) === columns(computed);
+}
 
 /** What the order is made of, as the checkout showed it when the customer placed it. */
 export function orderSnapshot(r: ReadyCheckout) {
