@@ -335,7 +335,7 @@ async function statements(action: "reset" | "read", completed = 1): Promise<Arra
 			await db.raw("SELECT pg_stat_statements_reset()");
 			return [];
 		}
-		const rows = (await db.raw("SELECT calls::bigint AS calls, total_exec_time AS ms, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 60")).rows;
+		const rows = (await db.raw("SELECT calls::bigint AS calls, total_exec_time AS ms, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC")).rows;
 		const prefix = process.env.SCHEMA_PREFIX!;
 		return rows.map((r: any) => ({
 			perCheckout: round(Number(r.calls) / Math.max(1, completed), 2),
@@ -493,8 +493,8 @@ async function runConfiguration(replicas: number, full: boolean) {
 		work.statements = byStatement;
 		if (byStatement) {
 			const total = byStatement.reduce((a, r) => a + r.perCheckout, 0);
-			console.log(`  Postgres statements per completed checkout (pg_stat_statements, top 60): ${round(total)}`);
-			for (const r of byStatement) console.log(`    ${String(r.perCheckout).padStart(6)}  ${String(r.msPerCall).padStart(7)} ms  ${r.query}`);
+			console.log(`  Postgres statements per completed checkout (pg_stat_statements): ${round(total)}; the 40 most frequent:`);
+			for (const r of byStatement.slice(0, 40)) console.log(`    ${String(r.perCheckout).padStart(6)}  ${String(r.msPerCall).padStart(7)} ms  ${r.query}`);
 		}
 		const show = (title: string, m: Record<string, number>) => console.log(`    ${title}: ${Object.entries(m).map(([k, v]) => `${k} ${v}`).join(", ") || "?"}`);
 		show("published, by exchange", work.publishedByExchange);
@@ -549,7 +549,7 @@ async function main() {
 	await ensureDatabase();
 	const commit = (() => {
 		try {
-			return execFileSync("git", ["rev-parse", "--short", "HEAD"], { encoding: "utf8" }).trim();
+			return execFileSync("git", ["describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"], { encoding: "utf8" }).trim();
 		} catch {
 			return "unknown";
 		}
