@@ -185,22 +185,28 @@ export class SagaEngine {
 		}
 	}
 
-	/** Resolves when the saga is terminal, or at the timeout with its current record. */
-	async waitFor(id: string, opts: { timeoutMs: number }): Promise<SagaRecord | null> {
+	/**
+	 * Resolves when the saga has ended and its end was announced (or `done` says so), or at the timeout with its current
+	 * record. A change this engine makes hands over the new record itself; the store is read
+	 * again only every 100 ms, for a saga another replica drives.
+	 */
+	async waitFor(id: string, opts: { timeoutMs: number; done?: (rec: SagaRecord) => boolean }): Promise<SagaRecord | null> {
 		const until = Date.now() + opts.timeoutMs;
-		for (;;) {
-			const rec = await this.store.get(id);
-			if (!rec || TERMINAL.has(rec.status) || Date.now() >= until) return rec;
-			await new Promise<void>(resolve => {
-				const done = () => {
+		const done = opts.done ?? ((rec: SagaRecord) => !isUnfinished(rec));
+		let rec = await this.store.get(id);
+		while (rec && !done(rec) && Date.now() < until) {
+			const changed = await new Promise<SagaRecord | null>(resolve => {
+				const settle = (next: SagaRecord | null) => {
 					clearTimeout(timer);
-					this.changes.off(id, done);
-					resolve();
+					this.changes.off(id, settle);
+					resolve(next);
 				};
-				const timer = setTimeout(done, Math.min(100, Math.max(0, until - Date.now())));
-				this.changes.on(id, done);
+				const timer = setTimeout(() => settle(null), Math.min(100, Math.max(0, until - Date.now())));
+				this.changes.on(id, settle);
 			});
+			rec = changed ?? (await this.store.get(id));
 		}
+		return rec;
 	}
 
 	/**
@@ -554,7 +560,7 @@ export class SagaEngine {
 			this.log("info", next, event);
 			if (TERMINAL.has(next.status)) this.tell(l => l.finished?.(next));
 		}
-		this.changes.emit(rec.id);
+		this.changes.emit(rec.id, next);
 		return next;
 	}
 

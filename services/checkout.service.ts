@@ -279,11 +279,7 @@ export default defineService<Methods, Vars>({
 
 		async answer(this: This, ctx: Ctx, sagaId: string, waitMs: number) {
 			// Until the saga ends — or waits for the buyer (BLIK, PayPal): the answer then carries what the buyer needs.
-			const until = Date.now() + waitMs;
-			let rec = (await this.store.get(sagaId)) as SagaRecord<PlaceOrderData> | null;
-			while (rec && isUnderWay(rec) && Date.now() < until) {
-				rec = (await this.engine.waitFor(sagaId, { timeoutMs: Math.min(100, until - Date.now()) })) as SagaRecord<PlaceOrderData> | null;
-			}
+			const rec = (await this.engine.waitFor(sagaId, { timeoutMs: waitMs, done: r => !isUnderWay(r) })) as SagaRecord<PlaceOrderData> | null;
 			if (!rec) throw notFound("Checkout", sagaId);
 			// A customer reads their own checkouts only, a guest those of their cart token.
 			if (ctx.meta.user?.role === "customer" && rec.data.customerId !== ctx.meta.user.id) throw notFound("Checkout", sagaId);

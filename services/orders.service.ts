@@ -156,14 +156,17 @@ export default defineService<Methods>({
 						.ignore()
 						.returning("*");
 					if (inserted.length === 0) return this.view((await this.load(p.orderId, trx))!, trx); // created at the same moment by a duplicate request
-					await this.table("order_lines", trx).insert(
-						priced.lines.map((l, i) => ({
-							order_id: p.orderId, position: i, product_id: l.productId, sku: l.sku, name: l.name, quantity: l.quantity,
-							unit_amount: l.unitPrice.amount, line_amount: l.lineTotal.amount, currency: l.unitPrice.currency
-						}))
-					);
-					await this.table("order_status_history", trx).insert({ order_id: p.orderId, from_status: null, status: "pending" });
-					const order = await this.view(inserted[0], trx);
+					const lines: LineRow[] = await this.table("order_lines", trx)
+						.insert(
+							priced.lines.map((l, i) => ({
+								order_id: p.orderId, position: i, product_id: l.productId, sku: l.sku, name: l.name, quantity: l.quantity,
+								unit_amount: l.unitPrice.amount, line_amount: l.lineTotal.amount, currency: l.unitPrice.currency
+							}))
+						)
+						.returning("*");
+					const history: HistoryRow[] = await this.table("order_status_history", trx).insert({ order_id: p.orderId, from_status: null, status: "pending" }).returning("*");
+					// The order as written, without reading it back.
+					const order = toOrder(inserted[0], lines, history);
 					const itemCount = order.lines.reduce((n, l) => n + l.quantity, 0);
 					// The address stays out of events: it is personal data the order alone keeps.
 					await this.record(trx, "order.placed", order.id, {
