@@ -54,7 +54,13 @@ export interface AwaitOptions<D, R, E, F> {
 	deadlineMs: number | ((data: D) => number);
 	/** What the success event adds to the data. */
 	onEvent?: (data: D, payload: E) => D;
-	/** Wait only when this holds (e.g. a card is authorized at once, BLIK answers later). Default: always. */
+	/**
+	 * Whether this saga may wait here at all, known before the command goes out (a card is
+	 * authorized at once, BLIK and PayPal answer later). A saga that may not wait indexes no wait
+	 * in the store and takes no event for it. Default: every saga may.
+	 */
+	mayWait?: (data: D) => boolean;
+	/** Wait only when this holds of the reply (BLIK answers "pending"). Default: always. */
 	when?: (data: D, reply: R) => boolean;
 	/** The failure a failOn event stands for; default: its `reason`/`message` and `type`. */
 	failure?: (payload: F) => { message: string; type?: string };
@@ -100,6 +106,7 @@ export interface StepDefinition<D> {
 		key: (data: D) => string;
 		deadlineMs: (data: D) => number;
 		onEvent?: (data: D, payload: any) => D;
+		mayWait?: (data: D) => boolean;
 		when?: (data: D, reply: any) => boolean;
 		failure?: (payload: any) => { message: string; type?: string };
 	};
@@ -143,6 +150,7 @@ export class SagaDefinition<D> {
 				key: a.key,
 				deadlineMs: typeof a.deadlineMs === "number" ? () => a.deadlineMs as number : a.deadlineMs,
 				onEvent: a.onEvent,
+				mayWait: a.mayWait,
 				when: a.when,
 				failure: a.failure
 			},

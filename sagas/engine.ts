@@ -367,8 +367,9 @@ export class SagaEngine {
 		if (fresh && this.opts.stepDelayMs && !(await this.pause(this.opts.stepDelayMs))) return null;
 
 		// A waiting step's wait is indexed before its command goes out: the event may come before the answer.
+		const mayWait = !!step.await && (!step.await.mayWait || step.await.mayWait(rec.data));
 		let wait = rec.wait;
-		if (step.await && (fresh || !wait)) {
+		if (mayWait && step.await && (fresh || !wait)) {
 			const key = step.await.key(rec.data);
 			const names = [step.await.event.name, ...step.await.failOn.map(e => e.name)];
 			wait = { step: step.name, keys: names.map(n => `${n}|${key}`), events: [step.await.event.name], failOn: step.await.failOn.map(e => e.name) };
@@ -401,7 +402,7 @@ export class SagaEngine {
 		}
 		this.tell(l => l.step?.(sending, step.name, "forward", "ok", this.clock.now() - sentAt));
 		const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
-		if (step.await && (!step.await.when || step.await.when(data, reply))) {
+		if (mayWait && step.await && (!step.await.when || step.await.when(data, reply))) {
 			const deadlineMs = step.await.deadlineMs(data);
 			const until = this.clock.now() + deadlineMs;
 			const waiting = await this.afterCall(sending, current => ({

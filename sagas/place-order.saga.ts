@@ -112,7 +112,9 @@ export const placeOrder = saga<PlaceOrderData>("place-order")
 		compensate: Payments.void,
 		compensateParams: (d, failure) => ({ orderId: d.orderId, reason: failure.message }),
 		// BLIK and PayPal answer "pending": the bank's (or PayPal's) answer comes later as an event.
+		// A card is answered at once and never waits.
 		await: {
+			mayWait: paidLater,
 			when: (_d, reply) => reply.status === "pending",
 			event: PaymentEvents.authorized,
 			failOn: PaymentEvents.failed,

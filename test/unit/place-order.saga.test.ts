@@ -35,16 +35,23 @@ const data: PlaceOrderData = {
 };
 const paymentId = "9a900000-0000-4000-8000-000000000001";
 
-/** Given: the cart locks, the order is created and the stock reserved; the payment is the command now out. */
-async function upToPayment(): Promise<SagaScenario<PlaceOrderData>> {
-	const t = await sagaScenario(placeOrder, data, { sagaId: data.sagaId });
-	t.expectCommand(Carts.lock, { cartId: data.cartId, sagaId: data.sagaId });
-	await t.reply({ cartId: data.cartId, customerId: data.customerId, lines, total: PLN(10000) });
-	t.expectCommand(Orders.create, { orderId: data.orderId, customerId: data.customerId, lines: orderLines });
-	await t.reply({ id: data.orderId, orderNumber: "ORD-2026-000001", status: "pending", customerId: data.customerId, total: PLN(10000) });
-	t.expectCommand(Inventory.reserve, { orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
-	await t.reply({ orderId: data.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
-	t.expectCommand(Payments.authorize, { orderId: data.orderId, amount: PLN(10000), paymentToken: "tok_1" });
+/** The same checkout paid by BLIK: the bank answers later, as an event. */
+const blik: PlaceOrderData = { ...data, paymentMethod: "blik", paymentToken: undefined, blikCode: "777123" };
+
+/** Given: the cart locks, the order is created and the stock reserved (and, paid later, awaits payment); the payment is the command now out. */
+async function upToPayment(d: PlaceOrderData = data): Promise<SagaScenario<PlaceOrderData>> {
+	const t = await sagaScenario(placeOrder, d, { sagaId: d.sagaId });
+	t.expectCommand(Carts.lock, { cartId: d.cartId, sagaId: d.sagaId });
+	await t.reply({ cartId: d.cartId, customerId: d.customerId, lines, total: PLN(10000) });
+	t.expectCommand(Orders.create, { orderId: d.orderId, customerId: d.customerId, lines: orderLines });
+	await t.reply({ id: d.orderId, orderNumber: "ORD-2026-000001", status: "pending", customerId: d.customerId, total: PLN(10000) });
+	t.expectCommand(Inventory.reserve, { orderId: d.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
+	await t.reply({ orderId: d.orderId, lines: [{ sku: "SKU-1", quantity: 2 }] });
+	if (d.paymentMethod !== "card") {
+		t.expectCommand(Orders.markAwaitingPayment, { orderId: d.orderId });
+		await t.reply({ id: d.orderId, status: "awaiting_payment" });
+	}
+	t.expectCommand(Payments.authorize, { orderId: d.orderId, amount: PLN(10000), ...(d.paymentMethod === "card" ? { paymentToken: "tok_1" } : { blikCode: d.blikCode }) });
 	return t;
 }
 
@@ -130,7 +137,7 @@ describe("place-order saga (given/expect)", () => {
 
 	describe("BLIK / PayPal: authorize answers pending, then the bank's answer comes as an event", () => {
 		it("payment.authorized → the order is confirmed with the event's payment id", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			await t.reply({ paymentId: "pending-id", status: "pending" });
 			const waiting = await t.expectWaiting(PaymentEvents.authorized);
 			expect(waiting.state).to.equal("awaiting_authorize_payment");
@@ -146,7 +153,7 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("payment.failed → compensated with the event's reason and type", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			await t.reply({ paymentId, status: "pending" });
 			await t.expectWaiting(PaymentEvents.authorized);
 			await t.event(PaymentEvents.failed, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), reason: "Rejected by the bank", type: "PAYMENT_DECLINED" });
@@ -155,7 +162,7 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("no answer by the deadline → compensated (DEADLINE_PASSED); an approval after that is ignored and says so", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			await t.reply({ paymentId, status: "pending" });
 			await t.expectWaiting(PaymentEvents.authorized);
 			await t.passDeadline();
@@ -168,7 +175,7 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("an approval that arrives when the deadline has passed but has not fired yet loses to the deadline", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			await t.reply({ paymentId, status: "pending" });
 			t.clock.advance(settings.paymentDeadlineMs); // no replica has looked yet
 			const late = await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), transactionId: "tx-late" });
@@ -177,16 +184,17 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("an event that arrives before authorize answered is kept, and the saga goes on once it answers", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			const early = await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), transactionId: "tx-3" });
 			expect(early.accepted).to.equal(true);
 			await t.reply({ paymentId, status: "pending" });
 			t.expectCommand(Orders.confirm, { paymentId });
 		});
 
-		it("a card's own events, emitted while authorize is in flight, change nothing about its answer", async () => {
+		it("a card never waits: its own events, emitted while authorize is in flight, find no saga waiting and change nothing about its answer", async () => {
 			t = await upToPayment();
-			await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "card", amount: PLN(10000), transactionId: "tx-c" });
+			const delivery = await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "card", amount: PLN(10000), transactionId: "tx-c" });
+			expect(delivery).to.deep.equal({ accepted: false, reason: "no saga waits for it" });
 			await t.reply({ paymentId, status: "authorized" });
 			t.expectCommand(Orders.confirm, { paymentId });
 
@@ -202,7 +210,7 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("a repeated event is answered 'already received' and changes nothing", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			const first = await t.event(PaymentEvents.failed, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), reason: "no", type: "PAYMENT_DECLINED" });
 			const again = await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "blik", amount: PLN(10000), transactionId: "tx-4" });
 			expect([first.accepted, again]).to.deep.equal([true, { accepted: false, sagaId: data.sagaId, reason: "already received" }]);
@@ -211,14 +219,14 @@ describe("place-order saga (given/expect)", () => {
 		});
 
 		it("the wait and its deadline survive the orchestrator: a fresh replica takes the event, or fires the deadline", async () => {
-			t = await upToPayment();
+			t = await upToPayment(blik);
 			await t.reply({ paymentId, status: "pending" });
 			await t.restart();
 			await t.expectWaiting(PaymentEvents.authorized);
 			await t.event(PaymentEvents.authorized, data.orderId, { paymentId, orderId: data.orderId, method: "paypal", amount: PLN(10000), transactionId: "tx-5" });
 			t.expectCommand(Orders.confirm);
 
-			const u = await upToPayment();
+			const u = await upToPayment(blik);
 			try {
 				await u.reply({ paymentId, status: "pending" });
 				await u.restart();
