@@ -13,6 +13,7 @@
  * A checkout is the full one: a cart, a delivery address, the shop's shipping method, a promo
  * code and a card; "completed" means the saga confirmed the order before the answer.
  *
+ *   - one checkout alone: BENCH_ALONE (20) checkouts placed one after another, with their hops;
  * Settings (env): BENCH_DURATION_S (10) per phase · BENCH_RATES (25,50,100,200) offered
  * checkouts/s · BENCH_IN_FLIGHT (64) · BENCH_CHECKOUT_REPLICAS (2; e.g. 1,2,4 for the scale-out
  * table) · BENCH_INVENTORY_REPLICAS (2) · BENCH_SATURATION_MAX (cap on the checkouts prepared
@@ -46,6 +47,8 @@ const REPLICAS = list(process.env.BENCH_CHECKOUT_REPLICAS, [2]);
 const INVENTORY_REPLICAS = Number(process.env.BENCH_INVENTORY_REPLICAS ?? 2);
 const SATURATION_MAX = Number(process.env.BENCH_SATURATION_MAX ?? 300 * DURATION_S);
 const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
+/** Checkouts placed one after another on the idle system (the "one checkout alone" latency). */
+const ALONE = Number(process.env.BENCH_ALONE ?? 20);
 const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
 const PRODUCTS = 20; // stock spread over several rows, as a real catalog would be
 const CLK_TCK = 100;
@@ -247,8 +250,8 @@ async function place(http: Http, token: string): Promise<boolean> {
  * "X done → sent Y" the engine's own work between steps (Redis writes); "completed → answered"
  * the answer's way back. Mean and p50/p95 over `sample` checkouts of the saturation phase.
  */
-async function hopBreakdown(http: Http, admin: string, sample = 40) {
-	const picked = placed.slice(Math.floor(placed.length / 4)).filter((_, i) => i % 3 === 0).slice(0, sample);
+async function hopBreakdown(http: Http, admin: string, sample = 40, every = 3) {
+	const picked = every > 0 ? placed.slice(Math.floor(placed.length / 4)).filter((_, i) => i % every === 0).slice(0, sample) : placed.slice(0, sample);
 	const hops = new Map<string, number[]>();
 	const add = (k: string, ms: number) => (hops.get(k) ?? hops.set(k, []).get(k)!).push(ms);
 	for (const p of picked) {
@@ -515,7 +518,23 @@ async function runConfiguration(replicas: number, full: boolean) {
 
 		const rates: unknown[] = [];
 		let read: unknown = null;
+		let alone: unknown = null;
 		if (full) {
+			// One checkout at a time on an idle system: the latency a single shopper sees, and where it goes.
+			const singles = await readyShoppers(shop, ALONE);
+			await sleep(2000);
+			const latencies: number[] = [];
+			placed.length = 0;
+			recording = true;
+			for (const s of singles) {
+				const t0 = performance.now();
+				if (await place(http, s.token)) latencies.push(performance.now() - t0);
+			}
+			recording = false;
+			const aloneHops = await hopBreakdown(http, shop.admin, ALONE, 0);
+			alone = { checkouts: ALONE, completed: latencies.length, latencyMs: latencySummary(latencies), hops: aloneHops };
+			console.log(`  one checkout alone (${ALONE} in a row): place → confirmed p50/p95 ${latencySummary(latencies).p50}/${latencySummary(latencies).p95} ms; by hop (mean / p50 / p95):`);
+			for (const [k, v] of Object.entries(aloneHops)) console.log(`    ${String(v.mean).padStart(8)} ${String(v.p50).padStart(6)} ${String(v.p95).padStart(6)}  ${k} (n=${v.n})`);
 			for (const rate of RATES) {
 				const shoppers = await readyShoppers(shop, Math.max(1, Math.round(rate * DURATION_S)));
 				await sleep(500);
@@ -547,7 +566,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		for (const p of procs) console.log(`    ${p.name.padEnd(28)} CPU ${String(sat.cpu[p.name]).padStart(6)} %   RSS ${memoryBefore[p.name]} → ${after.memoryAfterMiB[p.name]} MiB`);
 		for (const w of watched.slice(procs.length)) console.log(`    ${w.name.padEnd(28)} CPU ${String(sat.cpu[w.name]).padStart(6)} %`);
 		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ); ${cpuPerCheckoutMsWithServers} ms with Postgres and Redis (every user of those servers: noisy on a shared machine) → ceiling on 2 cores ≈ ${round(2000 / cpuPerCheckoutMsWithServers)}/s`);
-		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops, work }, fixedRates: rates, readPath: read, after };
+		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops, work }, alone, fixedRates: rates, readPath: read, after };
 	} finally {
 		await client.stop().catch(() => undefined);
 		await Promise.all(procs.map(p => p.proc.kill()));
