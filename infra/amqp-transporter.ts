@@ -170,7 +170,11 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			}
 		};
 		return (msg: any) => {
-			if (balanced && this.handingBack) return settle(msg, false);
+			if (balanced && this.handingBack) {
+				// A consumer that outlived the cancels (made while they ran) is cancelled now, so it cannot take the request back again.
+				channel?.cancel(msg.fields.consumerTag).catch(() => undefined);
+				return settle(msg, false);
+			}
 			const result = this.receive(cmd, msg.content);
 			if (!needAck) return result;
 			if (result && typeof result.then === "function") {
@@ -196,6 +200,8 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			.assertQueue(queue, this._getQueueOptions("REQ", true))
 			.then(() => channel.consume(queue, this._consumeCB("REQ", true, true), this.opts.consumeOptions))
 			.then((ok: { consumerTag: string }) => {
+				// Made while the node began to stop: cancelled at once, not left taking requests.
+				if (!this.takingRequests) return channel.cancel(ok.consumerTag).then(() => undefined, () => undefined);
 				if (channel === this.channel) this.requestConsumers.push(ok.consumerTag);
 			});
 	}
