@@ -1,12 +1,24 @@
 /**
  * Loaded by mocha before any test file (see .mocharc.json). Points the system at the real
  * RabbitMQ, Postgres and Redis of the machine, with a namespace, schema prefix and key
- * prefix of this run's own, so runs never collide. Override any of them from the shell.
+ * prefix of this run's own (and of each worker's own under `mocha --parallel`), so runs never
+ * collide. Override any of them from the shell.
  */
 import { randomBytes } from "node:crypto";
 
 const run = process.env.TEST_RUN_ID ?? `t${Date.now().toString(36)}${randomBytes(2).toString("hex")}`;
 process.env.TEST_RUN_ID = run;
+// Every process of one run shares its base id (the root hooks clean up everything under it).
+process.env.TEST_RUN_BASE ??= run;
+// `mocha --parallel`: a worker inherits the environment the main process made here; it works in a
+// namespace, schemas and key prefix of its own (`<base>w<worker>`), so files of two workers never meet.
+const worker = process.env.MOCHA_WORKER_ID;
+if (worker !== undefined && !run.endsWith(`w${worker}`)) {
+	const mine = `${run}w${worker}`;
+	for (const key of ["TEST_RUN_ID", "NAMESPACE", "SCHEMA_PREFIX", "REDIS_PREFIX"]) {
+		if (process.env[key]?.includes(run)) process.env[key] = process.env[key]!.replace(run, mine);
+	}
+}
 process.env.TRANSPORTER ??= "amqp://guest:guest@127.0.0.1:5672";
 process.env.TEST_DATABASE_ADMIN_URL ??= "postgres://postgres@127.0.0.1:5432/postgres";
 process.env.DATABASE_URL ??= "postgres://postgres@127.0.0.1:5432/saga_commerce_test";

@@ -1,24 +1,23 @@
 /**
- * Root hooks: make sure the test database exists before the run; afterwards drop this run's
- * schemas, Redis keys and RabbitMQ queues/exchanges so the servers stay clean.
+ * Global fixtures (run once by mocha's main process, also under `--parallel`): make sure the test
+ * database exists before the run; afterwards drop the schemas, Redis keys and RabbitMQ
+ * queues/exchanges of this run and of each of its workers, so the servers stay clean.
  */
 import knexFactory from "knex";
 import Redis from "ioredis";
 import amqp from "amqplib";
 
-const run = process.env.TEST_RUN_ID!;
+/** The run's base id: every worker's namespace, schemas and keys start with it. */
+const run = process.env.TEST_RUN_BASE ?? process.env.TEST_RUN_ID!;
 
-export const mochaHooks = {
-	async beforeAll(this: Mocha.Context) {
-		this.timeout(30_000);
-		await ensureDatabase();
-	},
-	async afterAll(this: Mocha.Context) {
-		this.timeout(60_000);
-		if (process.env.KEEP_TEST_DATA) return;
-		await cleanup().catch(err => console.warn("cleanup after tests failed:", err.message));
-	}
-};
+export async function mochaGlobalSetup() {
+	await ensureDatabase();
+}
+
+export async function mochaGlobalTeardown() {
+	if (process.env.KEEP_TEST_DATA) return;
+	await cleanup().catch(err => console.warn("cleanup after tests failed:", err.message));
+}
 
 /** Creates the test database (DATABASE_URL's) when the server does not have it yet. */
 export async function ensureDatabase(): Promise<void> {
@@ -36,7 +35,7 @@ export async function ensureDatabase(): Promise<void> {
 export async function cleanup(): Promise<void> {
 	const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
 	try {
-		const schemas = await db.raw("SELECT nspname FROM pg_namespace WHERE nspname LIKE ?", [`${run}\\_%`]);
+		const schemas = await db.raw("SELECT nspname FROM pg_namespace WHERE nspname LIKE ?", [`${run}%\\_%`]);
 		for (const { nspname } of schemas.rows) await db.raw("DROP SCHEMA IF EXISTS ?? CASCADE", [nspname]);
 	} finally {
 		await db.destroy();
@@ -45,7 +44,7 @@ export async function cleanup(): Promise<void> {
 	try {
 		let cursor = "0";
 		do {
-			const [next, keys] = await redis.scan(cursor, "MATCH", `${run}:*`, "COUNT", 1000);
+			const [next, keys] = await redis.scan(cursor, "MATCH", `${run}*:*`, "COUNT", 1000);
 			if (keys.length) await redis.del(...keys);
 			cursor = next;
 		} while (cursor !== "0");
