@@ -97,7 +97,10 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0,
 				// Committed rows this process still holds, waiting to go out at once.
 				queue: [] as OutboxRow[],
-				sending: null as Promise<void> | null
+				sending: null as Promise<void> | null,
+				// After a failed publish, commits leave their rows to the poller until then.
+				atOnceAfter: 0,
+				atOnceFailures: 0
 			};
 			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
 				this.broker.metrics.register({ type: "gauge", name: BACKLOG, labelNames: ["service"], description: "Events written to a service's outbox and not yet published" });
@@ -222,10 +225,15 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					const batch: OutboxRow[] = ob.queue.splice(0, BATCH);
 					const ids = batch.map(r => r.eventId);
 					try {
+						// Right after a failure the broker is not tried once per commit: the poller has these rows, with its backoff.
+						if (Date.now() < ob.atOnceAfter) throw new Error("RabbitMQ failed a moment ago");
 						await this.publishRows(batch);
+						ob.atOnceFailures = 0;
 					} catch (err: any) {
-						// Left to the poller, which backs off while the broker is away.
-						this.logger.warn(`Publishing ${batch.length} event(s) failed, the relay retries: ${err.message}`);
+						if (Date.now() >= ob.atOnceAfter) {
+							ob.atOnceAfter = Date.now() + Math.min(10_000, 200 * 2 ** Math.min(ob.atOnceFailures++, 6));
+							this.logger.warn(`Publishing ${batch.length} event(s) failed, the relay retries: ${err.message}`);
+						}
 						await this.table("outbox").whereIn("event_id", ids).update({ claimed_until: null }).catch(() => undefined);
 						continue;
 					}
