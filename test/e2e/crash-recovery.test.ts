@@ -48,6 +48,11 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		await Promise.all([api?.kill(), participants?.kill()]);
 	});
 
+	/** The gateway, a process of its own, learns of the new checkout process a moment after this test's broker does. */
+	async function gatewayReachesCheckout(token: string) {
+		await eventually(async () => (await http.get("/api/checkout", token)).status === 200, 30_000, "the gateway to reach the checkout process");
+	}
+
 	async function placeAndKillAfter(step: string, card = CARDS.ok) {
 		const p = await productInStock(http, admin, { stock: 5 });
 		const c = await verifiedCustomer(http, admin);
@@ -57,6 +62,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
 		const orchestrator = spawnServices(["checkout"], { ...slowOrchestrator, NODE_ID: nodeID });
 		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
+		await gatewayReachesCheckout(c.token);
 		await readyCheckout(http, c.token);
 		const placing = http.post("/api/checkout/place", { paymentDetails: card }, c.token);
 		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
@@ -128,6 +134,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
 		const orchestrator = spawnServices(["checkout"], { NODE_ID: nodeID, SAGA_LEASE_MS: "3000", PAYMENT_DEADLINE_MS: String(deadlineMs) });
 		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
+		await gatewayReachesCheckout(c.token);
 		await readyCheckout(http, c.token, { paymentMethod: "blik" });
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode } }, c.token), 202);
 		const sagaId = placed.checkout.sagaId;
@@ -140,7 +147,8 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 	it("a BLIK wait survives the orchestrator: the bank's approval, arriving while no orchestrator runs, confirms the order on a fresh one", async () => {
 		const { sagaId, product, orderId } = await placeBlikAndKillWhileWaiting("777123", 120_000);
 		// The bank answers while the orchestrator is dead: the event waits in checkout's queue.
-		await eventually(async () => (await client.call<any[], any>("payments.list", { orderId })).some(x => x.status === "authorized"), 30_000, "the bank's approval");
+		// The bank answers after 8 s; a webhook the gateway did not take is sent again with a growing pause.
+		await eventually(async () => (await client.call<any[], any>("payments.list", { orderId })).some(x => x.status === "authorized"), 60_000, "the bank's approval");
 		const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
 		try {
 			const saga = await expectConsistent(sagaId, product.sku);
