@@ -38,8 +38,9 @@ describe("shipping (real RabbitMQ and Postgres, two shipping replicas)", functio
 
 	describe("methods", () => {
 		it("a fresh shop has a courier and a parcel-locker method, once although two replicas started together", async () => {
-			const rows = await methods();
-			expect(rows.map(r => r.name).sort()).to.deep.equal(["Courier", "Parcel locker"]);
+			// Other files of this run may have added methods of their own to the schema.
+			const seeded = (await methods()).map(r => r.name).filter(n => n === "Courier" || n === "Parcel locker");
+			expect(seeded.sort()).to.deep.equal(["Courier", "Parcel locker"]);
 			const list = await shop.call("shipping.listMethods", {});
 			const courier = list.find((m: any) => m.name === "Courier");
 			const locker = list.find((m: any) => m.name === "Parcel locker");
