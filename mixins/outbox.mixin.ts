@@ -9,9 +9,11 @@
  * Two ways out, one guarantee:
  * - at once: a row is written already claimed by its own process (`claimed_until`
  *   RECORD_CLAIM_SECONDS ahead), and when its transaction commits the process publishes the
- *   envelope it still holds and marks every row of the batch sent in one statement. Commits
- *   that arrive while a batch is out go in the next one, so a busy process publishes many
- *   events per confirm and per statement;
+ *   envelope it still holds. Commits that arrive while a batch is out go in the next one, so a
+ *   busy process publishes many events per confirm. What was confirmed is marked sent
+ *   MARK_SENT_DELAY_MS later, everything confirmed meanwhile in one statement (a commit of its
+ *   own per batch was a sixth of the checkout's transactions); a crash in that moment leaves
+ *   rows claimed, and the poller publishes them again once the claim lapses;
  * - by polling: every IDLE_POLL_MS a replica claims the rows nobody holds — those of a
  *   process that died before publishing, or whose publish failed — and publishes them.
  * Either way a row is marked sent only after RabbitMQ confirmed it; a crash in between
@@ -79,6 +81,8 @@ const CLAIM_SECONDS = 30;
 /** How long a row written by this process is left to it: after that, if still unsent, any replica's poller publishes it. */
 const RECORD_CLAIM_SECONDS = 10;
 const IDLE_POLL_MS = 1000;
+/** How long confirmed rows wait to be marked sent, so that one statement marks many. */
+const MARK_SENT_DELAY_MS = 200;
 /** How often the `outbox.backlog` gauge (unsent rows of this service) is refreshed. */
 const BACKLOG_EVERY_MS = 5000;
 const BACKLOG = "outbox.backlog";
@@ -100,7 +104,11 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				sending: null as Promise<void> | null,
 				// After a failed publish, commits leave their rows to the poller until then.
 				atOnceAfter: 0,
-				atOnceFailures: 0
+				atOnceFailures: 0,
+				/** Event ids RabbitMQ confirmed, to be marked sent together. */
+				confirmed: [] as string[],
+				markTimer: null as NodeJS.Timeout | null,
+				marking: null as Promise<void> | null
 			};
 			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
 				this.broker.metrics.register({ type: "gauge", name: BACKLOG, labelNames: ["service"], description: "Events written to a service's outbox and not yet published" });
@@ -151,6 +159,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			// What committed last goes out now; if it cannot, its claim lapses and another replica's poller sends it.
 			if (this.outbox.sending) await this.outbox.sending.catch(() => undefined);
 			await this.sendCommitted().catch(() => undefined);
+			await this.markConfirmed();
 			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
 		},
 		methods: {
@@ -216,7 +225,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					if (ob.queue.length > 0 && !ob.stopped) this.kickSending();
 				});
 			},
-			/** Publishes the queued rows, a batch per confirm, and marks each batch sent in one statement. */
+			/** Publishes the queued rows, a batch per confirm; what was confirmed is marked sent a moment later (markConfirmed). */
 			async sendCommitted(this: any) {
 				const ob = this.outbox;
 				// The in-process adapter drops what is published before the consumers subscribed (embedded mode).
@@ -237,10 +246,23 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 						await this.table("outbox").whereIn("event_id", ids).update({ claimed_until: null }).catch(() => undefined);
 						continue;
 					}
-					// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
-					await this.table("outbox").whereIn("event_id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null })
-						.catch((err: Error) => this.logger.warn(`Marking ${batch.length} published event(s) sent failed; they will be published again: ${err.message}`));
+					ob.confirmed.push(...ids);
+					ob.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_SENT_DELAY_MS);
 				}
+			},
+			/** Marks what RabbitMQ confirmed sent, in one statement (waits for a marking under way first). */
+			async markConfirmed(this: any) {
+				const ob = this.outbox;
+				if (ob.markTimer) clearTimeout(ob.markTimer);
+				ob.markTimer = null;
+				while (ob.marking) await ob.marking;
+				if (ob.confirmed.length === 0) return;
+				const ids: string[] = ob.confirmed.splice(0);
+				// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
+				ob.marking = this.table("outbox").whereIn("event_id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null })
+					.catch((err: Error) => this.logger.warn(`Marking ${ids.length} published event(s) sent failed; they will be published again: ${err.message}`))
+					.finally(() => (ob.marking = null));
+				await ob.marking;
 			},
 			/** Publishes rows to where they go (the channels' exchanges, or the integration exchange) and waits for the broker. */
 			async publishRows(this: any, rows: OutboxRow[]) {
