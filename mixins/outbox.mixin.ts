@@ -39,7 +39,14 @@ export interface OutboxSelection {
 	eventNames?: string[];
 	/** Only events whose payload field has one of these values. */
 	payloadIn?: { field: string; values: string[] };
-	/** Only events already published (those still waiting go out as they are). */
+	/**
+	 * Only events already published or going out from memory right now (those still waiting for
+	 * the poller go out as they are). A row's writer publishes the envelope it holds, not the
+	 * row, and marks the row sent a moment later (MARK_SENT_DELAY_MS), so a row its writer still
+	 * claims (`attempts` 0, `claimed_until` set) counts as published: an erasure or a spent token
+	 * in that moment must not be left in the table. (Should the writer die before publishing,
+	 * the poller sends that row as rewritten.)
+	 */
 	sentOnly?: boolean;
 }
 
@@ -172,7 +179,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					if (which.aggregateIds) q.whereIn("aggregate_id", which.aggregateIds as any);
 					if (which.eventNames) q.whereIn("event_name", which.eventNames);
 					if (which.payloadIn) q.whereRaw("envelope->'payload'->>? = ANY(?)", [which.payloadIn.field, which.payloadIn.values]);
-					if (which.sentOnly) q.whereNotNull("sent_at");
+					if (which.sentOnly) q.where(w => w.whereNotNull("sent_at").orWhere(c => c.where("attempts", 0).whereNotNull("claimed_until")));
 					return q;
 				};
 				let n = 0;
