@@ -29,6 +29,7 @@ import type { ServiceSchema } from "moleculer";
 import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
+import { acquireKnex, releaseKnex } from "../infra/database";
 import type { DbMethods } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
@@ -104,6 +105,9 @@ interface OutboxRow {
 export function OutboxMixin(): Partial<ServiceSchema> {
 	return {
 		created(this: any) {
+			// The relay holds the shared pool too, so that the db mixin's stop cannot close it under
+			// the relay's last marks (mixins stop in an order of Moleculer's choosing).
+			acquireKnex(settings);
 			this.outbox = {
 				timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0,
 				// Committed rows this process still holds, waiting to go out at once.
@@ -115,6 +119,8 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				/** Event ids RabbitMQ confirmed, to be marked sent together. */
 				confirmed: [] as string[],
 				markTimer: null as NodeJS.Timeout | null,
+				/** Stopped and done: nothing more is marked. */
+				closed: false,
 				marking: null as Promise<void> | null
 			};
 			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
@@ -167,7 +173,11 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			if (this.outbox.sending) await this.outbox.sending.catch(() => undefined);
 			await this.sendCommitted().catch(() => undefined);
 			await this.markConfirmed();
+			// From here on the service's database pool may close: a commit that still lands leaves its
+			// row claimed, and a replica's poller publishes it again once the claim lapses.
+			this.outbox.closed = true;
 			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
+			await releaseKnex(settings);
 		},
 		methods: {
 			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
@@ -254,7 +264,10 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 						continue;
 					}
 					ob.confirmed.push(...ids);
-					ob.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_SENT_DELAY_MS);
+					// Once the service stops, nothing waits: a mark left for later would meet a closed pool
+					// (and a pool being closed waits for it, up to the acquire timeout).
+					if (ob.stopped) await this.markConfirmed();
+					else ob.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_SENT_DELAY_MS);
 				}
 			},
 			/** Marks what RabbitMQ confirmed sent, in one statement (waits for a marking under way first). */
@@ -263,6 +276,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				if (ob.markTimer) clearTimeout(ob.markTimer);
 				ob.markTimer = null;
 				while (ob.marking) await ob.marking;
+				if (ob.closed) ob.confirmed.length = 0; // the pool may be closing (see stopped)
 				if (ob.confirmed.length === 0) return;
 				const ids: string[] = ob.confirmed.splice(0);
 				// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
