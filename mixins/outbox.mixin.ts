@@ -79,6 +79,8 @@ const CLAIM_SECONDS = 30;
 /** How long a row written by this process is left to it: after that, if still unsent, any replica's poller publishes it. */
 const RECORD_CLAIM_SECONDS = 10;
 const IDLE_POLL_MS = 1000;
+/** How long to leave RabbitMQ alone after `failures` failed publishes in a row: 200 ms doubling, at most 10 s. */
+const publishBackoffMs = (failures: number) => Math.min(10_000, 200 * 2 ** Math.min(failures, 6));
 /** How often the `outbox.backlog` gauge (unsent rows of this service) is refreshed. */
 const BACKLOG_EVERY_MS = 5000;
 const BACKLOG = "outbox.backlog";
@@ -231,7 +233,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 						ob.atOnceFailures = 0;
 					} catch (err: any) {
 						if (Date.now() >= ob.atOnceAfter) {
-							ob.atOnceAfter = Date.now() + Math.min(10_000, 200 * 2 ** Math.min(ob.atOnceFailures++, 6));
+							ob.atOnceAfter = Date.now() + publishBackoffMs(ob.atOnceFailures++);
 							this.logger.warn(`Publishing ${batch.length} event(s) failed, the relay retries: ${err.message}`);
 						}
 						await this.table("outbox").whereIn("event_id", ids).update({ claimed_until: null }).catch(() => undefined);
@@ -290,7 +292,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 						}
 						const full = n >= BATCH || ob.again;
 						ob.again = false;
-						const delay = n < 0 ? Math.min(10_000, 200 * 2 ** Math.min(ob.failures, 6)) : full ? 0 : IDLE_POLL_MS;
+						const delay = n < 0 ? publishBackoffMs(ob.failures) : full ? 0 : IDLE_POLL_MS;
 						ob.timer = setTimeout(() => this.flushOutbox(), delay);
 					});
 			},

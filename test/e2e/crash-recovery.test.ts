@@ -48,9 +48,17 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		await Promise.all([api?.kill(), participants?.kill()]);
 	});
 
-	/** The gateway, a process of its own, learns of the new checkout process a moment after this test's broker does. */
-	async function gatewayReachesCheckout(token: string) {
+	/**
+	 * Starts a checkout process and waits for this very process (the one killed by the previous
+	 * test may still be listed), then until the gateway — a process of its own, which learns of
+	 * it a moment after this test's broker does — reaches it for `token`'s customer.
+	 */
+	async function startOrchestrator(env: Record<string, string>, token: string) {
+		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
+		const orchestrator = spawnServices(["checkout"], { ...env, NODE_ID: nodeID });
+		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
 		await eventually(async () => (await http.get("/api/checkout", token)).status === 200, 30_000, "the gateway to reach the checkout process");
+		return orchestrator;
 	}
 
 	async function placeAndKillAfter(step: string, card = CARDS.ok) {
@@ -58,11 +66,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
 
-		// Waits for this very process: the one killed by the previous test may still be listed.
-		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
-		const orchestrator = spawnServices(["checkout"], { ...slowOrchestrator, NODE_ID: nodeID });
-		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
-		await gatewayReachesCheckout(c.token);
+		const orchestrator = await startOrchestrator(slowOrchestrator, c.token);
 		await readyCheckout(http, c.token);
 		const placing = http.post("/api/checkout/place", { paymentDetails: card }, c.token);
 		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
@@ -131,10 +135,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const p = await productInStock(http, admin, { stock: 5 });
 		const c = await verifiedCustomer(http, admin);
 		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
-		const nodeID = `${process.env.TEST_RUN_ID}-checkout-${Date.now().toString(36)}`;
-		const orchestrator = spawnServices(["checkout"], { NODE_ID: nodeID, SAGA_LEASE_MS: "3000", PAYMENT_DEADLINE_MS: String(deadlineMs) });
-		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process");
-		await gatewayReachesCheckout(c.token);
+		const orchestrator = await startOrchestrator({ SAGA_LEASE_MS: "3000", PAYMENT_DEADLINE_MS: String(deadlineMs) }, c.token);
 		await readyCheckout(http, c.token, { paymentMethod: "blik" });
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: { blikCode } }, c.token), 202);
 		const sagaId = placed.checkout.sagaId;
