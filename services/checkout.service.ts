@@ -173,10 +173,12 @@ export default defineService<Methods, Vars>({
 		 * Place, exactly once per (customer, Idempotency-Key): the saga id is derived from them, a
 		 * saga that exists answers at once with its current status (202), and otherwise `prepare`
 		 * validates and builds the saga's data and the saga is created if absent — two copies of
-		 * one request racing each other end up answering the same saga.
+		 * one request racing each other end up answering the same saga. Without a key, once per
+		 * request: RabbitMQ hands a request whose replica died before answering to another one,
+		 * and that copy must answer the first one's order, not place a second.
 		 */
 		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
-			const ids = placeIds(customerId, key);
+			const ids = placeIds(customerId, key, ctx.id);
 			// The saga store may lose the saga (Redis emptied) while its order lives on: then the order's own state is the answer.
 			const answer = async (waitMs: number) => {
 				try {
@@ -189,12 +191,10 @@ export default defineService<Methods, Vars>({
 					return fromOrder;
 				}
 			};
-			if (key && (await this.store.get(ids.sagaId))) return answer(RETRY_ANSWER_WAIT_MS);
-			if (key) {
-				const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
-				if (fromOrder) return fromOrder;
-			}
-			const earlier = key ? this.placing.get(ids.sagaId) : undefined;
+			if (await this.store.get(ids.sagaId)) return answer(RETRY_ANSWER_WAIT_MS);
+			const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
+			if (fromOrder) return fromOrder;
+			const earlier = this.placing.get(ids.sagaId);
 			if (earlier) {
 				// The same request is being validated here already (say the original, redelivered after a crash, and a retry).
 				await earlier.catch(() => undefined);
@@ -204,12 +204,12 @@ export default defineService<Methods, Vars>({
 				const data = await prepare(ids);
 				return this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
 			})();
-			if (key) this.placing.set(ids.sagaId, starting);
+			this.placing.set(ids.sagaId, starting);
 			try {
 				const { created } = await starting;
 				return answer(created ? settings.checkoutWaitMs : RETRY_ANSWER_WAIT_MS);
 			} finally {
-				if (key && this.placing.get(ids.sagaId) === starting) this.placing.delete(ids.sagaId);
+				if (this.placing.get(ids.sagaId) === starting) this.placing.delete(ids.sagaId);
 			}
 		},
 

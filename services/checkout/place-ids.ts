@@ -17,10 +17,13 @@ export function uuidV5(name: string, namespace = NAMESPACE): string {
 	return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** With a key: the same ids for every retry of (customer, key). Without one: fresh ids. */
-export function placeIds(customerId: string, idempotencyKey: string | undefined): { sagaId: string; orderId: string } {
-	if (!idempotencyKey) return { sagaId: randomUUID(), orderId: randomUUID() };
-	const name = JSON.stringify([customerId, idempotencyKey]);
+/**
+ * With a key: the same ids for every retry of (customer, key). Without one: ids of this very
+ * request (`requestId`, the id of the call's message), so the same message handed to another
+ * replica after a crash names the same saga, while the client's next request is a new checkout.
+ */
+export function placeIds(customerId: string, idempotencyKey: string | undefined, requestId: string = randomUUID()): { sagaId: string; orderId: string } {
+	const name = idempotencyKey ? JSON.stringify([customerId, idempotencyKey]) : JSON.stringify([customerId, { request: requestId }]);
 	return { sagaId: uuidV5(`place-order saga ${name}`), orderId: uuidV5(`place-order order ${name}`) };
 }
 

@@ -88,6 +88,20 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 		const stock = await client.call<any, any>("inventory.get", { sku });
 		const payments = await client.call<any[], any>("payments.list", { orderId });
 		const authorized = payments.filter(x => x.status === "authorized");
+		try {
+			expectOutcome(saga, order, stock, authorized);
+		} catch (err: any) {
+			// What moved the stock, and what the saga did, say why the books do not balance.
+			const audit = await client.call<any, any>("inventory.audit", { sku, pageSize: 50 });
+			const moves = audit.rows.reverse().map((r: any) => `${r.at instanceof Date ? r.at.toISOString() : r.at} ${r.change} reserved ${r.reservedBefore}→${r.reservedAfter} order ${r.orderId ?? "-"} ${r.reason ?? ""}`);
+			const steps = saga.history.map((h: any) => `${h.at} ${h.event}`);
+			err.message += `\n  stock moves:\n    ${moves.join("\n    ")}\n  saga ${saga.id}:\n    ${steps.join("\n    ")}`;
+			throw err;
+		}
+		return saga;
+	}
+
+	function expectOutcome(saga: any, order: any, stock: any, authorized: any[]) {
 		if (saga.status === "completed") {
 			expect(order.status).to.equal("confirmed");
 			expect(stock.reserved).to.equal(2);
@@ -98,7 +112,6 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 			expect(stock.reserved, "no stock held for an order that is not confirmed").to.equal(0);
 			expect(authorized, "no payment authorized for an order that is not confirmed").to.have.length(0);
 		}
-		return saga;
 	}
 
 	for (const step of ["createOrder", "reserveStock", "authorizePayment"]) {
@@ -125,6 +138,36 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 			const saga = await expectConsistent(sagaId, product.sku);
 			expect(saga.status).to.equal("compensated");
 			expect(saga.failure.type).to.equal("PAYMENT_DECLINED");
+		} finally {
+			await fresh.kill();
+		}
+	});
+
+	it("a place sent without Idempotency-Key, its orchestrator killed before it answered, is answered with its one order by the fresh orchestrator", async () => {
+		// RabbitMQ gives the unanswered request to the fresh process. Taken there as a new request,
+		// it would place a second order from the same cart (the declined card leaves the cart free
+		// again) or answer 409 for an order that exists.
+		const p = await productInStock(http, admin, { stock: 5 });
+		const c = await verifiedCustomer(http, admin);
+		expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
+		const orchestrator = await startOrchestrator(slowOrchestrator, c.token);
+		await readyCheckout(http, c.token);
+		const placing = http.post("/api/checkout/place", { paymentDetails: CARDS.declined }, c.token);
+		const sagaId = await eventually(async () => (await store.list({ type: "place-order", limit: 50 })).rows.find(r => r.data.customerId === c.id)?.id, 20_000, "the saga to start");
+		// Killed in the saga's first pause: the place still waits for the outcome (up to 5 s), unanswered.
+		await orchestrator.kill("SIGKILL");
+		const fresh = spawnServices(["checkout"], { SAGA_LEASE_MS: "3000" });
+		try {
+			const answered = await placing;
+			const saga = await expectConsistent(sagaId, p.sku);
+			expect(saga.status).to.equal("compensated");
+			expect(answered.status, JSON.stringify(answered.body)).to.equal(202);
+			expect(answered.body.orderId).to.equal(saga.data.orderId);
+			// Settled: a second saga, had one started, has had the time to reserve.
+			await new Promise(resolve => setTimeout(resolve, 3000));
+			const sagas = (await store.list({ type: "place-order", limit: 100 })).rows.filter(r => r.data.customerId === c.id);
+			expect(sagas.map(r => r.id), "one saga for the one request").to.deep.equal([sagaId]);
+			expect((await client.call<any, any>("inventory.get", { sku: p.sku })).reserved).to.equal(0);
 		} finally {
 			await fresh.kill();
 		}
