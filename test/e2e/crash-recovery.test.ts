@@ -92,7 +92,7 @@ describe("orchestrator crash in the middle of place-order (separate processes)",
 			expectOutcome(saga, order, stock, authorized);
 		} catch (err: any) {
 			// What moved the stock, and what the saga did, say why the books do not balance.
-			const audit = await client.call<any, any>("inventory.audit", { sku, pageSize: 50 });
+			const audit = await client.call<any, any>("inventory.audit", { sku, pageSize: 50 }).catch((e: Error) => ({ rows: [{ change: `(audit unreadable: ${e.message})` }] }));
 			const moves = audit.rows.reverse().map((r: any) => `${r.at instanceof Date ? r.at.toISOString() : r.at} ${r.change} reserved ${r.reservedBefore}→${r.reservedAfter} order ${r.orderId ?? "-"} ${r.reason ?? ""}`);
 			const steps = saga.history.map((h: any) => `${h.at} ${h.event}`);
 			err.message += `\n  stock moves:\n    ${moves.join("\n    ")}\n  saga ${saga.id}:\n    ${steps.join("\n    ")}`;
