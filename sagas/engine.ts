@@ -244,7 +244,7 @@ export class SagaEngine {
 				this.background(id); // the deadline wins: let it fire now
 				return { accepted: false, sagaId: id, reason: "the deadline passed" };
 			}
-			const next = await this.transition(rec, { wait: { ...wait, received: { event: eventName, payload, at: this.iso() } } }, `${eventName} received`);
+			const next = await this.transition(rec, { wait: { ...wait, received: { event: eventName, payload, at: this.iso() } } }, `${eventName} received`, undefined, { unleased: true });
 			if (next) {
 				if (next.stepStatus === "waiting") this.background(id);
 				return { accepted: true, sagaId: id };
@@ -347,12 +347,9 @@ export class SagaEngine {
 			const wait = (rec.nextAttemptAt ?? 0) - this.clock.now();
 			if (wait > this.maxInProcessWaitMs) return rec; // the deadline in the store wakes a replica then
 			if (wait > 0 && !(await this.pause(wait))) return rec;
-			if (!(await this.store.renewLease(id, this.opts.owner, this.leaseMs))) {
-				this.log("warn", rec, "lost the lease; leaving the saga to whoever holds it");
-				return rec;
-			}
+			// Every write made while driving checks that this replica still holds the lease and extends it (transition).
 			const next = rec.status === "running" ? await this.forward(rec) : await this.compensateNext(rec);
-			if (!next) return this.store.get(id); // the version moved: another replica has it
+			if (!next) return this.store.get(id); // the version moved or the lease was lost: another replica has it
 			rec = next;
 		}
 		return rec;
@@ -548,13 +545,19 @@ export class SagaEngine {
 		return this.transition(rec, { announced: true }, "announced");
 	}
 
-	/** One compare-and-set: the record with `changes`, the next version and a history entry; null when the version moved. */
-	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean } = {}): Promise<SagaRecord | null> {
+	/**
+	 * One compare-and-set: the record with `changes`, the next version and a history entry; null
+	 * when the version moved. A saga this replica drives is written only while it holds the
+	 * lease, which the same write extends; `unleased` writes (an event handed over, an operator)
+	 * need no lease.
+	 */
+	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean; unleased?: boolean } = {}): Promise<SagaRecord | null> {
 		const at = this.iso();
 		const next: SagaRecord = { ...rec, ...changes, version: rec.version + 1, updatedAt: at };
 		next.history = [...rec.history, { at, state: next.state, event, ...(detail === undefined ? {} : { detail }) }];
-		if (!(await this.store.compareAndSet(next, rec.version))) {
-			if (!opts.quiet) this.log("warn", rec, `version ${rec.version} moved on; leaving the saga to whoever moved it`);
+		const lease = !opts.unleased && this.driving.has(rec.id) ? { owner: this.opts.owner, ttlMs: this.leaseMs } : undefined;
+		if (!(await this.store.compareAndSet(next, rec.version, lease))) {
+			if (!opts.quiet) this.log("warn", rec, `version ${rec.version} moved on${lease ? " or the lease was lost" : ""}; leaving the saga to whoever moved it`);
 			return null;
 		}
 		if (changes.status && changes.status !== rec.status) {
@@ -566,7 +569,7 @@ export class SagaEngine {
 	}
 
 	private async operatorTransition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string): Promise<SagaRecord> {
-		const next = await this.transition(rec, changes, event);
+		const next = await this.transition(rec, changes, event, undefined, { unleased: true });
 		if (!next) throw new SagaOperatorError("The saga changed meanwhile; try again", 409, "INVALID_TRANSITION");
 		await this.store.clearDeadline(rec.id);
 		return (await this.run(rec.id)) ?? next;

@@ -101,12 +101,22 @@ export class SagaExistsError extends Error {
 	}
 }
 
+/** The lease a write requires: held by `owner`, extended by `ttlMs` when the write goes through. */
+export interface LeaseCheck {
+	owner: string;
+	ttlMs: number;
+}
+
 export interface SagaStore {
 	/** Stores a new record; rejects with SagaExistsError when the id exists. */
 	create(rec: SagaRecord): Promise<void>;
 	get(id: string): Promise<SagaRecord | null>;
-	/** Writes `rec` with version expectedVersion + 1, only if the stored version is `expectedVersion`. */
-	compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean>;
+	/**
+	 * Writes `rec` with version expectedVersion + 1, only if the stored version is `expectedVersion`
+	 * — and, given a lease, only if `lease.owner` holds the saga's lease, which the write then
+	 * extends by `lease.ttlMs` (the driver's check and renewal in the same round trip).
+	 */
+	compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean>;
 	/** Takes the lease for `owner`, or extends it when `owner` holds it; false when another owner holds it. */
 	acquireLease(id: string, owner: string, ttlMs: number): Promise<boolean>;
 	/** Extends the lease only if `owner` still holds it. */
@@ -148,10 +158,12 @@ redis.call('SADD', KEYS[3], ARGV[4])
 return 1`;
 
 const CAS = `
+if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return 0 end
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'json', ARGV[2])
 if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[4]) else redis.call('SREM', KEYS[2], ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
 return 1`;
 
 const ACQUIRE = `
@@ -178,7 +190,7 @@ return 0`;
 
 interface SagaCommands {
 	sagaCreate(record: string, all: string, unfinished: string, version: number, json: string, score: number, id: string): Promise<number>;
-	sagaCas(record: string, unfinished: string, expected: number, json: string, unfinishedFlag: string, id: string): Promise<number>;
+	sagaCas(record: string, unfinished: string, lease: string, expected: number, json: string, unfinishedFlag: string, id: string, owner: string, ttl: number): Promise<number>;
 	sagaAcquire(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRenew(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRelease(lease: string, owner: string): Promise<number>;
@@ -247,7 +259,7 @@ export class RedisSagaStore implements SagaStore {
 	constructor(redis: Redis | Cluster, opts: { prefix: string; shards?: number }) {
 		this.keys = sagaKeys(opts.prefix, opts.shards ?? DEFAULT_SAGA_SHARDS);
 		redis.defineCommand("sagaCreate", { numberOfKeys: 3, lua: CREATE });
-		redis.defineCommand("sagaCas", { numberOfKeys: 2, lua: CAS });
+		redis.defineCommand("sagaCas", { numberOfKeys: 3, lua: CAS });
 		redis.defineCommand("sagaAcquire", { numberOfKeys: 1, lua: ACQUIRE });
 		redis.defineCommand("sagaRenew", { numberOfKeys: 1, lua: RENEW });
 		redis.defineCommand("sagaRelease", { numberOfKeys: 1, lua: RELEASE });
@@ -270,10 +282,10 @@ export class RedisSagaStore implements SagaStore {
 		return json ? (JSON.parse(json) as SagaRecord) : null;
 	}
 
-	async compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean> {
+	async compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean> {
 		const next = { ...rec, version: expectedVersion + 1 };
 		const unfinished = this.keys.unfinished(this.keys.shard(rec.id));
-		const ok = await this.redis.sagaCas(this.keys.record(rec.id), unfinished, expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id);
+		const ok = await this.redis.sagaCas(this.keys.record(rec.id), unfinished, this.keys.lease(rec.id), expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id, lease?.owner ?? "", lease?.ttlMs ?? 0);
 		return ok === 1;
 	}
 
@@ -396,10 +408,12 @@ export class MemorySagaStore implements SagaStore {
 		return stored ? (JSON.parse(stored.json) as SagaRecord) : null;
 	}
 
-	async compareAndSet(rec: SagaRecord, expectedVersion: number): Promise<boolean> {
+	async compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean> {
+		if (lease && this.holder(rec.id) !== lease.owner) return false;
 		if (this.records.get(rec.id)?.version !== expectedVersion) return false;
 		const next = { ...rec, version: expectedVersion + 1 };
 		this.records.set(rec.id, { version: next.version, json: JSON.stringify(next) });
+		if (lease) this.leases.set(rec.id, { owner: lease.owner, until: Date.now() + lease.ttlMs });
 		if (isUnfinished(next)) this.unfinished.add(rec.id);
 		else this.unfinished.delete(rec.id);
 		return true;

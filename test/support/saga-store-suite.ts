@@ -145,6 +145,21 @@ export function sagaStoreSuite(title: string, target: () => SagaStoreTarget) {
 			(other as any).redis.disconnect();
 		});
 
+		it("a compare-and-set that names a lease goes through only for the lease's holder, and extends the lease", async () => {
+			const id = newId();
+			await store.create(record(id));
+			const lease = sagaKeys(prefix).lease(id);
+			expect(await store.compareAndSet(record(id, { state: "nobody holds it" }), 1, { owner: "a", ttlMs: 5000 })).to.equal(false);
+			expect(await store.acquireLease(id, "b", 1000)).to.equal(true);
+			expect(await store.compareAndSet(record(id, { state: "b holds it" }), 1, { owner: "a", ttlMs: 5000 })).to.equal(false);
+			expect((await store.get(id))!.version).to.equal(1);
+			expect(await redis.pttl(lease)).to.be.at.most(1000);
+			expect(await store.compareAndSet(record(id, { state: "driven by b" }), 1, { owner: "b", ttlMs: 8000 })).to.equal(true);
+			expect(await redis.pttl(lease)).to.be.above(7000);
+			expect(await store.compareAndSet(record(id, { state: "stale" }), 1, { owner: "b", ttlMs: 8000 })).to.equal(false); // the version still counts
+			expect((await store.get(id))!).to.deep.include({ version: 2, state: "driven by b" });
+		});
+
 		it("gives a lease to one owner at a time: its owner re-enters and renews it, nobody else renews or releases it", async () => {
 			const id = newId();
 			const lease = sagaKeys(prefix).lease(id);
