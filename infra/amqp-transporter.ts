@@ -25,6 +25,14 @@
  *    arrive once every consumer is cancelled is handed back unread (nack with requeue) for
  *    another replica, never answered "not available".
  *
+ * 5. **A request to a shared queue that does not exist yet waits in it.** A node answers another
+ *    node's DISCOVER with its INFO at once, while the shared queues of the services it has just
+ *    registered may still be being made; the other node then sends requests to a queue RabbitMQ
+ *    does not know, and RabbitMQ drops them (the caller's 504, 15 s later). That happens only
+ *    to the first replica of a service in a namespace (shared queues outlive their consumers),
+ *    but a request is lost. Here they are published `mandatory`: RabbitMQ hands an unroutable one
+ *    back, and it is sent again once its queue is declared, to wait there for its consumer.
+ *
  * `usable()` tells whether this process can talk to RabbitMQ right now (see messaging-health.ts).
  */
 import { Errors, Transporters } from "moleculer";
@@ -125,7 +133,7 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 				if (this.connection !== connection) return; // the connection is gone: the reconnect loop rebuilds all
 				this.reopenChannel(connection, generation);
 			})
-			.on("return", (msg: unknown) => this.logger.warn("AMQP channel returned a message.", msg));
+			.on("return", (msg: any) => this.sendReturned(channel, msg));
 		await channel.prefetch(this.opts.prefetch);
 		this.requestConsumers = [];
 		this.channel = channel;
@@ -170,6 +178,7 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			}
 		};
 		return (msg: any) => {
+			if (msg === null) return this.logger.warn(`RabbitMQ cancelled a ${cmd} consumer (its queue was deleted?); the next subscription makes it again.`);
 			if (balanced && this.handingBack) {
 				// A consumer that outlived the cancels (made while they ran) is cancelled now, so it cannot take the request back again.
 				channel?.cancel(msg.fields.consumerTag).catch(() => undefined);
@@ -232,7 +241,8 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			return USER_PACKETS.has(packet.type) ? Promise.reject(new MessageBrokerUnavailableError()) : Promise.resolve();
 		}
 		try {
-			if (packet.target != null || balanced) channel.sendToQueue(topic, data, this.opts.messageOptions);
+			if (balanced) channel.sendToQueue(topic, data, { ...this.opts.messageOptions, mandatory: true });
+			else if (packet.target != null) channel.sendToQueue(topic, data, this.opts.messageOptions);
 			else channel.publish(topic, "", data, this.opts.messageOptions);
 			return Promise.resolve();
 		} catch (err) {
@@ -240,6 +250,25 @@ export class ReliableAmqpTransporter extends AmqpTransporter {
 			this.logger.debug("AMQP send failed.", (err as Error).message);
 			return USER_PACKETS.has(packet.type) ? Promise.reject(new MessageBrokerUnavailableError()) : Promise.resolve();
 		}
+	}
+
+	/**
+	 * A message RabbitMQ could not route: a request (or balanced event) to a shared queue nobody
+	 * declared yet. The queue is declared as its consumer will declare it, and the message sent
+	 * again: it waits there for its consumer (the caller's timeout still applies).
+	 */
+	private sendReturned(channel: ConfirmChannel, msg: any): void {
+		const queue: string = msg.fields.routingKey;
+		const kind = queue.startsWith(`${this.prefix}.REQB.`) ? "REQ" : queue.startsWith(`${this.prefix}.EVENTB.`) ? "EVENTLB" : null;
+		if (!kind || msg.fields.exchange !== "") {
+			this.logger.warn(`AMQP returned a message for '${queue}' (${msg.fields.replyText}); it is dropped.`);
+			return;
+		}
+		this.logger.info(`AMQP: shared queue '${queue}' did not exist yet; declared it and sent the message again.`);
+		channel
+			.assertQueue(queue, this._getQueueOptions(kind, true))
+			.then(() => channel.sendToQueue(queue, msg.content, { ...this.opts.messageOptions, mandatory: true }))
+			.catch((err: Error) => this.logger.warn(`AMQP could not declare '${queue}' for a returned message; it is dropped.`, err.message));
 	}
 
 	/** True while the connection and the working channel are open and subscriptions are in place. */

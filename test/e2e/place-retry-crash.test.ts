@@ -59,6 +59,8 @@ describe("a retried place never loses its order (checkout killed between request
 		if (process.env.DEBUG_RETRY) {
 			const fs = await import("node:fs");
 			spawned.forEach((p, i) => fs.writeFileSync(`/tmp/saga-orchestrator-${i}.log`, p.output.join("")));
+			fs.writeFileSync(`/tmp/saga-participants.log`, participants.output.join(""));
+			fs.writeFileSync(`/tmp/saga-api.log`, api.output.join(""));
 		}
 		if (figures.length) console.log(`\n      Sagas resumed after the restart:\n${figures.map(f => `        ${f}`).join("\n")}\n`);
 		await orchestrator?.kill();
