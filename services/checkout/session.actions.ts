@@ -474,45 +474,47 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		const lines = cartLines(cart);
 		const scope = addonLines(lines);
 
+		// The three participants are asked at once: none of their answers depends on another's.
 		// Promotions: automatic ones and the code, if any (promotions records what changed for this checkout).
-		const ev = await call<any>("promotions.recalculate", { checkoutId: base.id, ...promotionCart(base.customerId, lines, currency), ...(c.promoCode ? { code: c.promoCode } : {}) });
+		const promoting = call<any>("promotions.recalculate", { checkoutId: base.id, ...promotionCart(base.customerId, lines, currency), ...(c.promoCode ? { code: c.promoCode } : {}) });
+		// Add-on services: those chosen that the lines still qualify for (addons records a changed offer).
+		const offering = call<any>("addons.calculateAvailability", { checkoutId: base.id, lines: scope, selectedAddonIds: c.addonIds, currency });
+		// Shipping: the method's price for this country and cart (free over…, express fee).
+		const quoting = (async () => {
+			while (c.shippingMethodId && c.address) {
+				try {
+					const q = await call<any>("shipping.quote", {
+						methodId: c.shippingMethodId,
+						country: c.address.country,
+						cartTotal: cart.total,
+						...(c.deliveryDate ? { deliveryDate: c.deliveryDate, express: c.express } : {})
+					});
+					const method: Session["shippingMethod"] = { id: q.method.id, name: q.method.name, carrier: q.method.carrier, price: q.price, expressFee: q.method.expressFee ?? null, deliveryDate: q.deliveryDate };
+					return { shipping: q.price.amount as number, shippingMethod: method };
+				} catch (err) {
+					if (strict.includes("shipping") || !isClientError(err)) throw err;
+					// No longer fits (a date gone by, a country the method does not serve): drop it.
+					this.logger.info(`Checkout ${base.id}: dropped ${c.deliveryDate ? "the delivery date" : "the shipping method"}: ${(err as Error).message}`);
+					if (c.deliveryDate) {
+						c.deliveryDate = null;
+						c.express = false;
+					} else {
+						c.shippingMethodId = null;
+					}
+				}
+			}
+			return { shipping: 0, shippingMethod: null as Session["shippingMethod"] };
+		})();
+		// Every call ends before a refusal is passed on, the first in the order the totals are built.
+		for (const r of await Promise.allSettled([promoting, quoting, offering])) if (r.status === "rejected") throw r.reason;
+		const [ev, { shipping, shippingMethod }, offer] = await Promise.all([promoting, quoting, offering]);
 		const discount: number = ev.discount?.amount ?? 0;
 		const promotions: AppliedPromotion[] = ev.promotions ?? [];
 		const promoCodeStatus: string | null = c.promoCode ? (ev.codeStatus ?? null) : null;
-
-		// Shipping: the method's price for this country and cart (free over…, express fee).
-		let shippingMethod: Session["shippingMethod"] = null;
-		let shipping = 0;
-		while (c.shippingMethodId && c.address) {
-			try {
-				const q = await call<any>("shipping.quote", {
-					methodId: c.shippingMethodId,
-					country: c.address.country,
-					cartTotal: cart.total,
-					...(c.deliveryDate ? { deliveryDate: c.deliveryDate, express: c.express } : {})
-				});
-				shipping = q.price.amount;
-				shippingMethod = { id: q.method.id, name: q.method.name, carrier: q.method.carrier, price: q.price, expressFee: q.method.expressFee ?? null, deliveryDate: q.deliveryDate };
-				break;
-			} catch (err) {
-				if (strict.includes("shipping") || !isClientError(err)) throw err;
-				// No longer fits (a date gone by, a country the method does not serve): drop it.
-				this.logger.info(`Checkout ${base.id}: dropped ${c.deliveryDate ? "the delivery date" : "the shipping method"}: ${(err as Error).message}`);
-				if (c.deliveryDate) {
-					c.deliveryDate = null;
-					c.express = false;
-				} else {
-					c.shippingMethodId = null;
-				}
-			}
-		}
 		if (!c.shippingMethodId) {
 			c.deliveryDate = null;
 			c.express = false;
 		}
-
-		// Add-on services: those chosen that the lines still qualify for (addons records a changed offer).
-		const offer = await call<any>("addons.calculateAvailability", { checkoutId: base.id, lines: scope, selectedAddonIds: c.addonIds, currency });
 		const addons: PricedAddon[] = offer.selected;
 		const services: number = offer.total.amount;
 		c.addonIds = addons.map(a => a.id);
@@ -573,16 +575,21 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		const method = chosen!.paymentMethod!;
 		const details = paymentDetailsFor(method, paymentDetails);
 
-		const stock = await ctx.call<any[], any>("inventory.getMany", { skus: cart.items.map(l => l.sku) });
-		const available = new Map(stock.map(s => [s.sku, s.available as number]));
+		// The stock is checked while the totals are computed afresh (with the method the shop chose
+		// if it did); a shortage is the refusal passed on first.
+		const change = methodId !== chosen!.shippingMethodId ? { shippingMethodId: methodId } : undefined;
+		const [stocked, refreshed] = await Promise.allSettled([
+			ctx.call<any[], any>("inventory.getMany", { skus: cart.items.map(l => l.sku) }),
+			this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, cause: ctx })
+		]);
+		if (stocked.status === "rejected") throw stocked.reason;
+		const available = new Map(stocked.value.map(s => [s.sku, s.available as number]));
 		const short = cart.items.filter(l => (available.get(l.sku) ?? 0) < l.quantity);
 		if (short.length > 0) {
 			throw conflict("OUT_OF_STOCK", `Not enough stock for ${short.map(l => `'${l.name}'`).join(", ")}`, { lines: short.map(l => ({ productId: l.productId, sku: l.sku, requested: l.quantity, available: available.get(l.sku) ?? 0 })) });
 		}
-
-		// Fresh totals for the order, with the method the shop chose if it did.
-		const change = methodId !== chosen!.shippingMethodId ? { shippingMethodId: methodId } : undefined;
-		const session = await this.refreshSession(this.callFrom(ctx), cart.id, { cart, change, cause: ctx });
+		if (refreshed.status === "rejected") throw refreshed.reason;
+		const session = refreshed.value;
 		const gone = missingForPlace(session);
 		if (gone.length > 0) throw missingError(gone); // a choice that no longer fits was dropped
 		// A guest's order carries an id derived from the cart's token and the email the guest gave.
