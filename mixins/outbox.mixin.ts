@@ -9,9 +9,11 @@
  * Two ways out, one guarantee:
  * - at once: a row is written already claimed by its own process (`claimed_until`
  *   RECORD_CLAIM_SECONDS ahead), and when its transaction commits the process publishes the
- *   envelope it still holds and marks every row of the batch sent in one statement. Commits
- *   that arrive while a batch is out go in the next one, so a busy process publishes many
- *   events per confirm and per statement;
+ *   envelope it still holds. Commits that arrive while a batch is out go in the next one, so a
+ *   busy process publishes many events per confirm. What was confirmed is marked sent
+ *   MARK_SENT_DELAY_MS later, everything confirmed meanwhile in one statement (a commit of its
+ *   own per batch was a sixth of the checkout's transactions); a crash in that moment leaves
+ *   rows claimed, and the poller publishes them again once the claim lapses;
  * - by polling: every IDLE_POLL_MS a replica claims the rows nobody holds — those of a
  *   process that died before publishing, or whose publish failed — and publishes them.
  * Either way a row is marked sent only after RabbitMQ confirmed it; a crash in between
@@ -27,6 +29,7 @@ import type { ServiceSchema } from "moleculer";
 import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contracts/events";
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
+import { acquireKnex, releaseKnex } from "../infra/database";
 import type { DbMethods } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
@@ -37,7 +40,14 @@ export interface OutboxSelection {
 	eventNames?: string[];
 	/** Only events whose payload field has one of these values. */
 	payloadIn?: { field: string; values: string[] };
-	/** Only events already published (those still waiting go out as they are). */
+	/**
+	 * Only events already published or going out from memory right now (those still waiting for
+	 * the poller go out as they are). A row's writer publishes the envelope it holds, not the
+	 * row, and marks the row sent a moment later (MARK_SENT_DELAY_MS), so a row its writer still
+	 * claims (`attempts` 0, `claimed_until` set) counts as published: an erasure or a spent token
+	 * in that moment must not be left in the table. (Should the writer die before publishing,
+	 * the poller sends that row as rewritten.)
+	 */
 	sentOnly?: boolean;
 }
 
@@ -81,6 +91,8 @@ const RECORD_CLAIM_SECONDS = 10;
 const IDLE_POLL_MS = 1000;
 /** How long to leave RabbitMQ alone after `failures` failed publishes in a row: 200 ms doubling, at most 10 s. */
 const publishBackoffMs = (failures: number) => Math.min(10_000, 200 * 2 ** Math.min(failures, 6));
+/** How long confirmed rows wait to be marked sent, so that one statement marks many. */
+const MARK_SENT_DELAY_MS = 200;
 /** How often the `outbox.backlog` gauge (unsent rows of this service) is refreshed. */
 const BACKLOG_EVERY_MS = 5000;
 const BACKLOG = "outbox.backlog";
@@ -95,6 +107,9 @@ interface OutboxRow {
 export function OutboxMixin(): Partial<ServiceSchema> {
 	return {
 		created(this: any) {
+			// The relay holds the shared pool too, so that the db mixin's stop cannot close it under
+			// the relay's last marks (mixins stop in an order of Moleculer's choosing).
+			acquireKnex(settings);
 			this.outbox = {
 				timer: null, running: false, again: false, stopped: false, failures: 0, publisher: null as AmqpPublisher | null, backlogAt: 0,
 				// Committed rows this process still holds, waiting to go out at once.
@@ -102,7 +117,13 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				sending: null as Promise<void> | null,
 				// After a failed publish, commits leave their rows to the poller until then.
 				atOnceAfter: 0,
-				atOnceFailures: 0
+				atOnceFailures: 0,
+				/** Event ids RabbitMQ confirmed, to be marked sent together. */
+				confirmed: [] as string[],
+				markTimer: null as NodeJS.Timeout | null,
+				/** Stopped and done: nothing more is marked. */
+				closed: false,
+				marking: null as Promise<void> | null
 			};
 			if (this.broker.metrics.isEnabled() && !this.broker.metrics.getMetric(BACKLOG)) {
 				this.broker.metrics.register({ type: "gauge", name: BACKLOG, labelNames: ["service"], description: "Events written to a service's outbox and not yet published" });
@@ -153,7 +174,12 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			// What committed last goes out now; if it cannot, its claim lapses and another replica's poller sends it.
 			if (this.outbox.sending) await this.outbox.sending.catch(() => undefined);
 			await this.sendCommitted().catch(() => undefined);
+			await this.markConfirmed();
+			// From here on the service's database pool may close: a commit that still lands leaves its
+			// row claimed, and a replica's poller publishes it again once the claim lapses.
+			this.outbox.closed = true;
 			if (this.outbox.publisher) await releasePublisher(this.outbox.publisher);
+			await releaseKnex(settings);
 		},
 		methods: {
 			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
@@ -165,7 +191,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					if (which.aggregateIds) q.whereIn("aggregate_id", which.aggregateIds as any);
 					if (which.eventNames) q.whereIn("event_name", which.eventNames);
 					if (which.payloadIn) q.whereRaw("envelope->'payload'->>? = ANY(?)", [which.payloadIn.field, which.payloadIn.values]);
-					if (which.sentOnly) q.whereNotNull("sent_at");
+					if (which.sentOnly) q.where(w => w.whereNotNull("sent_at").orWhere(c => c.where("attempts", 0).whereNotNull("claimed_until")));
 					return q;
 				};
 				let n = 0;
@@ -218,7 +244,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 					if (ob.queue.length > 0 && !ob.stopped) this.kickSending();
 				});
 			},
-			/** Publishes the queued rows, a batch per confirm, and marks each batch sent in one statement. */
+			/** Publishes the queued rows, a batch per confirm; what was confirmed is marked sent a moment later (markConfirmed). */
 			async sendCommitted(this: any) {
 				const ob = this.outbox;
 				// The in-process adapter drops what is published before the consumers subscribed (embedded mode).
@@ -239,10 +265,27 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 						await this.table("outbox").whereIn("event_id", ids).update({ claimed_until: null }).catch(() => undefined);
 						continue;
 					}
-					// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
-					await this.table("outbox").whereIn("event_id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null })
-						.catch((err: Error) => this.logger.warn(`Marking ${batch.length} published event(s) sent failed; they will be published again: ${err.message}`));
+					ob.confirmed.push(...ids);
+					// Once the service stops, nothing waits: a mark left for later would meet a closed pool
+					// (and a pool being closed waits for it, up to the acquire timeout).
+					if (ob.stopped) await this.markConfirmed();
+					else ob.markTimer ??= setTimeout(() => void this.markConfirmed(), MARK_SENT_DELAY_MS);
 				}
+			},
+			/** Marks what RabbitMQ confirmed sent, in one statement (waits for a marking under way first). */
+			async markConfirmed(this: any) {
+				const ob = this.outbox;
+				if (ob.markTimer) clearTimeout(ob.markTimer);
+				ob.markTimer = null;
+				while (ob.marking) await ob.marking;
+				if (ob.closed) ob.confirmed.length = 0; // the pool may be closing (see stopped)
+				if (ob.confirmed.length === 0) return;
+				const ids: string[] = ob.confirmed.splice(0);
+				// If this fails the rows stay claimed; when the claim lapses the poller publishes them again (deduplicated downstream).
+				ob.marking = this.table("outbox").whereIn("event_id", ids).update({ sent_at: this.knex.fn.now(), claimed_until: null })
+					.catch((err: Error) => this.logger.warn(`Marking ${ids.length} published event(s) sent failed; they will be published again: ${err.message}`))
+					.finally(() => (ob.marking = null));
+				await ob.marking;
 			},
 			/** Publishes rows to where they go (the channels' exchanges, or the integration exchange) and waits for the broker. */
 			async publishRows(this: any, rows: OutboxRow[]) {
