@@ -547,9 +547,9 @@ export class SagaEngine {
 
 	/**
 	 * One compare-and-set: the record with `changes`, the next version and a history entry; null
-	 * when the version moved. A saga this replica drives is written only while it holds the
-	 * lease, which the same write extends; `unleased` writes (an event handed over, an operator)
-	 * need no lease.
+	 * when the version moved. A saga this replica drives is written only while no other replica
+	 * holds its lease, which the same write extends (or takes again, when it lapsed unclaimed);
+	 * `unleased` writes (an event handed over, an operator) need no lease.
 	 */
 	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean; unleased?: boolean } = {}): Promise<SagaRecord | null> {
 		const at = this.iso();

@@ -113,8 +113,9 @@ export interface SagaStore {
 	get(id: string): Promise<SagaRecord | null>;
 	/**
 	 * Writes `rec` with version expectedVersion + 1, only if the stored version is `expectedVersion`
-	 * — and, given a lease, only if `lease.owner` holds the saga's lease, which the write then
-	 * extends by `lease.ttlMs` (the driver's check and renewal in the same round trip).
+	 * — and, given a lease, only if no other owner holds the saga's lease; the write then gives the
+	 * lease to `lease.owner` for `lease.ttlMs` (the driver's check and renewal in the same round
+	 * trip). A lease that lapsed during a slow call and that nobody took is simply taken again.
 	 */
 	compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean>;
 	/** Takes the lease for `owner`, or extends it when `owner` holds it; false when another owner holds it. */
@@ -158,12 +159,15 @@ redis.call('SADD', KEYS[3], ARGV[4])
 return 1`;
 
 const CAS = `
-if ARGV[5] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[5] then return 0 end
+if ARGV[5] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder and holder ~= ARGV[5] then return 0 end
+end
 local v = redis.call('HGET', KEYS[1], 'v')
 if v == false or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'json', ARGV[2])
 if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[4]) else redis.call('SREM', KEYS[2], ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
 return 1`;
 
 const ACQUIRE = `
@@ -409,7 +413,8 @@ export class MemorySagaStore implements SagaStore {
 	}
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean> {
-		if (lease && this.holder(rec.id) !== lease.owner) return false;
+		const holder = lease ? this.holder(rec.id) : undefined;
+		if (lease && holder !== undefined && holder !== lease.owner) return false;
 		if (this.records.get(rec.id)?.version !== expectedVersion) return false;
 		const next = { ...rec, version: expectedVersion + 1 };
 		this.records.set(rec.id, { version: next.version, json: JSON.stringify(next) });

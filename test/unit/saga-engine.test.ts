@@ -475,6 +475,22 @@ for (const { name, make } of stores) {
 			expect((await store.get(id))!).to.include({ status: "running", step: 1, stepStatus: "started" });
 		});
 
+		it("an answer that comes after the lease lapsed, with nobody taking it, is recorded and the saga goes on", async () => {
+			let id = "";
+			const p = participant({
+				"svc.b": async () => {
+					// A call slower than the lease (a database restarting): the lease lapses, no replica claims it.
+					await store.releaseLease(id, "owner-0");
+					return "ok";
+				}
+			});
+			const e = engine(p.invoke);
+			id = (await e.start(def.name, { n: 23 })).id;
+			const rec = await e.waitFor(id, { timeoutMs: 2000 });
+			expect(rec!.status).to.equal("completed");
+			expect(p.actions().filter(a => a === "svc.b")).to.have.length(1);
+		});
+
 		it("a write with a stale version is refused and leaves the record as it was", async () => {
 			const p = participant();
 			const rec = await runToEnd(engine(p.invoke), { n: 14 });
