@@ -3,6 +3,7 @@
  * store, made before a step is sent and after its answer, so a crash at any point leaves a
  * record from which any replica can go on: a step recorded as started is sent again with the
  * same idempotency key (`<sagaId>:<step>`), and the participant answers as it did the first time.
+ * Where the saga goes straight on, one write records a step's answer and the next step as sent.
  *
  * Forward steps retry with backoff within their budget, then the saga compensates; a refusal
  * compensates at once. Compensations run in reverse for every step that was sent, retry until
@@ -387,34 +388,79 @@ export class SagaEngine {
 		);
 		if (!sending) return null;
 		if (rec.nextAttemptAt) await this.store.clearDeadline(rec.id);
+		return this.send(sending, step, mayWait);
+	}
 
-		let reply: unknown;
-		this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:before`);
-		const sentAt = this.clock.now();
-		try {
-			reply = await this.opts.invoke(step.invoke.name, { ...step.params(sending.data), idempotencyKey: `${rec.id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
-		} catch (err: any) {
-			this.tell(l => l.step?.(sending, step.name, "forward", "failed", this.clock.now() - sentAt));
-			return this.stepFailed(sending, step, err);
-		}
-		this.tell(l => l.step?.(sending, step.name, "forward", "ok", this.clock.now() - sentAt));
-		const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
-		if (mayWait && step.await && (!step.await.when || step.await.when(data, reply))) {
-			const deadlineMs = step.await.deadlineMs(data);
-			const until = this.clock.now() + deadlineMs;
-			const waiting = await this.afterCall(sending, current => ({
-				changes: { data, stepStatus: "waiting", state: waitingState(step.name), attempts: 0, wait: { ...current.wait!, until } },
-				event: `${step.name} answered; waiting for ${current.wait!.events.join(" / ")}`,
-				detail: { deadlineMs }
+	/**
+	 * Sends a step recorded as sent and records its answer. When the next step is an ordinary
+	 * one (it cannot wait for an event, no pause before steps), the same write records it as
+	 * sent too — "<step> done", any "skipped …", "sent <next>" in one compare-and-set — and it
+	 * goes out at once; after the last step that write completes the saga. A crash after that
+	 * write leaves the next step recorded as sent, so a replica sends it again with its key:
+	 * what a crash just after any "sent" write does.
+	 */
+	private async send(sending: SagaRecord, step: StepDefinition<any>, mayWait: boolean): Promise<SagaRecord | null> {
+		for (;;) {
+			const { type, id } = sending;
+			let reply: unknown;
+			this.opts.crashPoint?.(`${type}:${step.name}:forward:before`);
+			const sentAt = this.clock.now();
+			try {
+				reply = await this.opts.invoke(step.invoke.name, { ...step.params(sending.data), idempotencyKey: `${id}:${step.name}` }, this.callOptions(sending, step.name, step.timeoutMs));
+			} catch (err: any) {
+				this.tell(l => l.step?.(sending, step.name, "forward", "failed", this.clock.now() - sentAt));
+				return this.stepFailed(sending, step, err);
+			}
+			this.tell(l => l.step?.(sending, step.name, "forward", "ok", this.clock.now() - sentAt));
+			const data = step.onReply ? step.onReply(sending.data, reply) : sending.data;
+			if (mayWait && step.await && (!step.await.when || step.await.when(data, reply))) {
+				const deadlineMs = step.await.deadlineMs(data);
+				const until = this.clock.now() + deadlineMs;
+				const waiting = await this.afterCall(sending, current => ({
+					changes: { data, stepStatus: "waiting", state: waitingState(step.name), attempts: 0, wait: { ...current.wait!, until } },
+					event: `${step.name} answered; waiting for ${current.wait!.events.join(" / ")}`,
+					detail: { deadlineMs }
+				}));
+				if (waiting && !waiting.wait?.received) await this.store.scheduleDeadline(id, until);
+				if (waiting) this.opts.crashPoint?.(`${type}:${step.name}:wait`);
+				return waiting;
+			}
+			const ahead = this.opts.stepDelayMs ? null : this.straightOn(sending, data);
+			const done = await this.afterCall(sending, () => ({
+				changes: { data, step: sending.step + 1, stepStatus: "done", attempts: 0, wait: undefined, ...ahead?.changes },
+				event: `${step.name} done`,
+				also: ahead?.events
 			}));
-			if (waiting && !waiting.wait?.received) await this.store.scheduleDeadline(rec.id, until);
-			if (waiting) this.opts.crashPoint?.(`${rec.type}:${step.name}:wait`);
-			return waiting;
+			if (done && sending.wait) await this.store.clearWait(id, sending.wait.keys);
+			if (!done) return null;
+			this.opts.crashPoint?.(`${type}:${step.name}:forward:after`);
+			if (!ahead?.next || this.abort.signal.aborted) return done;
+			sending = done;
+			step = ahead.next;
+			mayWait = false;
 		}
-		const done = await this.afterCall(sending, () => ({ changes: { data, step: sending.step + 1, stepStatus: "done", attempts: 0, wait: undefined }, event: `${step.name} done` }));
-		if (done && sending.wait) await this.store.clearWait(rec.id, sending.wait.keys);
-		if (done) this.opts.crashPoint?.(`${rec.type}:${step.name}:forward:after`);
-		return done;
+	}
+
+	/**
+	 * What the write of a step's answer can also record when the saga goes straight on: the
+	 * steps after it that are skipped, then the next step as sent (`next`), or the saga as
+	 * completed after the last step. Null when the next step needs a write of its own first
+	 * (it may wait for an event, so its wait is indexed before it is sent).
+	 */
+	private straightOn(sending: SagaRecord, data: unknown): { changes: Partial<SagaRecord>; events: Array<{ state: string; event: string }>; next?: StepDefinition<any> } | null {
+		const steps = this.definition(sending.type).steps;
+		const events: Array<{ state: string; event: string }> = [];
+		let index = sending.step + 1;
+		while (steps[index]?.when && !steps[index]!.when!(data)) events.push({ state: sending.state, event: `skipped ${steps[index++]!.name}` });
+		const next = steps[index];
+		if (!next) {
+			events.push({ state: "completed", event: "completed" });
+			return { changes: { step: index, status: "completed", state: "completed" }, events };
+		}
+		if (next.await && (!next.await.mayWait || next.await.mayWait(data))) return null;
+		events.push({ state: forwardState(next.name), event: `sent ${next.name}` });
+		const completedSteps = sending.completedSteps.includes(next.name) ? sending.completedSteps : [...sending.completedSteps, next.name];
+		return { changes: { step: index, stepStatus: "started", state: forwardState(next.name), attempts: 1, completedSteps }, events, next };
 	}
 
 	/**
@@ -422,9 +468,9 @@ export class SagaEngine {
 	 * delivered meanwhile (the saga still at this step, sent, same attempt), the change is made
 	 * on the newer record: the event is kept, nothing is lost.
 	 */
-	private async afterCall(sending: SagaRecord, build: (current: SagaRecord) => { changes: Partial<SagaRecord>; event: string; detail?: unknown }): Promise<SagaRecord | null> {
+	private async afterCall(sending: SagaRecord, build: (current: SagaRecord) => { changes: Partial<SagaRecord>; event: string; detail?: unknown; also?: Array<{ state: string; event: string }> }): Promise<SagaRecord | null> {
 		const first = build(sending);
-		const next = await this.transition(sending, first.changes, first.event, first.detail, { quiet: true });
+		const next = await this.transition(sending, first.changes, first.event, first.detail, { quiet: true, also: first.also });
 		if (next) return next;
 		const current = await this.rebase(sending);
 		if (current === sending) {
@@ -432,7 +478,7 @@ export class SagaEngine {
 			return null;
 		}
 		const again = build(current);
-		return this.transition(current, again.changes, again.event, again.detail);
+		return this.transition(current, again.changes, again.event, again.detail, { also: again.also });
 	}
 
 	/** The stored record when it differs from `sending` only by an event delivered meanwhile, else `sending`. */
@@ -551,17 +597,19 @@ export class SagaEngine {
 	 * holds its lease, which the same write extends (or takes again, when it lapsed unclaimed);
 	 * `unleased` writes (an event handed over, an operator) need no lease.
 	 */
-	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean; unleased?: boolean } = {}): Promise<SagaRecord | null> {
+	private async transition(rec: SagaRecord, changes: Partial<SagaRecord>, event: string, detail?: unknown, opts: { quiet?: boolean; unleased?: boolean; also?: Array<{ state: string; event: string }> } = {}): Promise<SagaRecord | null> {
 		const at = this.iso();
 		const next: SagaRecord = { ...rec, ...changes, version: rec.version + 1, updatedAt: at };
-		next.history = [...rec.history, { at, state: next.state, event, ...(detail === undefined ? {} : { detail }) }];
+		// With `also` (what the same write records next), `event` happened in the state the saga was in.
+		const entry = { at, state: opts.also ? rec.state : next.state, event, ...(detail === undefined ? {} : { detail }) };
+		next.history = [...rec.history, entry, ...(opts.also ?? []).map(e => ({ at, ...e }))];
 		const lease = !opts.unleased && this.driving.has(rec.id) ? { owner: this.opts.owner, ttlMs: this.leaseMs } : undefined;
 		if (!(await this.store.compareAndSet(next, rec.version, lease))) {
 			if (!opts.quiet) this.log("warn", rec, `version ${rec.version} moved on${lease ? " or the lease was lost" : ""}; leaving the saga to whoever moved it`);
 			return null;
 		}
 		if (changes.status && changes.status !== rec.status) {
-			this.log("info", next, event);
+			this.log("info", next, next.history[next.history.length - 1]!.event);
 			if (TERMINAL.has(next.status)) this.tell(l => l.finished?.(next));
 		}
 		this.changes.emit(rec.id, next);

@@ -209,6 +209,39 @@ for (const { name, make } of stores) {
 			expect(seen[1]).to.include({ state: "reserving_stuff", stepStatus: "done", step: 2, attempts: 0, version: seen[0]!.version + 1 });
 		});
 
+		it("going straight on, one write records a step's answer, the steps skipped and the next step as sent (the last answer completes the saga)", async () => {
+			let id = "";
+			let during: SagaRecord | null = null;
+			const p = participant({
+				"svc.c": async () => {
+					during = await store.get(id); // what a replica taking over now would find
+					return "ok";
+				}
+			});
+			const e = engine(p.invoke);
+			id = (await e.start(def.name, { n: 1, skipB: true })).id;
+			await e.waitFor(id, { timeoutMs: 5000 });
+			const rec = await settled(id);
+			expect(rec.status).to.equal("completed");
+			expect(p.actions()).to.deep.equal(["svc.a", "svc.c", "svc.d"]);
+			expect(rec.history.map(h => [h.state, h.event])).to.deep.equal([
+				["started", "started"],
+				["creating_thing", "sent createThing"],
+				["creating_thing", "createThing done"],
+				["creating_thing", "skipped reserveStuff"],
+				["charging_money", "sent chargeMoney"],
+				["charging_money", "chargeMoney done"],
+				["finishing", "sent finish"],
+				["finishing", "finish done"],
+				["completed", "completed"],
+				["completed", "announced"]
+			]);
+			// Created (1), sent createThing (2), its answer + sent chargeMoney (3), its answer + sent finish (4), completed (5), announced (6).
+			expect(rec.version).to.equal(6);
+			expect(during).to.include({ state: "charging_money", stepStatus: "started", step: 2, attempts: 1, version: 3 });
+			expect(during!.completedSteps).to.deep.equal(["createThing", "chargeMoney"]);
+		});
+
 		it("skips a step whose condition does not hold", async () => {
 			const p = participant();
 			const rec = await runToEnd(engine(p.invoke), { n: 1, skipB: true });
