@@ -52,6 +52,17 @@ export interface DbMethods {
 	 * (they may repeat personal data); their keys start afresh.
 	 */
 	forgetAnswers(trx: Knex.Transaction, fields: string[], value: string): Promise<number>;
+	/**
+	 * A request delivered a second time — the replica that took it died after its commit, before
+	 * it answered, and RabbitMQ handed the message to another — keeps its message id (`ctx.id`).
+	 * `requestApplied` tells whether a change already ran for that id; `applyOnce` runs the change
+	 * in a transaction that first records the id (a twin arriving meanwhile waits at that record,
+	 * then finds it): false, with nothing changed, when it ran before. For changes whose repeat
+	 * would add up or fail (add a quantity, remove a line) and that a client may send without an
+	 * Idempotency-Key.
+	 */
+	requestApplied(requestId: string): Promise<boolean>;
+	applyOnce(requestId: string, action: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
 	/** Runs `fn` once per (handler, event_id); a redelivered event is skipped. Returns false when skipped. */
 	handleOnce(event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
 	/** Deletes messaging rows past their retention; null when another replica holds the job's lock. */
@@ -179,6 +190,21 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				if ("error" in answer) throw answer.error;
 				return answer.result;
 			},
+			async requestApplied(this: DbMethods, requestId: string) {
+				return !!(await this.table("idempotency_keys").where({ key: requestKey(requestId) }).first("key"));
+			},
+			async applyOnce(this: DbMethods, requestId: string, action: string, fn: (trx: Knex.Transaction) => Promise<void>) {
+				try {
+					await this.transaction(async trx => {
+						if (!(await this.claimKey(trx, requestKey(requestId), action))) throw new KeyTaken();
+						await fn(trx);
+					});
+					return true;
+				} catch (err) {
+					if (err instanceof KeyTaken) return false;
+					throw err;
+				}
+			},
 			async refuse(this: DbMethods, key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never> {
 				await this.settle(key, action, { error: err });
 				throw err;
@@ -236,6 +262,11 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 
 /** The key was stored by another call first: this call's transaction rolls back and answers as that one did. */
 class KeyTaken extends Error {}
+
+/** The idempotency key under which a request's message id is recorded. */
+function requestKey(requestId: string): string {
+	return `request:${requestId}`;
+}
 
 class ReplayedError extends Error {
 	constructor(public original: Error) {

@@ -59,6 +59,7 @@ interface Methods {
 	guestCart(token: string): Promise<CartRow | null>;
 	items(cartId: string, trx?: Knex.Transaction): Promise<CartItemRow[]>;
 	view(ctx: Ctx, cart: CartRow): Promise<any>;
+	addLine(ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Knex.Transaction, cart: CartRow) => Promise<unknown>): Promise<CartRow>;
 	products(ctx: Ctx, ids: string[]): Promise<Product[]>;
 	availableOf(ctx: Ctx, skus: string[], cartId?: string): Promise<Map<string, number>>;
 	syncHold(ctx: Ctx | null, cartId: string, lines: Array<{ sku: string; quantity: number }> | null, strict: boolean): Promise<void>;
@@ -110,46 +111,9 @@ export default defineService<Methods, Vars>({
 			rest: "POST /api/cart/items",
 			params: Joi.object({ productId: uuid.required(), variantId: uuid, quantity: quantity.min(1).required() }),
 			async handler(ctx) {
-				const { productId, variantId, quantity: requested } = ctx.params;
-				const [product] = await this.products(ctx, [productId]);
-				if (!product || product.status === "deleted") throw notFound("Product", productId);
-				if (product.status !== "active") throw conflict("PRODUCT_INACTIVE", "This product is not for sale", { productId });
-				let sku = product.sku;
-				if (product.variants.length > 0) {
-					if (!variantId) throw validationError("Choose a variant of this product", [{ field: "variantId", message: `"variantId" is required: this product comes in ${product.variants.map(v => v.name).join(", ")}`, type: "any.required" }]);
-					const v = product.variants.find(x => x.id === variantId);
-					if (!v) throw notFound("Variant", variantId);
-					sku = v.sku;
-				} else if (variantId) {
-					throw notFound("Variant", variantId);
-				}
-				const cart = await this.cartOf(ctx);
-				this.editable(cart);
-				const current = await this.items(cart.id);
-				const existing = current.find(i => i.sku === sku);
-				const others = await this.products(ctx, current.filter(i => i !== existing).map(i => i.product_id));
-				if (others.some(p => p.price.currency !== product.price.currency)) {
-					throw conflict("CURRENCY_MISMATCH", `This cart is in ${others[0]!.price.currency}; the product is priced in ${product.price.currency}`);
-				}
-				const available = (await this.availableOf(ctx, [sku], cart.id)).get(sku) ?? 0;
-				const target = cappedQuantity(existing?.quantity ?? 0, requested, available);
-				if (target <= 0 || target <= (existing?.quantity ?? 0)) {
-					throw conflict("OUT_OF_STOCK", "Not enough stock for this product", { productId, sku, available, inCart: existing?.quantity ?? 0 });
-				}
-				await this.syncHold(ctx, cart.id, [...current.filter(i => i !== existing).map(i => ({ sku: i.sku, quantity: i.quantity })), { sku, quantity: target }], true);
-				await this.transaction(async trx => {
-					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
-					const price = { unit_amount: product.price.amount, currency: product.price.currency, category_id: product.categoryId };
-					if (existing) await this.table("cart_items", trx).where({ id: existing.id }).update({ quantity: target, ...price });
-					else await this.table("cart_items", trx).insert({ id: randomUUID(), cart_id: cart.id, product_id: productId, sku, variant_id: variantId ?? null, quantity: target, ...price });
-					await this.touch(cart.id, trx);
-					await this.record(trx, "cart.item_added", cart.id, {
-						cartId: cart.id, customerId: cart.customer_id, productId, variantId: variantId ?? null, sku,
-						quantity: target - (existing?.quantity ?? 0), newQuantity: target, unitPrice: product.price, price: product.price,
-						capped: target < (existing?.quantity ?? 0) + requested, addedAt: new Date().toISOString()
-					}, ctx);
-				});
-				return this.view(ctx, cart);
+				// Handed over again after its replica died (db.mixin's applyOnce): it adds once.
+				if (await this.requestApplied(ctx.id)) return this.view(ctx, await this.cartOf(ctx));
+				return this.view(ctx, await this.addLine(ctx, ctx.params, "carts.addItem"));
 			}
 		},
 
@@ -157,6 +121,7 @@ export default defineService<Methods, Vars>({
 			rest: "PATCH /api/cart/items/:itemId",
 			params: Joi.object({ itemId: uuid.required(), quantity: quantity.required() }),
 			async handler(ctx) {
+				if (await this.requestApplied(ctx.id)) return this.view(ctx, await this.cartOf(ctx)); // handed over again: see addItem
 				const cart = await this.cartOf(ctx);
 				this.editable(cart);
 				const item = (await this.items(cart.id)).find(i => i.id === ctx.params.itemId);
@@ -168,7 +133,7 @@ export default defineService<Methods, Vars>({
 				}
 				const others = (await this.items(cart.id)).filter(i => i.id !== item.id).map(i => ({ sku: i.sku, quantity: i.quantity }));
 				await this.syncHold(ctx, cart.id, q > 0 ? [...others, { sku: item.sku, quantity: q }] : others, q > 0);
-				await this.transaction(async trx => {
+				await this.applyOnce(ctx.id, "carts.updateItem", async trx => {
 					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
 					if (q === 0) {
 						await this.table("cart_items", trx).where({ id: item.id }).delete();
@@ -190,8 +155,14 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({ itemId: uuid.required() }),
 			async handler(ctx) {
 				const cart = await this.cartOf(ctx);
+				// Handed over again after its replica died, a removal answers the cart without the line, not
+				// 404 (and gives back the hold, in case the replica died before it did).
+				if (await this.requestApplied(ctx.id)) {
+					await this.syncHold(ctx, cart.id, null, false);
+					return this.view(ctx, cart);
+				}
 				this.editable(cart);
-				await this.transaction(async trx => {
+				await this.applyOnce(ctx.id, "carts.removeItem", async trx => {
 					await this.lockedCart(cart.id, trx).then(c => this.editable(c));
 					const [item] = await this.table("cart_items", trx).where({ id: ctx.params.itemId, cart_id: cart.id }).delete().returning("*");
 					if (!item) throw notFound("Cart item", ctx.params.itemId);
@@ -216,13 +187,16 @@ export default defineService<Methods, Vars>({
 			rest: "POST /api/cart/items/:itemId/restore",
 			params: Joi.object({ itemId: uuid.required() }),
 			async handler(ctx) {
+				if (await this.requestApplied(ctx.id)) return this.view(ctx, await this.cartOf(ctx)); // handed over again: see addItem
 				const cart = await this.cartOf(ctx);
 				this.editable(cart);
 				const last = cart.last_removed;
 				if (!last || last.itemId !== ctx.params.itemId) throw notFound("Removed cart item", ctx.params.itemId);
-				const restored = await this.actions.addItem({ productId: last.productId, ...(last.variantId ? { variantId: last.variantId } : {}), quantity: last.quantity }, { parentCtx: ctx });
-				await this.table("carts").where({ id: cart.id }).whereRaw("last_removed->>'itemId' = ?", [last.itemId]).update({ last_removed: null });
-				return { ...restored, lastRemoved: null };
+				// The line comes back and the undo is spent in one transaction.
+				await this.addLine(ctx, { productId: last.productId, variantId: last.variantId, quantity: last.quantity }, "carts.restoreItem", trx =>
+					this.table("carts", trx).where({ id: cart.id }).whereRaw("last_removed->>'itemId' = ?", [last.itemId]).update({ last_removed: null })
+				);
+				return this.view(ctx, cart);
 			}
 		},
 
@@ -497,6 +471,54 @@ export default defineService<Methods, Vars>({
 					throw isClientError(err) ? err : temporary("The stock cannot be checked right now; try again in a moment", { skus });
 				});
 			return new Map(rows.map(r => [r.sku, r.sellable === false ? 0 : r.available]));
+		},
+
+		/**
+		 * Adds `line` to the caller's cart (capped to the stock available), in one transaction with
+		 * `also`, once per request (`action` names it in the record of the request).
+		 */
+		async addLine(this: This, ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Knex.Transaction, cart: CartRow) => Promise<unknown>) {
+			const { productId, variantId, quantity: requested } = line;
+			const [product] = await this.products(ctx, [productId]);
+			if (!product || product.status === "deleted") throw notFound("Product", productId);
+			if (product.status !== "active") throw conflict("PRODUCT_INACTIVE", "This product is not for sale", { productId });
+			let sku = product.sku;
+			if (product.variants.length > 0) {
+				if (!variantId) throw validationError("Choose a variant of this product", [{ field: "variantId", message: `"variantId" is required: this product comes in ${product.variants.map(v => v.name).join(", ")}`, type: "any.required" }]);
+				const v = product.variants.find(x => x.id === variantId);
+				if (!v) throw notFound("Variant", variantId);
+				sku = v.sku;
+			} else if (variantId) {
+				throw notFound("Variant", variantId);
+			}
+			const cart = await this.cartOf(ctx);
+			this.editable(cart);
+			const current = await this.items(cart.id);
+			const existing = current.find(i => i.sku === sku);
+			const others = await this.products(ctx, current.filter(i => i !== existing).map(i => i.product_id));
+			if (others.some(p => p.price.currency !== product.price.currency)) {
+				throw conflict("CURRENCY_MISMATCH", `This cart is in ${others[0]!.price.currency}; the product is priced in ${product.price.currency}`);
+			}
+			const available = (await this.availableOf(ctx, [sku], cart.id)).get(sku) ?? 0;
+			const target = cappedQuantity(existing?.quantity ?? 0, requested, available);
+			if (target <= 0 || target <= (existing?.quantity ?? 0)) {
+				throw conflict("OUT_OF_STOCK", "Not enough stock for this product", { productId, sku, available, inCart: existing?.quantity ?? 0 });
+			}
+			await this.syncHold(ctx, cart.id, [...current.filter(i => i !== existing).map(i => ({ sku: i.sku, quantity: i.quantity })), { sku, quantity: target }], true);
+			await this.applyOnce(ctx.id, action, async trx => {
+				await this.lockedCart(cart.id, trx).then(c => this.editable(c));
+				const price = { unit_amount: product.price.amount, currency: product.price.currency, category_id: product.categoryId };
+				if (existing) await this.table("cart_items", trx).where({ id: existing.id }).update({ quantity: target, ...price });
+				else await this.table("cart_items", trx).insert({ id: randomUUID(), cart_id: cart.id, product_id: productId, sku, variant_id: variantId ?? null, quantity: target, ...price });
+				await this.touch(cart.id, trx);
+				await this.record(trx, "cart.item_added", cart.id, {
+					cartId: cart.id, customerId: cart.customer_id, productId, variantId: variantId ?? null, sku,
+					quantity: target - (existing?.quantity ?? 0), newQuantity: target, unitPrice: product.price, price: product.price,
+					capped: target < (existing?.quantity ?? 0) + requested, addedAt: new Date().toISOString()
+				}, ctx);
+				await also?.(trx, cart);
+			});
+			return cart;
 		},
 
 		async view(this: This, ctx: Ctx, cart: CartRow) {
