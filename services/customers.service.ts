@@ -70,7 +70,7 @@ interface User {
 }
 
 interface Methods {
-	keyOf(ctx: Ctx, action: string, scope: string): string | undefined;
+	keyOf(ctx: Ctx, action: string, scope: string): string;
 	byId(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow | undefined>;
 	byEmail(email: string, trx?: Knex.Transaction): Promise<CustomerRow | undefined>;
 	requestVerification(ctx: Ctx, trx: Knex.Transaction, row: CustomerRow): Promise<void>;
@@ -367,10 +367,13 @@ export default defineService<Methods>({
 
 	methods: {
 		/** The caller's key, or the gateway's Idempotency-Key header scoped to the action and who it concerns. */
-		keyOf(ctx: Ctx, action: string, scope: string): string | undefined {
+		keyOf(ctx: Ctx, action: string, scope: string): string {
 			if (ctx.params.idempotencyKey) return ctx.params.idempotencyKey;
 			const header = ctx.meta.idempotencyKey;
-			if (typeof header !== "string" || !header) return undefined;
+			// Without a key, the request's message id: a copy RabbitMQ hands to another replica, after the
+			// one that took it died between its commit and its answer, gets the first answer (a
+			// registration is not refused as EMAIL_TAKEN by its own account, an address not added twice).
+			if (typeof header !== "string" || !header) return `request:${ctx.id}`;
 			return "http:" + createHash("sha256").update(`${action}\n${scope}\n${header}`).digest("hex");
 		},
 

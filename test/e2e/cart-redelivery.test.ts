@@ -1,6 +1,6 @@
 /**
- * A cart change is applied once even when the carts replica that made it dies before it
- * answered. The gateway's call waits in carts' shared queue, acked only after the answer; a
+ * A cart change (and a registration) is applied once even when the replica that made it dies
+ * before it answered. The gateway's call waits in carts' shared queue, acked only after the answer; a
  * replica killed (SIGKILL) just after its commit leaves the request to RabbitMQ, which hands
  * it to the other replica. That copy must be recognised as the same request (its message id),
  * not taken as a second one: an add would add the quantity twice, a removal answer 404 for the
@@ -18,9 +18,9 @@ import { expectStatus, Http } from "../support/http";
 import { spawnServices, ServiceProcess } from "../support/processes";
 import { adminLogin, productInStock, verifiedCustomer } from "../support/shop";
 
-const OTHERS = ["customers", "notifications", "catalog", "inventory", "orders", "payments", "shipping", "promotions", "addons", "checkout"];
+const OTHERS = ["notifications", "catalog", "inventory", "orders", "payments", "shipping", "promotions", "addons", "checkout"];
 
-describe("a cart change whose replica died after its commit is applied once (separate processes)", function () {
+describe("a storefront change whose replica died after its commit is applied once (separate processes)", function () {
 	this.timeout(300_000);
 	const port = String(35000 + Math.floor(Math.random() * 2000));
 	const http = new Http(`http://127.0.0.1:${port}`);
@@ -28,8 +28,9 @@ describe("a cart change whose replica died after its commit is applied once (sep
 	// Each point fires once in this run, in whichever replica reaches it first; the other answers.
 	// Soft holds on: a second add would also hold the units twice.
 	const holds = { CART_HOLD_MS: "600000" };
-	const crashing = { ...holds, CRASH_AT: "action:carts.addItem:after,action:carts.removeItem:after", CRASH_MARKER_DIR: markers };
+	const crashing = { ...holds, CRASH_AT: "action:carts.addItem:after,action:carts.removeItem:after,action:customers.register:after", CRASH_MARKER_DIR: markers };
 	const carts: ServiceProcess[] = [];
+	const customers: ServiceProcess[] = [];
 	let api: ServiceProcess, others: ServiceProcess;
 	let client: ServiceBroker;
 	let admin: string;
@@ -45,26 +46,39 @@ describe("a cart change whose replica died after its commit is applied once (sep
 		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "carts" && s.nodeID === nodeID), 60_000, "the carts replica");
 	}
 
-	const alive = () => carts.filter(p => p.child.exitCode === null && p.child.signalCode === null);
+	const running = (ps: ServiceProcess[]) => ps.filter(p => p.child.exitCode === null && p.child.signalCode === null);
+	const alive = () => running(carts);
 
 	before(async () => {
 		// Checkout starts only once carts is there: both replicas start with the rest.
 		others = spawnServices(OTHERS, holds);
 		spawnCarts();
 		spawnCarts();
+		for (let i = 0; i < 2; i++) customers.push(spawnServices(["customers"], { ...crashing, NODE_ID: `${process.env.TEST_RUN_ID}-customers-${Date.now().toString(36)}-${i}` }));
 		api = spawnServices(["api"], { PORT: port });
 		client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-cart-redelivery-client` });
 		await client.start();
-		await client.waitForServices(["api", "carts", ...OTHERS], 150_000);
-		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).filter((s: any) => s.name === "carts").length === 2, 60_000, "both carts replicas");
+		await client.waitForServices(["api", "carts", "customers", ...OTHERS], 150_000);
+		for (const name of ["carts", "customers"]) await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).filter((s: any) => s.name === name).length === 2, 60_000, `both ${name} replicas`);
 		admin = await adminLogin(http);
 	});
 
 	after(async function () {
-		if (process.env.DEBUG_CART_REDELIVERY) for (const [name, p] of Object.entries({ api, others, ...Object.fromEntries(carts.map((p, i) => [`carts${i}`, p])) })) fs.writeFileSync(`/tmp/cart-redelivery-${name}.log`, p?.output.join("") ?? "");
+		if (process.env.DEBUG_CART_REDELIVERY) for (const [name, p] of Object.entries({ api, others, ...Object.fromEntries(carts.map((p, i) => [`carts${i}`, p])), ...Object.fromEntries(customers.map((p, i) => [`customers${i}`, p])) })) fs.writeFileSync(`/tmp/cart-redelivery-${name}.log`, p?.output.join("") ?? "");
 		await client?.stop();
-		await Promise.all([api?.kill(), others?.kill(), ...carts.map(p => p.kill())]);
+		await Promise.all([api?.kill(), others?.kill(), ...carts.map(p => p.kill()), ...customers.map(p => p.kill())]);
 		fs.rmSync(markers, { recursive: true, force: true });
+	});
+
+	it("a registration answered by the second replica answers the new account, not EMAIL_TAKEN", async () => {
+		const email = `redelivered-${Date.now().toString(36)}@example.com`;
+		const answer = await http.post("/api/auth/register", { email, password: "Passw0rd-long", firstName: "Ada", lastName: "Lovelace" });
+		expect(running(customers), "one replica died at customers.register:after").to.have.length(1);
+		expect(answer.status, JSON.stringify(answer.body)).to.equal(201);
+		expect(answer.body.email).to.equal(email);
+		// The address has one account, the one answered.
+		const login = expectStatus(await http.post("/api/auth/login", { email, password: "Passw0rd-long" }), 200);
+		expect(expectStatus(await http.get("/api/me", login.token), 200).id).to.equal(answer.body.id);
 	});
 
 	it("an add answered by the second replica adds the quantity once, and a removal answers the cart without the line, not 404", async () => {
