@@ -263,8 +263,8 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 /** The key was stored by another call first: this call's transaction rolls back and answers as that one did. */
 class KeyTaken extends Error {}
 
-/** The idempotency key under which a request's message id is recorded. */
-function requestKey(requestId: string): string {
+/** The idempotency key under which a request's message id is recorded (a request sent without a key of its own). */
+export function requestKey(requestId: string): string {
 	return `request:${requestId}`;
 }
 

@@ -47,7 +47,6 @@ describe("a storefront change whose replica died after its commit is applied onc
 	}
 
 	const running = (ps: ServiceProcess[]) => ps.filter(p => p.child.exitCode === null && p.child.signalCode === null);
-	const alive = () => running(carts);
 
 	before(async () => {
 		// Checkout starts only once carts is there: both replicas start with the rest.
@@ -88,7 +87,7 @@ describe("a storefront change whose replica died after its commit is applied onc
 		await eventually(async () => (await http.get("/api/cart", c.token)).status === 200, 30_000, "the gateway to reach carts");
 
 		const added = expectStatus(await http.post("/api/cart/items", { productId: p.id, quantity: 2 }, c.token), 200);
-		expect(alive(), "one replica died at carts.addItem:after").to.have.length(1);
+		expect(running(carts), "one replica died at carts.addItem:after").to.have.length(1);
 		expect(added.items.map((i: any) => i.quantity), JSON.stringify(added.items)).to.deep.equal([2]);
 		const cart = expectStatus(await http.get("/api/cart", c.token), 200);
 		expect(cart.items.map((i: any) => i.quantity)).to.deep.equal([2]);
@@ -98,7 +97,7 @@ describe("a storefront change whose replica died after its commit is applied onc
 		await startCarts(); // two replicas again, for the removal's crash
 		const removed = await http.delete(`/api/cart/items/${cart.items[0].id}`, c.token);
 		expect(removed.status, JSON.stringify(removed.body)).to.equal(200);
-		expect(alive(), "one more replica died at carts.removeItem:after").to.have.length(1);
+		expect(running(carts), "one more replica died at carts.removeItem:after").to.have.length(1);
 		expect(removed.body.items).to.deep.equal([]);
 		expect(expectStatus(await http.get("/api/cart", c.token), 200).items).to.deep.equal([]);
 		expect(expectStatus(await http.get(`/api/inventory/${p.sku}`, admin), 200).available).to.equal(10);
