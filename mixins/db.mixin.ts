@@ -12,8 +12,9 @@
  * PRUNE_INTERVAL_MS by one replica at a time (a Postgres advisory lock per schema). Inside the
  * window nothing changes: a redelivered event or a repeated key is still recognised.
  */
+import { createHash } from "node:crypto";
 import type { Knex } from "knex";
-import type { ServiceSchema } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
 import { Errors } from "moleculer";
 import type { EventEnvelope } from "../contracts/events";
 import { isClientError } from "../contracts/errors";
@@ -266,6 +267,20 @@ class KeyTaken extends Error {}
 /** The idempotency key under which a request's message id is recorded (a request sent without a key of its own). */
 export function requestKey(requestId: string): string {
 	return `request:${requestId}`;
+}
+
+/**
+ * The key a write from outside is applied once under: the caller's own (`idempotencyKey`, as a
+ * saga sends it), else the gateway's Idempotency-Key header scoped to the action and to `scope`
+ * (who or what the write concerns, so two callers' keys never meet), else the request's message
+ * id — a copy RabbitMQ hands to another replica, after the one that took it died between its
+ * commit and its answer, gets the first answer instead of acting twice.
+ */
+export function writeKey(ctx: Context<any, any>, action: string, scope: string): string {
+	if (ctx.params?.idempotencyKey) return ctx.params.idempotencyKey;
+	const header = ctx.meta?.idempotencyKey;
+	if (typeof header !== "string" || !header) return requestKey(ctx.id);
+	return "http:" + createHash("sha256").update(`${action}\n${scope}\n${header}`).digest("hex");
 }
 
 class ReplayedError extends Error {

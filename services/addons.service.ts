@@ -14,7 +14,7 @@ import type { Addon } from "../contracts/addons";
 import { conflict, notFound, validationError } from "../contracts/errors";
 import { CURRENCIES, moneySchema } from "../contracts/money";
 import { page, pageSize } from "../contracts/paging";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../infra/service";
 import { addonView, cartHash, hashOf, isAvailable, offered } from "./addons/offer";
@@ -65,16 +65,18 @@ export default defineService<Methods>({
 			params: Joi.object({ ...addonFields, name: addonFields.name.required(), description: addonFields.description.default(""), price: moneySchema.required() }),
 			async handler(ctx) {
 				const p = ctx.params;
-				const [row] = await this.table("addons")
-					.insert({
-						id: randomUUID(), name: p.name, description: p.description, price_amount: p.price.amount, currency: p.price.currency,
-						product_ids: JSON.stringify(p.productIds ?? []), category_ids: JSON.stringify(p.categoryIds ?? []), active: p.active ?? true
-					})
-					.onConflict(this.knex.raw("(lower(name))"))
-					.ignore()
-					.returning("*");
-				if (!row) throw conflict("NAME_TAKEN", `An add-on named '${p.name}' exists already`, { name: p.name });
-				return addonView(row);
+				return this.idempotent(writeKey(ctx, "addons.create", ctx.meta.user?.id ?? ""), "addons.create", async trx => {
+					const [row] = await this.table("addons", trx)
+						.insert({
+							id: randomUUID(), name: p.name, description: p.description, price_amount: p.price.amount, currency: p.price.currency,
+							product_ids: JSON.stringify(p.productIds ?? []), category_ids: JSON.stringify(p.categoryIds ?? []), active: p.active ?? true
+						})
+						.onConflict(this.knex.raw("(lower(name))"))
+						.ignore()
+						.returning("*");
+					if (!row) throw conflict("NAME_TAKEN", `An add-on named '${p.name}' exists already`, { name: p.name });
+					return addonView(row);
+				});
 			}
 		},
 

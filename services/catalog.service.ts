@@ -13,7 +13,7 @@ import { conflict, notFound, validationError } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { CURRENCIES } from "../contracts/money";
 import { CatalogCache, catalogCacheKeys, CatalogCacheMethods } from "../mixins/catalog-cache";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { settings } from "../infra/settings";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
@@ -65,7 +65,7 @@ export default defineService<Methods, CatalogCacheMethods>({
 			}),
 			async handler(ctx) {
 				const { name, email, phone } = ctx.params;
-				return this.transaction(async trx => {
+				return this.idempotent(writeKey(ctx, "catalog.createVendor", ctx.meta.user?.id ?? ""), "catalog.createVendor", async trx => {
 					const id = randomUUID();
 					const inserted = await this.table("vendors", trx).insert({ id, name, email, phone: phone ?? null }).onConflict(this.knex.raw("(lower(name))")).ignore().returning("*");
 					if (inserted.length === 0) throw conflict("NAME_TAKEN", `A vendor named '${name}' exists already`, { name });
@@ -103,7 +103,7 @@ export default defineService<Methods, CatalogCacheMethods>({
 			params: Joi.object({ name: Joi.string().trim().min(1).max(100).required(), parentId: uuid.allow(null) }),
 			async handler(ctx) {
 				const { name, parentId } = ctx.params;
-				return this.transaction(async trx => {
+				return this.idempotent(writeKey(ctx, "catalog.createCategory", ctx.meta.user?.id ?? ""), "catalog.createCategory", async trx => {
 					const parent = parentId ? await this.table("categories", trx).where({ id: parentId }).first() : null;
 					if (parentId && !parent) throw notFound("Parent category", parentId);
 					const depth = depthUnder(parent);
@@ -150,7 +150,7 @@ export default defineService<Methods, CatalogCacheMethods>({
 			}),
 			async handler(ctx) {
 				const p = ctx.params;
-				return this.transaction(async trx => {
+				return this.idempotent(writeKey(ctx, "catalog.createProduct", ctx.meta.user?.id ?? ""), "catalog.createProduct", async trx => {
 					await this.mustExist(trx, "categories", p.categoryId, "Category");
 					await this.mustExist(trx, "vendors", p.vendorId, "Vendor");
 					const skus: string[] = p.variants.map((v: any) => v.sku);
@@ -234,7 +234,7 @@ export default defineService<Methods, CatalogCacheMethods>({
 			params: Joi.object({ id: uuid.required() }),
 			async handler(ctx) {
 				const { id } = ctx.params;
-				return this.transaction(async trx => {
+				return this.idempotent(writeKey(ctx, "catalog.deleteProduct", ctx.meta.user?.id ?? ""), "catalog.deleteProduct", async trx => {
 					const current = await this.table("products", trx).where({ id }).whereNot({ status: "deleted" }).forUpdate().first();
 					if (!current) throw notFound("Product", id);
 					const [row] = await this.table("products", trx)

@@ -16,11 +16,11 @@
  * on that event.
  */
 import Joi from "joi";
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { conflict, forbidden, notFound, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
-import { DbMixin, requestKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings, settings } from "../infra/settings";
@@ -368,13 +368,7 @@ export default defineService<Methods>({
 	methods: {
 		/** The caller's key, or the gateway's Idempotency-Key header scoped to the action and who it concerns, or the request's own id. */
 		keyOf(ctx: Ctx, action: string, scope: string): string {
-			if (ctx.params.idempotencyKey) return ctx.params.idempotencyKey;
-			const header = ctx.meta.idempotencyKey;
-			// Without a key, the request's message id: a copy RabbitMQ hands to another replica, after the
-			// one that took it died between its commit and its answer, gets the first answer (a
-			// registration is not refused as EMAIL_TAKEN by its own account, an address not added twice).
-			if (typeof header !== "string" || !header) return requestKey(ctx.id);
-			return "http:" + createHash("sha256").update(`${action}\n${scope}\n${header}`).digest("hex");
+			return writeKey(ctx, action, scope);
 		},
 
 		async byId(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {

@@ -20,7 +20,7 @@ import type { Knex } from "knex";
 import { conflict, notFound, temporary } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
@@ -95,7 +95,7 @@ export default defineService<Methods, Vars>({
 				const exists = await this.table("stock").where({ sku }).first();
 				const product = exists ? null : await this.productOf(ctx, sku);
 				if (!exists && !product) throw notFound("Product of SKU", sku);
-				return this.idempotent(ctx.params.idempotencyKey, "inventory.set", async trx => {
+				return this.idempotent(writeKey(ctx, "inventory.set", `${ctx.meta.user?.id ?? ""}\n${sku}`), "inventory.set", async trx => {
 					if (product) {
 						const variantId = product.variants.find(v => v.sku === sku)?.id ?? null;
 						await this.table("stock", trx).insert({ sku, product_id: product.id, product_name: product.name ?? null, variant_id: variantId, on_hand: 0, reserved: 0, low_stock_threshold: 5 }).onConflict("sku").ignore();
@@ -116,7 +116,7 @@ export default defineService<Methods, Vars>({
 			params: Joi.object({ sku: sku.required(), adjustment: Joi.number().integer().invalid(0).min(-1_000_000_000).max(1_000_000_000).required(), reason: reason.required(), idempotencyKey }),
 			async handler(ctx) {
 				const { sku, adjustment, reason } = ctx.params;
-				return this.idempotent(ctx.params.idempotencyKey, "inventory.adjust", async trx => {
+				return this.idempotent(writeKey(ctx, "inventory.adjust", `${ctx.meta.user?.id ?? ""}\n${sku}`), "inventory.adjust", async trx => {
 					const [row] = await this.lockRows([sku], trx);
 					if (!row) throw notFound("Stock of SKU", sku);
 					const refusal = onHandRefusal(row, row.on_hand + adjustment);

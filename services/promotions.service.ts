@@ -20,7 +20,7 @@ import { conflict, notFound, unprocessable, validationError } from "../contracts
 import { CURRENCIES, moneySchema } from "../contracts/money";
 import { page, pageSize } from "../contracts/paging";
 import type { EvaluateReply, Promotion } from "../contracts/promotions";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { evaluate, normalizeCode, promotionView } from "./promotions/rules";
@@ -111,18 +111,20 @@ export default defineService<Methods>({
 				const p = ctx.params;
 				this.check(p);
 				const id = randomUUID();
-				const [row] = await this.table("promotions")
-					.insert({
-						id, name: p.name, code: p.code ? normalizeCode(p.code) : null, kind: p.kind, value: p.value, currency: p.currency,
-						min_cart_total: p.minCartTotal?.amount ?? null, product_ids: JSON.stringify(p.productIds ?? []), category_ids: JSON.stringify(p.categoryIds ?? []),
-						valid_from: p.validFrom ?? null, valid_to: p.validTo ?? null, usage_limit: p.usageLimit ?? null, per_customer_limit: p.perCustomerLimit ?? null,
-						active: p.active ?? true
-					})
-					.onConflict(this.knex.raw("(code) WHERE code IS NOT NULL"))
-					.ignore()
-					.returning("*");
-				if (!row) throw conflict("PROMO_CODE_TAKEN", `The code '${normalizeCode(p.code)}' belongs to another promotion (codes are unique regardless of case)`, { code: normalizeCode(p.code) });
-				return promotionView(row);
+				return this.idempotent(writeKey(ctx, "promotions.create", ctx.meta.user?.id ?? ""), "promotions.create", async trx => {
+					const [row] = await this.table("promotions", trx)
+						.insert({
+							id, name: p.name, code: p.code ? normalizeCode(p.code) : null, kind: p.kind, value: p.value, currency: p.currency,
+							min_cart_total: p.minCartTotal?.amount ?? null, product_ids: JSON.stringify(p.productIds ?? []), category_ids: JSON.stringify(p.categoryIds ?? []),
+							valid_from: p.validFrom ?? null, valid_to: p.validTo ?? null, usage_limit: p.usageLimit ?? null, per_customer_limit: p.perCustomerLimit ?? null,
+							active: p.active ?? true
+						})
+						.onConflict(this.knex.raw("(code) WHERE code IS NOT NULL"))
+						.ignore()
+						.returning("*");
+					if (!row) throw conflict("PROMO_CODE_TAKEN", `The code '${normalizeCode(p.code)}' belongs to another promotion (codes are unique regardless of case)`, { code: normalizeCode(p.code) });
+					return promotionView(row);
+				});
 			}
 		},
 

@@ -14,7 +14,7 @@ import { randomUUID } from "node:crypto";
 import { conflict, notFound, validationError } from "../contracts/errors";
 import { moneySchema } from "../contracts/money";
 import type { ShippingMethod } from "../contracts/shipping";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { methodView, quote, todayUtc } from "./shipping/methods";
@@ -94,17 +94,19 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const p = ctx.params;
 				this.checkMethod(p);
-				const [row] = await this.table("methods")
-					.insert({
-						id: randomUUID(), name: p.name, carrier: p.carrier, price_amount: p.price.amount, currency: p.price.currency,
-						free_over_amount: p.freeOver?.amount ?? null, countries: JSON.stringify(p.countries), delivery_min: p.deliveryDays.min,
-						delivery_max: p.deliveryDays.max, express_fee_amount: p.expressFee?.amount ?? null, active: p.active ?? true
-					})
-					.onConflict(this.knex.raw("(lower(name))"))
-					.ignore()
-					.returning("*");
-				if (!row) throw conflict("NAME_TAKEN", `A shipping method named '${p.name}' exists already`, { name: p.name });
-				return methodView(row);
+				return this.idempotent(writeKey(ctx, "shipping.createMethod", ctx.meta.user?.id ?? ""), "shipping.createMethod", async trx => {
+					const [row] = await this.table("methods", trx)
+						.insert({
+							id: randomUUID(), name: p.name, carrier: p.carrier, price_amount: p.price.amount, currency: p.price.currency,
+							free_over_amount: p.freeOver?.amount ?? null, countries: JSON.stringify(p.countries), delivery_min: p.deliveryDays.min,
+							delivery_max: p.deliveryDays.max, express_fee_amount: p.expressFee?.amount ?? null, active: p.active ?? true
+						})
+						.onConflict(this.knex.raw("(lower(name))"))
+						.ignore()
+						.returning("*");
+					if (!row) throw conflict("NAME_TAKEN", `A shipping method named '${p.name}' exists already`, { name: p.name });
+					return methodView(row);
+				});
 			}
 		},
 
