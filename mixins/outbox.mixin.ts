@@ -30,7 +30,7 @@ import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contract
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
 import { acquireKnex, releaseKnex } from "../infra/database";
-import type { DbMethods } from "./db.mixin";
+import { heldOutboxRows, type DbMethods } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
 
@@ -183,6 +183,9 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 		},
 		methods: {
 			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
+				// Rows this transaction recorded and still holds are rewritten too.
+				const held = heldOutboxRows(trx);
+				if (held?.length) await this.table("outbox", trx).insert(held.splice(0, held.length));
 				const fieldName = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
 				const fields = [...(redaction.remove ?? []), ...Object.keys(redaction.set ?? {}), ...(which.payloadIn ? [which.payloadIn.field] : [])];
 				const bad = fields.find(f => !fieldName.test(f));
@@ -225,7 +228,11 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			},
 			/** Writes the row claimed by this process; once `trx` commits, the envelope goes out at once. */
 			async keep(this: any, trx: Knex.Transaction, row: Record<string, unknown>, env: any, target: string | null) {
-				await this.table("outbox", trx).insert({ ...row, claimed_until: this.knex.raw(`now() + interval '${RECORD_CLAIM_SECONDS} seconds'`) });
+				const claimed = { ...row, target, claimed_until: this.knex.raw(`now() + interval '${RECORD_CLAIM_SECONDS} seconds'`) };
+				// A transaction of the db mixin writes it with its last statement; any other, now.
+				const held = heldOutboxRows(trx);
+				if (held) held.push(claimed);
+				else await this.table("outbox", trx).insert(claimed);
 				let outer: any = trx;
 				while (outer.parentTransaction) outer = outer.parentTransaction;
 				outer.executionPromise?.then(() => this.sendAtOnce({ eventId: row.event_id as string, envelope: env, target })).catch(() => undefined);
