@@ -35,10 +35,10 @@ export function channelsAdapter(s: Settings) {
 	});
 }
 
-/** Read caches (the catalog's): Redis under the run's key prefix when there is one, else this process's memory. */
+/** Read caches (the catalog's): Redis under the run's key prefix, in a database of its own (`cacheRedisUrl`), when there is one, else this process's memory. */
 export function cacherOptions(s: Settings) {
 	const ttl = s.catalogCacheTtlS;
-	if (s.redisUrl) return { type: "Redis", options: { prefix: `${s.redisPrefix}cache`, ttl, redis: s.redisUrl } };
+	if (s.cacheRedisUrl) return { type: "Redis", options: { prefix: `${s.redisPrefix}cache`, ttl, redis: s.cacheRedisUrl } };
 	return { type: "Memory", options: { ttl, clone: true } };
 }
 

@@ -88,6 +88,13 @@ export interface Settings {
 	mailAttempts: number;
 	/** Longest life of a cached catalog answer (seconds); changes drop the cache before that. */
 	catalogCacheTtlS: number;
+	/**
+	 * Where the catalog cache lives: CACHE_REDIS_URL, else the logical database after REDIS_URL's
+	 * (redis://host:6379 → redis://host:6379/1). Apart from the sagas, leases and rate limits, so
+	 * that dropping the cache — a SCAN for its keys, at every stock change — walks the cache's own
+	 * keys, not every saga the shop ever ran. Null: the cache is kept in memory.
+	 */
+	cacheRedisUrl: string | null;
 	/** Longest life of a read the gateway keeps in its own memory (ms; 0: none); changes drop it before that. */
 	gatewayCacheTtlMs: number;
 	/** The first pause before an email or SMS is tried again (×4 each time). */
@@ -139,6 +146,14 @@ function clusterNodes(value: string | undefined): Array<{ host: string; port: nu
 			return i > 0 ? { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) } : { host: hostPort, port: 6379 };
 		});
 	return nodes.length ? nodes : null;
+}
+
+/** The same Redis server, the next logical database: redis://h:6379 → redis://h:6379/1, …/3 → …/4. */
+export function nextRedisDatabase(url: string): string {
+	const u = new URL(url);
+	const db = Number(u.pathname.replace(/^\//, "") || 0);
+	u.pathname = `/${(Number.isInteger(db) ? db : 0) + 1}`;
+	return u.toString();
 }
 
 export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
@@ -195,6 +210,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
 		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
 		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1),
+		cacheRedisUrl: env.CACHE_REDIS_URL || (env.REDIS_URL ? nextRedisDatabase(env.REDIS_URL) : null),
 		gatewayCacheTtlMs: num(env.GATEWAY_CACHE_TTL_MS, 5000, n => Number.isInteger(n) && n >= 0),
 		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),
 		smsProvider: env.SMS_PROVIDER || "simulated",

@@ -5,6 +5,7 @@
  */
 import knexFactory from "knex";
 import Redis from "ioredis";
+import { nextRedisDatabase } from "../../infra/settings";
 import amqp from "amqplib";
 
 /** The run's base id: every worker's namespace, schemas and keys start with it. */
@@ -40,16 +41,19 @@ export async function cleanup(): Promise<void> {
 	} finally {
 		await db.destroy();
 	}
-	const redis = new Redis(process.env.REDIS_URL!);
-	try {
-		let cursor = "0";
-		do {
-			const [next, keys] = await redis.scan(cursor, "MATCH", `${run}*:*`, "COUNT", 1000);
-			if (keys.length) await redis.del(...keys);
-			cursor = next;
-		} while (cursor !== "0");
-	} finally {
-		redis.disconnect();
+	// The sagas' database and the catalog cache's (the next one: infra/settings.ts).
+	for (const url of [process.env.REDIS_URL!, process.env.CACHE_REDIS_URL || nextRedisDatabase(process.env.REDIS_URL!)]) {
+		const redis = new Redis(url);
+		try {
+			let cursor = "0";
+			do {
+				const [next, keys] = await redis.scan(cursor, "MATCH", `${run}*:*`, "COUNT", 1000);
+				if (keys.length) await redis.del(...keys);
+				cursor = next;
+			} while (cursor !== "0");
+		} finally {
+			redis.disconnect();
+		}
 	}
 	// Queues and exchanges of this run: their names carry the namespace.
 	const res = await fetch("http://127.0.0.1:15672/api/queues", { headers: { authorization: "Basic " + Buffer.from("guest:guest").toString("base64") } }).catch(() => null);
