@@ -30,6 +30,8 @@ export interface Settings {
 	checkoutWaitMs: number;
 	sagaRecoveryIntervalMs: number;
 	sagaLeaseMs: number;
+	/** How long a saga that finished (completed or compensated) stays in the saga store (SAGA_RETENTION_DAYS, 7; 0: for ever). Its order stays in orders for good. */
+	sagaRetentionMs: number;
 	/** A pause before each saga step: lets a demo or a crash test catch a saga between steps. */
 	sagaStepDelayMs: number;
 	/**
@@ -178,6 +180,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		checkoutWaitMs: Number(env.CHECKOUT_WAIT_MS ?? 5000),
 		sagaRecoveryIntervalMs: Number(env.SAGA_RECOVERY_INTERVAL_MS ?? 1000),
 		sagaLeaseMs: Number(env.SAGA_LEASE_MS ?? 2000),
+		sagaRetentionMs: Math.round(num(env.SAGA_RETENTION_DAYS, 7, n => n >= 0) * 86_400_000),
 		sagaStepDelayMs: Number(env.SAGA_STEP_DELAY_MS ?? 0),
 		sagaStepAttempts: Number(env.SAGA_STEP_ATTEMPTS ?? 7),
 		sagaStepBackoffMs: msFrom(env.SAGA_STEP_BACKOFF_MS, 250),

@@ -16,6 +16,12 @@
  *   sagas:{sN}:deadlines    zset of the shard's ids by the time their next attempt (or the end of their wait) is due
  *   sagas:{sN}:waits        hash "<event>|<key>" → id of the saga whose waiting step waits for that event
  *                           (the shard of a wait entry is the hash of the entry, not of the saga)
+ *   sagas:{sN}:expiring     zset of the shard's finished ids by the time their record expires
+ *
+ * Retention: a saga that finished for good (completed or compensated, and announced; never a
+ * parked one) is kept `retentionMs` more, then its record expires (a Redis TTL set by the same
+ * compare-and-set) and `forgetExpired` drops it from the listing. Without it the store grew by
+ * one record (a few KB) per checkout, forever.
  */
 import type { Cluster, Redis } from "ioredis";
 import type { Failure } from "./definition";
@@ -84,6 +90,11 @@ export function isUnfinished(rec: SagaRecord): boolean {
 	return !TERMINAL.has(rec.status) || (!rec.announced && rec.status !== "parked");
 }
 
+/** Completed or compensated, and announced: nothing will ever change it again (a parked saga waits for an operator). */
+export function isFinishedForGood(rec: SagaRecord): boolean {
+	return (rec.status === "completed" || rec.status === "compensated") && rec.announced;
+}
+
 export interface SagaFilter {
 	state?: string;
 	type?: string;
@@ -140,6 +151,8 @@ export interface SagaStore {
 	clearWait(id: string, keys: string[]): Promise<void>;
 	/** Who holds the saga's lease, if anyone. */
 	leaseHolder(id: string): Promise<string | null>;
+	/** Drops from the listing the sagas whose retention ended by `now` (their records are gone); answers how many. */
+	forgetExpired(now: number): Promise<number>;
 	close(): Promise<void>;
 }
 
@@ -168,7 +181,19 @@ if v == false or tonumber(v) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[1]) + 1, 'json', ARGV[2])
 if ARGV[3] == '1' then redis.call('SADD', KEYS[2], ARGV[4]) else redis.call('SREM', KEYS[2], ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end
+if ARGV[7] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('ZADD', KEYS[4], ARGV[8], ARGV[4])
+end
 return 1`;
+
+const FORGET = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+if #ids > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('ZREM', KEYS[2], unpack(ids))
+end
+return #ids`;
 
 const ACQUIRE = `
 local holder = redis.call('GET', KEYS[1])
@@ -194,7 +219,8 @@ return 0`;
 
 interface SagaCommands {
 	sagaCreate(record: string, all: string, unfinished: string, version: number, json: string, score: number, id: string): Promise<number>;
-	sagaCas(record: string, unfinished: string, lease: string, expected: number, json: string, unfinishedFlag: string, id: string, owner: string, ttl: number): Promise<number>;
+	sagaCas(record: string, unfinished: string, lease: string, expiring: string, expected: number, json: string, unfinishedFlag: string, id: string, owner: string, ttl: number, retentionMs: number, expiresAt: number): Promise<number>;
+	sagaForget(all: string, expiring: string, now: number): Promise<number>;
 	sagaAcquire(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRenew(lease: string, owner: string, ttl: number): Promise<number>;
 	sagaRelease(lease: string, owner: string): Promise<number>;
@@ -226,6 +252,7 @@ export function sagaKeys(prefix: string, shards = DEFAULT_SAGA_SHARDS) {
 		all: (n: number) => `${prefix}sagas:${tag(n)}:all`,
 		unfinished: (n: number) => `${prefix}sagas:${tag(n)}:unfinished`,
 		deadlines: (n: number) => `${prefix}sagas:${tag(n)}:deadlines`,
+		expiring: (n: number) => `${prefix}sagas:${tag(n)}:expiring`,
 		/** The waits hash that holds entry "<event>|<key>". */
 		waits: (entry: string) => `${prefix}sagas:${tag(shard(entry))}:waits`,
 		waitsOfShard: (n: number) => `${prefix}sagas:${tag(n)}:waits`
@@ -255,15 +282,19 @@ function withScores(flat: string[]): Array<{ id: string; score: number }> {
 export class RedisSagaStore implements SagaStore {
 	private redis: (Redis | Cluster) & SagaCommands;
 	private keys: SagaKeys;
+	/** How long a saga that finished for good is kept (0: for ever). */
+	private retentionMs: number;
 
 	/**
 	 * Works on one Redis or on a Redis Cluster (ioredis `Cluster`). The connection stays the
 	 * caller's: close() leaves it open.
 	 */
-	constructor(redis: Redis | Cluster, opts: { prefix: string; shards?: number }) {
+	constructor(redis: Redis | Cluster, opts: { prefix: string; shards?: number; retentionMs?: number }) {
 		this.keys = sagaKeys(opts.prefix, opts.shards ?? DEFAULT_SAGA_SHARDS);
+		this.retentionMs = Math.max(0, Math.round(opts.retentionMs ?? 0));
 		redis.defineCommand("sagaCreate", { numberOfKeys: 3, lua: CREATE });
-		redis.defineCommand("sagaCas", { numberOfKeys: 3, lua: CAS });
+		redis.defineCommand("sagaCas", { numberOfKeys: 4, lua: CAS });
+		redis.defineCommand("sagaForget", { numberOfKeys: 2, lua: FORGET });
 		redis.defineCommand("sagaAcquire", { numberOfKeys: 1, lua: ACQUIRE });
 		redis.defineCommand("sagaRenew", { numberOfKeys: 1, lua: RENEW });
 		redis.defineCommand("sagaRelease", { numberOfKeys: 1, lua: RELEASE });
@@ -288,8 +319,9 @@ export class RedisSagaStore implements SagaStore {
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean> {
 		const next = { ...rec, version: expectedVersion + 1 };
-		const unfinished = this.keys.unfinished(this.keys.shard(rec.id));
-		const ok = await this.redis.sagaCas(this.keys.record(rec.id), unfinished, this.keys.lease(rec.id), expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id, lease?.owner ?? "", lease?.ttlMs ?? 0);
+		const n = this.keys.shard(rec.id);
+		const retain = this.retentionMs > 0 && isFinishedForGood(next) ? this.retentionMs : 0;
+		const ok = await this.redis.sagaCas(this.keys.record(rec.id), this.keys.unfinished(n), this.keys.lease(rec.id), this.keys.expiring(n), expectedVersion, JSON.stringify(next), isUnfinished(next) ? "1" : "0", rec.id, lease?.owner ?? "", lease?.ttlMs ?? 0, retain, Date.now() + retain);
 		return ok === 1;
 	}
 
@@ -386,6 +418,11 @@ export class RedisSagaStore implements SagaStore {
 		return this.redis.get(this.keys.lease(id));
 	}
 
+	async forgetExpired(now: number): Promise<number> {
+		const perShard = await Promise.all(this.shardNumbers.map(n => this.redis.sagaForget(this.keys.all(n), this.keys.expiring(n), now)));
+		return perShard.reduce((a, b) => a + Number(b), 0);
+	}
+
 	async close(): Promise<void> {
 		/* the connection belongs to whoever made it */
 	}
@@ -395,29 +432,41 @@ export class RedisSagaStore implements SagaStore {
 
 /** The same semantics in one process: records are kept as JSON so no caller shares an object with the store. */
 export class MemorySagaStore implements SagaStore {
-	private records = new Map<string, { version: number; json: string }>();
+	private records = new Map<string, { version: number; json: string; expiresAt?: number }>();
+	private retentionMs: number;
+
+	constructor(opts: { retentionMs?: number } = {}) {
+		this.retentionMs = Math.max(0, Math.round(opts.retentionMs ?? 0));
+	}
+
+	/** The stored record, unless its retention ended (it is gone, as in Redis; `forgetExpired` frees it). */
+	private stored(id: string) {
+		const r = this.records.get(id);
+		return r?.expiresAt !== undefined && r.expiresAt <= Date.now() ? undefined : r;
+	}
 	private leases = new Map<string, { owner: string; until: number }>();
 	private deadlines = new Map<string, number>();
 	private unfinished = new Set<string>();
 	private waits = new Map<string, string>();
 
 	async create(rec: SagaRecord): Promise<void> {
-		if (this.records.has(rec.id)) throw new SagaExistsError(rec.id);
+		if (this.stored(rec.id)) throw new SagaExistsError(rec.id);
 		this.records.set(rec.id, { version: rec.version, json: JSON.stringify(rec) });
 		this.unfinished.add(rec.id);
 	}
 
 	async get(id: string): Promise<SagaRecord | null> {
-		const stored = this.records.get(id);
+		const stored = this.stored(id);
 		return stored ? (JSON.parse(stored.json) as SagaRecord) : null;
 	}
 
 	async compareAndSet(rec: SagaRecord, expectedVersion: number, lease?: LeaseCheck): Promise<boolean> {
 		const holder = lease ? this.holder(rec.id) : undefined;
 		if (lease && holder !== undefined && holder !== lease.owner) return false;
-		if (this.records.get(rec.id)?.version !== expectedVersion) return false;
+		if (this.stored(rec.id)?.version !== expectedVersion) return false;
 		const next = { ...rec, version: expectedVersion + 1 };
-		this.records.set(rec.id, { version: next.version, json: JSON.stringify(next) });
+		const expiresAt = this.retentionMs > 0 && isFinishedForGood(next) ? Date.now() + this.retentionMs : undefined;
+		this.records.set(rec.id, { version: next.version, json: JSON.stringify(next), expiresAt });
 		if (lease) this.leases.set(rec.id, { owner: lease.owner, until: Date.now() + lease.ttlMs });
 		if (isUnfinished(next)) this.unfinished.add(rec.id);
 		else this.unfinished.delete(rec.id);
@@ -451,7 +500,10 @@ export class MemorySagaStore implements SagaStore {
 	}
 
 	async list(filter: SagaFilter): Promise<{ rows: SagaRecord[]; total: number }> {
-		const all = [...this.records.values()].map(r => JSON.parse(r.json) as SagaRecord).filter(r => matches(r, filter));
+		const all = [...this.records.keys()].flatMap(id => {
+			const r = this.stored(id);
+			return r ? [JSON.parse(r.json) as SagaRecord] : [];
+		}).filter(r => matches(r, filter));
 		all.sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
 		const offset = filter.offset ?? 0;
 		return { rows: all.slice(offset, offset + (filter.limit ?? 20)), total: all.length };
@@ -487,6 +539,17 @@ export class MemorySagaStore implements SagaStore {
 
 	async leaseHolder(id: string): Promise<string | null> {
 		return this.holder(id) ?? null;
+	}
+
+	async forgetExpired(now: number): Promise<number> {
+		let n = 0;
+		for (const [id, r] of this.records) {
+			if (r.expiresAt !== undefined && r.expiresAt <= now) {
+				this.records.delete(id);
+				n++;
+			}
+		}
+		return n;
 	}
 
 	async close(): Promise<void> {

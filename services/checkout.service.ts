@@ -34,6 +34,8 @@ import { crashAt } from "../infra/crash";
 
 /** A retry of a place that is under way answers the current status within this long (never a gateway timeout). */
 const RETRY_ANSWER_WAIT_MS = 1000;
+/** How often a replica drops the sagas past their retention from the listing. */
+const FORGET_EVERY_MS = 60_000;
 
 /** One in-process saga store per process in the embedded mode, shared by checkout replicas in it. */
 let memoryStore: MemorySagaStore | null = null;
@@ -43,6 +45,7 @@ interface Vars {
 	engine: SagaEngine;
 	redis: Redis | Cluster | null;
 	reconcileTimer: NodeJS.Timeout | null;
+	forgetTimer: NodeJS.Timeout | null;
 	/** Counts what the reconciler did in /metrics. */
 	countReconciled: (report: ReconcileReport) => void;
 	/** Set once this replica stops: it takes over no dead node's sagas any more. */
@@ -355,13 +358,13 @@ export default defineService<Methods, Vars>({
 		if (settings.redisClusterNodes) {
 			// Every script of one saga stays in one slot; the store shards its indexes over the cluster.
 			this.redis = new Cluster(settings.redisClusterNodes, { redisOptions: { maxRetriesPerRequest: 3 } });
-			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
+			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix, retentionMs: settings.sagaRetentionMs });
 		} else if (settings.redisUrl) {
 			this.redis = new Redis(settings.redisUrl, { maxRetriesPerRequest: 3 });
-			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix });
+			this.store = new RedisSagaStore(this.redis, { prefix: settings.redisPrefix, retentionMs: settings.sagaRetentionMs });
 		} else {
 			this.redis = null;
-			this.store = memoryStore ??= new MemorySagaStore();
+			this.store = memoryStore ??= new MemorySagaStore({ retentionMs: settings.sagaRetentionMs });
 		}
 		this.engine = new SagaEngine({
 			store: this.store,
@@ -380,6 +383,17 @@ export default defineService<Methods, Vars>({
 		});
 		// Sagas left behind by a replica that died are resumed now and then every few seconds.
 		this.engine.startRecoveryLoop(settings.sagaRecoveryIntervalMs);
+		// Sagas past their retention leave the operators' listing (their records expired already).
+		const forget = () => {
+			this.forgetTimer = setTimeout(() => {
+				this.store
+					.forgetExpired(Date.now())
+					.then((n: number) => n > 0 && this.logger.info(`${n} finished saga(s) past their retention left the saga store`))
+					.catch((err: Error) => this.logger.warn(`Forgetting expired sagas failed (the next pass tries again): ${err.message}`))
+					.finally(() => this.forgetTimer && forget());
+			}, Math.min(FORGET_EVERY_MS, Math.max(1000, settings.sagaRetentionMs)));
+		};
+		if (settings.sagaRetentionMs > 0) forget();
 		// Orders, carts and payments whose saga the store lost are finished or compensated (one replica at a time).
 		this.countReconciled = reconcilerMetrics(this.broker);
 		this.reconcileTimer = null;
@@ -399,6 +413,8 @@ export default defineService<Methods, Vars>({
 		this.leaving = true;
 		if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
 		this.reconcileTimer = null;
+		if (this.forgetTimer) clearTimeout(this.forgetTimer);
+		this.forgetTimer = null;
 		await this.engine?.stop();
 		if (this.redis) this.redis.disconnect();
 	}

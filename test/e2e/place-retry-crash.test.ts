@@ -235,4 +235,28 @@ describe("a retried place never loses its order (checkout killed between request
 		figures.push(`two replicas, one SIGKILLed: the survivor resumed the ${orphans.length} saga(s) the dead one drove ${resumedAfter.join(", ")} ms after the kill (lease ${ORCHESTRATOR.SAGA_LEASE_MS} ms, recovery every ${ORCHESTRATOR.SAGA_RECOVERY_INTERVAL_MS} ms); every request and retry 202`);
 		expect(resumedAfter.every(Number.isFinite)).to.equal(true);
 	});
+
+	it("a saga past its retention leaves the store and the operators' list; a retry with its key still answers its order, 202", async () => {
+		const product = await productInStock(http, admin, { stock: 5 });
+		const c = await verifiedCustomer(http, admin);
+		// Kept 3 s once finished (SAGA_RETENTION_DAYS is in days).
+		const nodeID = `${process.env.TEST_RUN_ID}-checkout-retention-${Date.now().toString(36)}`;
+		spawned.push(spawnServices(["checkout"], { SAGA_RETENTION_DAYS: String(3000 / 86_400_000), NODE_ID: nodeID }));
+		await eventually(() => client.registry.getServiceList({ onlyAvailable: true }).some((s: any) => s.name === "checkout" && s.nodeID === nodeID), 60_000, "the checkout process to be up");
+		expectStatus(await http.post("/api/cart/items", { productId: product.id, quantity: 1 }, c.token), 200);
+		await readyCheckout(http, c.token);
+		const placed = await place(c);
+		expect(placed.status, JSON.stringify(placed.body)).to.be.oneOf([201, 202]);
+		const { sagaId, orderId } = placeIds(c.id, keyOf(c));
+		expect(placed.body.orderId).to.equal(orderId);
+		await eventually(async () => (await sagaOf(c))?.announced === true, 30_000, "the saga to end");
+		const listed = async () => expectStatus(await http.get("/api/admin/sagas?pageSize=100", admin), 200).rows.map((r: any) => r.id) as string[];
+		expect(await listed()).to.include(sagaId);
+
+		await eventually(async () => (await sagaOf(c)) === null, 15_000, "the finished saga to expire");
+		await eventually(async () => !(await listed()).includes(sagaId), 15_000, "the saga to leave the operators' list");
+		const retried = await place(c);
+		expect([retried.status, retried.body.orderId, retried.body.status], JSON.stringify(retried.body)).to.deep.equal([202, orderId, "confirmed"]);
+		expect(expectStatus(await http.get(`/api/orders/${orderId}`, c.token), 200).status).to.equal("confirmed");
+	});
 });

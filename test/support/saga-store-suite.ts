@@ -9,7 +9,7 @@ import { expect } from "chai";
 import type { Cluster, Redis } from "ioredis";
 import { Errors } from "moleculer";
 import { action, event } from "../../contracts/actions";
-import { EngineOptions, RedisSagaStore, saga, SagaEngine, SagaExistsError, sagaKeys, SagaRecord } from "../../sagas";
+import { EngineOptions, RedisSagaStore, saga, SagaEngine, SagaExistsError, sagaKeys, SagaRecord, SagaStore } from "../../sagas";
 
 interface Data {
 	n: number;
@@ -128,6 +128,11 @@ export function sagaStoreSuite(title: string, target: () => SagaStoreTarget) {
 			expect(await store.listUnfinished()).to.not.include(id);
 			expect(await redis.hget(sagaKeys(prefix).record(id), "v")).to.equal("3");
 			expect(await store.get(newId())).to.equal(null);
+		});
+
+		it("keeps a saga that finished for good for its retention only: then its record expires and it leaves the listing; a parked or running one stays", async () => {
+			await retentionHolds(new RedisSagaStore(redis, { prefix, retentionMs: 300 }));
+			expect(await target().keys(redis, `${prefix}saga:*`)).to.have.length(2); // the parked and the running record
 		});
 
 		it("lets exactly one of many concurrent compare-and-sets on one version through", async () => {
@@ -346,4 +351,31 @@ export function sagaStoreSuite(title: string, target: () => SagaStoreTarget) {
 			}
 		});
 	});
+}
+
+/**
+ * A store kept `retentionMs` 300: a saga completed and announced expires after it and
+ * `forgetExpired` takes it off the listing; a completed one not yet announced, a parked and a
+ * running one do not expire.
+ */
+export async function retentionHolds(store: SagaStore) {
+	const done = record(newId());
+	const parked = record(newId());
+	const running = record(newId());
+	for (const r of [done, parked, running]) await store.create(r);
+	expect(await store.compareAndSet({ ...done, status: "completed", state: "completed" }, 1)).to.equal(true);
+	expect(await store.compareAndSet({ ...parked, status: "parked", parkedReason: "refund failed" }, 1)).to.equal(true);
+	await sleep(400);
+	expect(await store.get(done.id), "completed, not announced yet: kept").to.not.equal(null);
+	expect(await store.compareAndSet({ ...done, status: "completed", state: "completed", announced: true }, 2)).to.equal(true);
+	expect((await store.list({ limit: 10 })).total).to.equal(3);
+	await sleep(400);
+	expect(await store.get(done.id)).to.equal(null);
+	expect((await store.get(parked.id))?.status).to.equal("parked");
+	expect((await store.get(running.id))?.status).to.equal("running");
+	expect(await store.forgetExpired(Date.now())).to.equal(1);
+	expect(await store.forgetExpired(Date.now())).to.equal(0);
+	const listed = await store.list({ limit: 10 });
+	expect(listed.total).to.equal(2);
+	expect(listed.rows.map(r => r.id).sort()).to.deep.equal([parked.id, running.id].sort());
 }

@@ -7,6 +7,7 @@ import Redis from "ioredis";
 import { Errors } from "moleculer";
 import { action } from "../../contracts/actions";
 import { compensationState, EngineOptions, forwardState, MemorySagaStore, RedisSagaStore, saga, SagaEngine, SagaExistsError, SagaRecord, SagaStore } from "../../sagas";
+import { retentionHolds } from "../support/saga-store-suite";
 
 interface Data {
 	n: number;
@@ -77,6 +78,10 @@ const stores: Array<{ name: string; make: () => Promise<{ store: SagaStore; done
 		}
 	}
 ];
+
+describe("the in-process saga store", () => {
+	it("keeps a saga that finished for good for its retention only, as the Redis store does", () => retentionHolds(new MemorySagaStore({ retentionMs: 300 })));
+});
 
 describe("saga state names", () => {
 	it("are the step's verb as a gerund, then the rest of its name", () => {
