@@ -252,6 +252,25 @@ export function sagaStoreSuite(title: string, target: () => SagaStoreTarget) {
 			expect(await redis.exists(sagaKeys(prefix).lease(id))).to.equal(0); // released at the end
 		});
 
+		it("a call four times slower than the lease keeps the lease renewed: the other replica, looking for orphans all along, never takes the saga", async () => {
+			const p = participant({ "svc.b": () => sleep(1200).then(() => "slow") });
+			const a = replica("replica-a", p.invoke);
+			const b = replica("replica-b", p.invoke);
+			const { id } = await a.engine.start(def.name, { n: 1 });
+			let tookOver = 0;
+			const watching = (async () => {
+				while (!p.actions().includes("svc.c")) {
+					tookOver += await b.engine.recover();
+					await sleep(20);
+				}
+			})();
+			const end = (await a.engine.waitFor(id, { timeoutMs: 8000 }))!;
+			await watching;
+			expect(end.status).to.equal("completed");
+			expect(tookOver).to.equal(0);
+			expect(p.actions()).to.deep.equal(["svc.a", "svc.b", "svc.c"]);
+		});
+
 		it("a saga whose replica died mid-step is taken over by another once the lease expires, and the step is re-sent with its key", async () => {
 			let answerDeadCall!: () => void;
 			const dying = participant({ "svc.b": () => new Promise(r => (answerDeadCall = () => r("too late"))) });
