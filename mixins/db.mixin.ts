@@ -156,8 +156,10 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					const first = await this.table("idempotency_keys").where({ key }).first().catch(() => undefined);
 					if (first) return replayAnswer(first, action);
 					if (err instanceof KeyTaken) throw new Error(`Idempotency key ${key} vanished while it was being answered; try again`);
-					// A refusal is an answer too: a repeat must get the same refusal, not a second try.
-					if (isClientError(err)) {
+					// A refusal is an answer too: a repeat must get the same refusal, not a second try. Not
+					// under a request's own id (no key came): a refused request changes nothing, and its copy
+					// after a crash is simply refused again.
+					if (isClientError(err) && !key.startsWith(requestKey(""))) {
 						const kept = await this.table("idempotency_keys")
 							.insert({ key, action, error: JSON.stringify({ message: err.message, code: err.code, type: err.type, data: err.data ?? null }) })
 							.onConflict("key")
