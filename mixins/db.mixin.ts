@@ -140,7 +140,6 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				// answers what the first stored.
 				try {
 					return await this.transaction(async trx => {
-						holdOutboxRows(trx);
 						const result = await fn(trx);
 						const stored = await withHeldOutboxRows(this, trx, this.table("idempotency_keys", trx)
 							.insert({ key, action, result: JSON.stringify(result ?? null) })
@@ -295,7 +294,7 @@ export function heldOutboxRows(trx: Knex.Transaction): Record<string, unknown>[]
  * Writes the outbox rows held for `trx`, in one statement with `last` when given (a data-modifying
  * CTE: both run, in this transaction, whatever `last` returns), and answers what `last` returns.
  */
-async function withHeldOutboxRows(db: DbMethods, trx: Knex.Transaction, last?: Knex.QueryBuilder): Promise<any[]> {
+export async function withHeldOutboxRows(db: DbMethods, trx: Knex.Transaction, last?: Knex.QueryBuilder): Promise<any[]> {
 	const held = heldOutboxRows(trx);
 	const rows = held?.splice(0, held.length) ?? [];
 	if (rows.length === 0) return last ? await last : [];

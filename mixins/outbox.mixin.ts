@@ -30,7 +30,7 @@ import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contract
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
 import { acquireKnex, releaseKnex } from "../infra/database";
-import { heldOutboxRows, type DbMethods } from "./db.mixin";
+import { heldOutboxRows, withHeldOutboxRows, type DbMethods } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
 
@@ -184,8 +184,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 		methods: {
 			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
 				// Rows this transaction recorded and still holds are rewritten too.
-				const held = heldOutboxRows(trx);
-				if (held?.length) await this.table("outbox", trx).insert(held.splice(0, held.length));
+				await withHeldOutboxRows(this, trx);
 				const fieldName = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
 				const fields = [...(redaction.remove ?? []), ...Object.keys(redaction.set ?? {}), ...(which.payloadIn ? [which.payloadIn.field] : [])];
 				const bad = fields.find(f => !fieldName.test(f));
