@@ -3,17 +3,59 @@
  * single connection, and a pool per service would only multiply connections to Postgres.
  * Each service reaches only its own schema through the db mixin.
  */
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import knexFactory, { Knex } from "knex";
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const KnexPgClient: new (config: Knex.Config) => any = require("knex/lib/dialects/postgres");
 import { Settings } from "./settings";
+
+/** Named statements one connection keeps at most; statements past it are sent unnamed (parsed each time). */
+export const PREPARED_PER_CONNECTION = 200;
+const PREPARED = Symbol("preparedStatements");
+const names = new Map<string, string>();
+
+/**
+ * knex's Postgres client, with every statement that has parameters sent as a named (prepared)
+ * statement: Postgres parses and plans it once per connection instead of at every call. A
+ * checkout runs about 120 small statements, most of them the same few dozen texts, so parsing
+ * them again was a large part of Postgres' own work. A connection keeps at most
+ * PREPARED_PER_CONNECTION of them (a `whereIn` of every length is a text of its own); the rest
+ * go unnamed as before. Statements without parameters (BEGIN, COMMIT, a migration's several
+ * statements at once) keep the simple protocol.
+ */
+class PreparingPgClient extends KnexPgClient {
+	_query(connection: any, obj: any) {
+		if (obj.sql && obj.bindings?.length > 0 && obj.options?.name === undefined) {
+			const name = statementName(obj.sql);
+			const parsed = connection.connection?.parsedStatements ?? {};
+			const kept: number = connection[PREPARED] ?? 0;
+			if (parsed[name] !== undefined || kept < PREPARED_PER_CONNECTION) {
+				if (parsed[name] === undefined) connection[PREPARED] = kept + 1;
+				obj.options = { ...obj.options, name };
+			}
+		}
+		return super._query(connection, obj);
+	}
+}
+
+function statementName(sql: string): string {
+	let name = names.get(sql);
+	if (name === undefined) {
+		name = `sc_${createHash("sha1").update(sql).digest("hex").slice(0, 20)}`;
+		if (names.size >= 5000) names.clear();
+		names.set(sql, name);
+	}
+	return name;
+}
 
 const shared = new Map<string, { knex: Knex; refs: number }>();
 
 function createKnex(s: Settings): Knex {
 	if (s.databaseUrl) {
 		return knexFactory({
-			client: "pg",
+			client: PreparingPgClient as any,
 			connection: s.databaseUrl,
 			pool: { min: 0, max: s.dbPoolMax }
 		});
@@ -88,7 +130,7 @@ function listMigrations(dir: string): string[] {
  */
 export async function migrate(knex: Knex, service: string, schema: string): Promise<void> {
 	const config = { schemaName: schema, tableName: "knex_migrations", migrationSource: migrationSource(service, schema) };
-	if (knex.client.config.client !== "pg") {
+	if (!(knex.client instanceof PreparingPgClient)) {
 		await knex.raw(`CREATE SCHEMA IF NOT EXISTS ??`, [schema]);
 		await knex.migrate.latest(config);
 		return;
