@@ -272,8 +272,10 @@ export class SagaEngine {
 	 * `<nodeID>:<suffix>`. Answers how many sagas were resumed.
 	 */
 	async takeOver(nodeID: string): Promise<number> {
-		for (const id of await this.store.listUnfinished()) {
-			const holder = await this.store.leaseHolder(id);
+		const ids = await this.store.listUnfinished();
+		const holders = await this.store.leaseHolders(ids);
+		for (const [i, id] of ids.entries()) {
+			const holder = holders[i];
 			if (holder && holder.startsWith(`${nodeID}:`) && holder !== this.opts.owner) await this.store.releaseLease(id, holder);
 		}
 		return this.recover();
@@ -282,14 +284,18 @@ export class SagaEngine {
 	/** Takes up every unfinished saga whose lease is free (its driver died) and every due deadline. Answers how many. */
 	async recover(): Promise<number> {
 		const now = this.clock.now();
-		const ids = new Set([...(await this.store.dueDeadlines(now, 500)), ...(await this.store.listUnfinished())]);
+		const [due, unfinished] = await Promise.all([this.store.dueDeadlines(now, 500), this.store.listUnfinished()]);
+		const ids = [...new Set([...due, ...unfinished])].filter(id => !this.driving.has(id));
+		// A saga another replica drives (its lease is live) is not even read: with many sagas in
+		// flight, reading and parsing every one on every pass of every replica was most of a
+		// replica's own work. The leases are read at once (one round trip per shard, not one per
+		// saga: with four replicas that was most of the Redis commands of a pass). When a driver
+		// dies, its lease lapses and a later pass takes the saga.
+		const holders = ids.length > 0 ? await this.store.leaseHolders(ids) : [];
 		let resumed = 0;
-		for (const id of ids) {
+		for (const [i, id] of ids.entries()) {
 			if (this.driving.has(id) || this.abort.signal.aborted) continue;
-			// A saga another replica drives (its lease is live) is not even read: with many sagas in
-			// flight, reading and parsing every one on every pass of every replica was most of a
-			// replica's own work. When that replica dies, its lease lapses and a later pass takes it.
-			if (await this.store.leaseHolder(id)) continue;
+			if (holders[i]) continue;
 			const rec = await this.store.get(id);
 			if (!rec || !isUnfinished(rec)) {
 				await this.store.clearDeadline(id);

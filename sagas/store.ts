@@ -151,6 +151,8 @@ export interface SagaStore {
 	clearWait(id: string, keys: string[]): Promise<void>;
 	/** Who holds the saga's lease, if anyone. */
 	leaseHolder(id: string): Promise<string | null>;
+	/** Who holds each saga's lease (null: nobody), in the order of `ids`: one round trip, not one per saga. */
+	leaseHolders(ids: string[]): Promise<Array<string | null>>;
 	/** Drops from the listing the sagas whose retention ended by `now` (their records are gone); answers how many. */
 	forgetExpired(now: number): Promise<number>;
 	close(): Promise<void>;
@@ -418,6 +420,23 @@ export class RedisSagaStore implements SagaStore {
 		return this.redis.get(this.keys.lease(id));
 	}
 
+	/** One pipeline per shard (a cluster pipeline must stay in one slot), all shards at once. */
+	async leaseHolders(ids: string[]): Promise<Array<string | null>> {
+		const holders = new Map<string, string | null>();
+		await Promise.all(
+			[...groupBy(ids, id => String(this.keys.shard(id))).values()].map(async group => {
+				const pipeline = this.redis.pipeline();
+				for (const id of group) pipeline.get(this.keys.lease(id));
+				const results = (await pipeline.exec()) ?? [];
+				results.forEach(([err, holder], i) => {
+					if (err) throw err;
+					holders.set(group[i]!, typeof holder === "string" ? holder : null);
+				});
+			})
+		);
+		return ids.map(id => holders.get(id) ?? null);
+	}
+
 	async forgetExpired(now: number): Promise<number> {
 		const perShard = await Promise.all(this.shardNumbers.map(n => this.redis.sagaForget(this.keys.all(n), this.keys.expiring(n), now)));
 		return perShard.reduce((a, b) => a + Number(b), 0);
@@ -539,6 +558,10 @@ export class MemorySagaStore implements SagaStore {
 
 	async leaseHolder(id: string): Promise<string | null> {
 		return this.holder(id) ?? null;
+	}
+
+	async leaseHolders(ids: string[]): Promise<Array<string | null>> {
+		return ids.map(id => this.holder(id) ?? null);
 	}
 
 	async forgetExpired(now: number): Promise<number> {

@@ -190,6 +190,17 @@ export function sagaStoreSuite(title: string, target: () => SagaStoreTarget) {
 			expect(await store.acquireLease(id, "b", 1000)).to.equal(true);
 		});
 
+		it("reads the lease holders of many sagas over every shard at once, in the order asked, null where nobody holds one", async () => {
+			const ids = Array.from({ length: 40 }, () => newId());
+			const keys = sagaKeys(prefix);
+			expect(new Set(ids.map(id => keys.shard(id))).size).to.be.above(5);
+			for (const [i, id] of ids.entries()) if (i % 3 !== 2) expect(await store.acquireLease(id, `owner-${i % 3}`, 5000)).to.equal(true);
+			const holders = await store.leaseHolders(ids);
+			expect(holders).to.deep.equal(ids.map((_, i) => (i % 3 === 2 ? null : `owner-${i % 3}`)));
+			for (const [i, id] of ids.entries()) expect(await store.leaseHolder(id)).to.equal(holders[i]);
+			expect(await store.leaseHolders([])).to.deep.equal([]);
+		});
+
 		it("lets a lease that is not renewed expire, so another owner can take it", async () => {
 			const id = newId();
 			expect(await store.acquireLease(id, "a", 100)).to.equal(true);
