@@ -606,14 +606,25 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 	}
 };
 
-/** Whether a computed session writes exactly what the stored one holds (compared as the columns are written). */
+/**
+ * Whether a computed session writes exactly what the stored one holds (compared as the columns are
+ * written). Postgres hands jsonb back with its keys in an order of its own, so objects are
+ * compared with sorted keys: compared as they came, every place rewrote an unchanged session.
+ */
 function sameSession(base: Session, computed: Computed): boolean {
 	const columns = (x: any) =>
-		JSON.stringify([
+		canonicalJson([
 			x.address ?? null, x.shippingMethodId ?? null, x.shippingMethod ?? null, x.deliveryDate ?? null, x.express ?? null, x.paymentMethod ?? null,
 			x.promoCode ?? null, x.promoCodeStatus ?? null, x.addonIds ?? [], x.addons ?? [], x.promotions ?? [], x.lines ?? [], x.totals ?? null
 		]);
 	return columns(base) === columns(computed);
+}
+
+/** JSON with every object's keys in sorted order. */
+function canonicalJson(value: unknown): string {
+	return JSON.stringify(value, (_key, v) =>
+		v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : v
+	);
 }
 
 /** What the order is made of, as the checkout showed it when the customer placed it. */

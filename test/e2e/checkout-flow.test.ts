@@ -114,9 +114,18 @@ describe("checkout flow through the gateway: session, card, BLIK, PayPal, the or
 		await eventually(() => updates().length >= 5, 10_000, "totals_updated events");
 		expect(updates()).to.deep.equal([20000, 21500, 23500, 21500, 22000]);
 
+		// Place computes the totals afresh; when nothing changed since the last choice it writes nothing
+		// (the session as Postgres hands it back — jsonb reorders keys — is the same session).
+		const { default: knexFactory } = await import("knex");
+		const db = knexFactory({ client: "pg", connection: process.env.DATABASE_URL });
+		const sessionRow = () => db(`${process.env.SCHEMA_PREFIX}checkout.checkouts`).where({ id: checkoutId }).first();
+		const before = await sessionRow();
 		const placed = expectStatus(await http.post("/api/checkout/place", { paymentDetails: CARDS.ok }, c.token), 202);
 		const saga = await finishedSaga(http, admin, placed.checkout.sagaId);
 		expect(saga.status, JSON.stringify(saga.failure)).to.equal("completed");
+		const after = await sessionRow();
+		await db.destroy();
+		expect({ version: after.version, updatedAt: after.updated_at }).to.deep.equal({ version: before.version, updatedAt: before.updated_at });
 		const o = await order(placed.orderId, c.token);
 		expect(o.status).to.equal("confirmed");
 		expect(o.totals).to.deep.equal(finalTotals);
