@@ -12,7 +12,7 @@ const KnexPgClient: new (config: Knex.Config) => any = require("knex/lib/dialect
 import { Settings } from "./settings";
 
 /** Named statements one connection keeps at most; statements past it are sent unnamed (parsed each time). */
-export const PREPARED_PER_CONNECTION = 200;
+export const PREPARED_PER_CONNECTION = 100;
 const PREPARED = Symbol("preparedStatements");
 const names = new Map<string, string>();
 
@@ -21,7 +21,8 @@ const names = new Map<string, string>();
  * statement: Postgres parses and plans it once per connection instead of at every call. A
  * checkout runs about 120 small statements, most of them the same few dozen texts, so parsing
  * them again was a large part of Postgres' own work. A connection keeps at most
- * PREPARED_PER_CONNECTION of them (a `whereIn` of every length is a text of its own); the rest
+ * PREPARED_PER_CONNECTION of them (a `whereIn` of every length is a text of its own, and each plan
+ * takes memory in its backend); the rest
  * go unnamed as before. Statements without parameters (BEGIN, COMMIT, a migration's several
  * statements at once) keep the simple protocol.
  */
