@@ -6,12 +6,15 @@
  * `--window <file>` keeps only the samples inside a time window (two monotonic microsecond stamps,
  * as the bench writes to `<dir>/saturation-r<replicas>.window`): the saturation phase alone,
  * without start-up and preparation.
+ * `--ours` adds, per profile, our own functions (not node_modules) by *inclusive* time: the samples
+ * with that function anywhere on the stack — which of our code paths the CPU is spent under.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
 interface ProfileNode {
 	id: number;
+	children?: number[];
 	callFrame: { functionName: string; url: string; lineNumber: number };
 	hitCount?: number;
 }
@@ -30,6 +33,8 @@ if (nAt >= 0) {
 	top = Number(args[nAt + 1]);
 	args.splice(nAt, 2);
 }
+const ours = args.includes("--ours");
+if (ours) args.splice(args.indexOf("--ours"), 1);
 let window: [number, number] | null = null;
 const wAt = args.indexOf("--window");
 if (wAt >= 0) {
@@ -81,4 +86,21 @@ for (const file of args) {
 	for (const [k, us] of rows) console.log(`  ${((us / busy) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
 	const places = [...byPlace.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8);
 	console.log(`  by package or file: ${places.map(([k, us]) => `${k} ${((us / busy) * 100).toFixed(0)} %`).join(", ")}`);
+	if (ours) {
+		const parent = new Map<number, number>();
+		for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+		const inclusive = new Map<string, number>();
+		for (const [id, us] of selfUs) {
+			if (byId.get(id)!.callFrame.functionName === "(idle)") continue;
+			const seen = new Set<string>();
+			for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+				const f = byId.get(at)!.callFrame;
+				if (!f.url || f.url.includes("node_modules/") || f.url.startsWith("node:")) continue;
+				seen.add(`${f.functionName || "(anonymous)"}  ${where(f.url)}:${f.lineNumber + 1}`);
+			}
+			for (const k of seen) inclusive.set(k, (inclusive.get(k) ?? 0) + us);
+		}
+		console.log("  our functions, inclusive:");
+		for (const [k, us] of [...inclusive.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${((us / busy) * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+	}
 }
