@@ -13,7 +13,7 @@ describe("prepared statements (real Postgres)", function () {
 	const settings = { ...readSettings(), databaseUrl: process.env.DATABASE_URL!, dbPoolMax: 1 };
 	let knex: Knex;
 	// One connection: what it has prepared is what pg_prepared_statements shows.
-	const prepared = async () => (await knex.raw("SELECT statement FROM pg_prepared_statements")).rows.map((r: any) => r.statement as string);
+	const prepared = async (): Promise<string[]> => (await knex.raw("SELECT statement FROM pg_prepared_statements")).rows.map((r: any) => r.statement as string);
 
 	before(() => {
 		knex = acquireKnex(settings);
