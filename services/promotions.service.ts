@@ -304,7 +304,7 @@ export default defineService<Methods>({
 			for (const p of result.promotions) {
 				const was = before.get(p.promotionId);
 				before.delete(p.promotionId);
-				if (was && Number(was.discount_amount) === p.discount.amount && was.currency === p.discount.currency) continue;
+				if (was && sameDiscount(was, p)) continue;
 				await this.table("checkout_promotions", trx)
 					.insert({ checkout_id: checkoutId, promotion_id: p.promotionId, code: p.code ?? null, discount_amount: p.discount.amount, currency: p.discount.currency })
 					.onConflict(["checkout_id", "promotion_id"])
@@ -321,6 +321,17 @@ export default defineService<Methods>({
 		/** The checkout's cart evaluated under its lock; `accept` may refuse the result or add to it; then promotion.applied / removed for what changed. */
 		async recalculateCheckout(this: This, ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>) {
 			const { checkoutId } = ctx.params;
+			if (!accept) {
+				// The usual call (every refresh of a session, place among them) changes nothing here: then
+				// it is answered from two reads, with no transaction and no lock. Only a change is written,
+				// under the checkout's lock, and evaluated again there.
+				const [result, stored] = await Promise.all([
+					this.evaluateCart(ctx.params),
+					this.table("checkout_promotions").where({ checkout_id: checkoutId })
+				]);
+				const unchanged = stored.length === result.promotions.length && result.promotions.every(p => stored.some((r: any) => r.promotion_id === p.promotionId && sameDiscount(r, p)));
+				if (unchanged) return { checkoutId, ...result };
+			}
 			return this.transaction(async trx => {
 				await this.lock(trx, `checkout:${checkoutId}`);
 				const result = await this.evaluateCart(ctx.params, trx);
@@ -340,3 +351,8 @@ export default defineService<Methods>({
 		}
 	}
 });
+
+/** A checkout's stored discount (a checkout_promotions row) is the one just computed. */
+function sameDiscount(row: { discount_amount: unknown; currency: string }, p: { discount: { amount: number; currency: string } }): boolean {
+	return Number(row.discount_amount) === p.discount.amount && row.currency === p.discount.currency;
+}
