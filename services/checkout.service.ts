@@ -58,7 +58,7 @@ interface Methods extends SessionMethods {
 	announce(rec: SagaRecord<PlaceOrderData>): Promise<void>;
 	operate(fn: () => Promise<SagaRecord>): Promise<any>;
 	answer(ctx: Ctx, sagaId: string, waitMs: number): Promise<any>;
-	placeOnce(ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>): Promise<any>;
+	placeOnce<C>(ctx: Ctx, customerId: string, key: string | undefined, check: () => Promise<C>, prepare: (ids: { sagaId: string; orderId: string }, checked: C) => Promise<PlaceOrderData>): Promise<any>;
 	deliver(env: EventEnvelope<any>, key: string | undefined): Promise<void>;
 	reconcile(): Promise<ReconcileReport>;
 	answerFromOrder(ctx: Ctx, sagaId: string, orderId: string): Promise<any>;
@@ -90,11 +90,16 @@ export default defineService<Methods, Vars>({
 				const buyer = buyerId(ctx.meta);
 				if (!buyer) throw unauthorized("Log in, or send the X-Guest-Token of a guest cart");
 				const key: string | undefined = ctx.params.idempotencyKey ?? (ctx.meta.idempotencyKey as string | undefined);
-				return this.placeOnce(ctx, buyer, key, async ({ sagaId, orderId }) => {
-					const ready = await this.readyToPlace(ctx, ctx.params.paymentDetails);
-					const payment = await paymentOf(ctx, ready);
-					return { sagaId, orderId, ...orderSnapshot(ready), ...payment };
-				});
+				return this.placeOnce(
+					ctx,
+					buyer,
+					key,
+					() => this.readyToPlace(ctx, ctx.params.paymentDetails),
+					async ({ sagaId, orderId }, ready) => {
+						const payment = await paymentOf(ctx, ready);
+						return { sagaId, orderId, ...orderSnapshot(ready), ...payment };
+					}
+				);
 			}
 		},
 
@@ -174,13 +179,13 @@ export default defineService<Methods, Vars>({
 
 		/**
 		 * Place, exactly once per (customer, Idempotency-Key): the saga id is derived from them, a
-		 * saga that exists answers at once with its current status (202), and otherwise `prepare`
-		 * validates and builds the saga's data and the saga is created if absent — two copies of
+		 * saga that exists answers at once with its current status (202), and otherwise `check`
+		 * validates, `prepare` builds the saga's data (the card token) and the saga is created if absent — two copies of
 		 * one request racing each other end up answering the same saga. Without a key, once per
 		 * request: RabbitMQ hands a request whose replica died before answering to another one,
 		 * and that copy must answer the first one's order, not place a second.
 		 */
-		async placeOnce(this: This, ctx: Ctx, customerId: string, key: string | undefined, prepare: (ids: { sagaId: string; orderId: string }) => Promise<PlaceOrderData>) {
+		async placeOnce<C>(this: This, ctx: Ctx, customerId: string, key: string | undefined, check: () => Promise<C>, prepare: (ids: { sagaId: string; orderId: string }, checked: C) => Promise<PlaceOrderData>) {
 			const ids = placeIds(customerId, key, ctx.id);
 			// The saga store may lose the saga (Redis emptied) while its order lives on: then the order's own state is the answer.
 			const answer = async (waitMs: number) => {
@@ -195,6 +200,12 @@ export default defineService<Methods, Vars>({
 				}
 			};
 			if (await this.store.get(ids.sagaId)) return answer(RETRY_ANSWER_WAIT_MS);
+			// The order lookup (for a saga the store lost or let expire) and the checks run at once: the
+			// lookup finds nothing at nearly every place, and waiting for it first made every place one
+			// call slower. An order found is the answer, whatever the checks say (its cart is checked
+			// out by now); only then does anything get written (the card token, the saga).
+			const checked = check();
+			checked.catch(() => undefined);
 			const fromOrder = await this.answerFromOrder(ctx, ids.sagaId, ids.orderId);
 			if (fromOrder) return fromOrder;
 			const earlier = this.placing.get(ids.sagaId);
@@ -204,7 +215,7 @@ export default defineService<Methods, Vars>({
 				if (await this.store.get(ids.sagaId)) return answer(RETRY_ANSWER_WAIT_MS);
 			}
 			const starting = (async () => {
-				const data = await prepare(ids);
+				const data = await prepare(ids, await checked);
 				return this.engine.startOnce(placeOrder.name, data, { sagaId: ids.sagaId, correlationId: ctx.meta.correlationId });
 			})();
 			this.placing.set(ids.sagaId, starting);
