@@ -23,7 +23,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { Errors } from "moleculer";
 import type { EventEnvelope } from "../contracts/events";
 import { isClientError } from "../contracts/errors";
-import { acquireKnex, migrate, releaseKnex } from "../infra/database";
+import { acquireKnex, migrate, releaseKnex, retryStalePlan } from "../infra/database";
 import { settings } from "../infra/settings";
 
 export interface DbMethods {
@@ -125,12 +125,16 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				return (trx ?? this.knex).withSchema(this.schemaName).table(name);
 			},
 			transaction<T>(this: DbMethods, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-				return this.knex.transaction(async trx => {
-					holdOutboxRows(trx);
-					const result = await fn(trx);
-					await withHeldOutboxRows(this, trx);
-					return result;
-				});
+				// A prepared statement gone stale under a migration of another process rolls the whole
+				// transaction back; it runs once more with the statement prepared afresh.
+				return retryStalePlan(() =>
+					this.knex.transaction(async trx => {
+						holdOutboxRows(trx);
+						const result = await fn(trx);
+						await withHeldOutboxRows(this, trx);
+						return result;
+					})
+				);
 			},
 			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
 				if (!key) return this.transaction(fn);
