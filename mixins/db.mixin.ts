@@ -35,13 +35,8 @@ export interface DbMethods {
 	table(name: string, trx?: Knex.Transaction): Knex.QueryBuilder;
 	/** Runs `fn` in one transaction. */
 	transaction<T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
-	/**
-	 * First call with `key` runs `fn` in a transaction and stores its answer; repeats get the same
-	 * answer. `last` runs in the same transaction after the answer is stored, right before the
-	 * commit: what locks a row every caller needs (a popular promo code's use) holds it for the
-	 * shortest time there. A refusal from `last` rolls everything back, as one from `fn`.
-	 */
-	idempotent<T>(key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>, last?: (trx: Knex.Transaction) => Promise<void>): Promise<T>;
+	/** First call with `key` runs `fn` in a transaction and stores its answer; repeats get the same answer. */
+	idempotent<T>(key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
 	/**
 	 * For an action that must call outside (a payment provider) between checking and storing its
 	 * answer, so cannot run in one transaction: the answer stored under `key`, if any (a stored
@@ -141,14 +136,8 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					})
 				);
 			},
-			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>, last?: (trx: Knex.Transaction) => Promise<void>): Promise<T> {
-				if (!key) {
-					return this.transaction(async trx => {
-						const result = await fn(trx);
-						await last?.(trx);
-						return result;
-					});
-				}
+			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+				if (!key) return this.transaction(fn);
 				// The effect first, then the key with its answer, in one transaction: a first call (the
 				// usual case) costs one insert and no read. A repeat runs into the key at the insert —
 				// a concurrent one waits there for the first to commit — rolls its own work back and
@@ -162,7 +151,6 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 							.ignore()
 							.returning("key"));
 						if (stored.length === 0) throw new KeyTaken();
-						await last?.(trx);
 						return result;
 					});
 				} catch (err: any) {

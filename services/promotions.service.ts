@@ -196,8 +196,6 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const { orderId, customerId } = ctx.params;
 				const entered = normalizeCode(ctx.params.code);
-				// The code's use, taken once everything else of the redeem is written (set below).
-				let takeUse: ((trx: Knex.Transaction) => Promise<void>) | undefined;
 				return this.idempotent(ctx.params.idempotencyKey, "promotions.redeem", async trx => {
 					await this.lock(trx, `order:${orderId}`);
 					const held = await this.table("redemptions", trx).where({ order_id: orderId }).first();
@@ -207,8 +205,8 @@ export default defineService<Methods>({
 						throw conflict("INVALID_TRANSITION", `Order ${orderId} ${what}`, { orderId, code: held.code, status: held.status });
 					}
 					// A popular code is one hot row that every checkout updates. Its row lock is taken last
-					// (the conditional increment, after the answer is stored), so concurrent redeems of one
-					// code wait for each other only for that statement and the commit.
+					// (the conditional increment below), so concurrent redeems of one code wait for each other
+					// only for that statement and the commit, not for the whole transaction.
 					const row = await this.table("promotions", trx).where({ code: entered }).first();
 					const promotion = row ? promotionView(row) : null;
 					const now = new Date();
@@ -227,20 +225,18 @@ export default defineService<Methods>({
 					await this.table("redemptions", trx).insert({ id: redemptionId, order_id: orderId, promotion_id: promotion.id, customer_id: customerId, code: entered, status: "redeemed" });
 					await this.record(trx, "promotion.redeemed", orderId, { orderId, customerId, promotionId: promotion.id, code: entered, redemptionId }, ctx);
 					// The use is taken last and atomically: still active, and under the limit on every replica.
-					takeUse = async trx => {
-						const taken = await this.table("promotions", trx)
-							.where({ id: promotion.id, active: true })
-							.andWhere(q => q.whereNull("usage_limit").orWhere("uses", "<", this.knex.ref("usage_limit")))
-							.increment("uses", 1)
-							.returning(["uses", "active"]);
-						if (taken.length === 0) {
-							const latest = await this.table("promotions", trx).where({ id: promotion.id }).first();
-							if (!latest?.active) throw conflict("PROMO_CODE_INVALID", `The code '${entered}' is not valid now`, { code: entered });
-							throw conflict("PROMO_CODE_USED_UP", `The code '${entered}' has been used up`, { code: entered, limit: "total" });
-						}
-					};
+					const taken = await this.table("promotions", trx)
+						.where({ id: promotion.id, active: true })
+						.andWhere(q => q.whereNull("usage_limit").orWhere("uses", "<", this.knex.ref("usage_limit")))
+						.increment("uses", 1)
+						.returning(["uses", "active"]);
+					if (taken.length === 0) {
+						const latest = await this.table("promotions", trx).where({ id: promotion.id }).first();
+						if (!latest?.active) throw conflict("PROMO_CODE_INVALID", `The code '${entered}' is not valid now`, { code: entered });
+						throw conflict("PROMO_CODE_USED_UP", `The code '${entered}' has been used up`, { code: entered, limit: "total" });
+					}
 					return { redemptionId, promotionId: promotion.id, orderId, code: entered };
-				}, trx => takeUse?.(trx) ?? Promise.resolve());
+				});
 			}
 		},
 
