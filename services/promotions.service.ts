@@ -300,18 +300,15 @@ export default defineService<Methods>({
 
 		/** Records what changed since this checkout's last answer: promotion.applied for new or changed discounts, promotion.removed for gone ones. */
 		async syncCheckout(this: This, ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction) {
-			const before = new Map<string, any>((await this.table("checkout_promotions", trx).where({ checkout_id: checkoutId })).map((r: any) => [r.promotion_id, r]));
-			for (const p of result.promotions) {
-				const was = before.get(p.promotionId);
-				before.delete(p.promotionId);
-				if (was && sameDiscount(was, p)) continue;
+			const { changed, gone: removed } = promotionChanges(await this.table("checkout_promotions", trx).where({ checkout_id: checkoutId }), result);
+			for (const p of changed) {
 				await this.table("checkout_promotions", trx)
 					.insert({ checkout_id: checkoutId, promotion_id: p.promotionId, code: p.code ?? null, discount_amount: p.discount.amount, currency: p.discount.currency })
 					.onConflict(["checkout_id", "promotion_id"])
 					.merge({ discount_amount: p.discount.amount, currency: p.discount.currency, updated_at: this.knex.fn.now() });
 				await this.record(trx, "promotion.applied", checkoutId, { checkoutId, promotionId: p.promotionId, name: p.name, code: p.code ?? null, kind: p.kind, value: p.value, discount: p.discount }, ctx);
 			}
-			for (const gone of before.values()) {
+			for (const gone of removed) {
 				await this.table("checkout_promotions", trx).where({ checkout_id: checkoutId, promotion_id: gone.promotion_id }).delete();
 				await this.record(trx, "promotion.removed", checkoutId, { checkoutId, promotionId: gone.promotion_id, code: gone.code }, ctx);
 			}
@@ -329,8 +326,8 @@ export default defineService<Methods>({
 					this.evaluateCart(ctx.params),
 					this.table("checkout_promotions").where({ checkout_id: checkoutId })
 				]);
-				const unchanged = stored.length === result.promotions.length && result.promotions.every(p => stored.some((r: any) => r.promotion_id === p.promotionId && sameDiscount(r, p)));
-				if (unchanged) return { checkoutId, ...result };
+				const { changed, gone } = promotionChanges(stored, result);
+				if (changed.length === 0 && gone.length === 0) return { checkoutId, ...result };
 			}
 			return this.transaction(async trx => {
 				await this.lock(trx, `checkout:${checkoutId}`);
@@ -352,7 +349,12 @@ export default defineService<Methods>({
 	}
 });
 
-/** A checkout's stored discount (a checkout_promotions row) is the one just computed. */
-function sameDiscount(row: { discount_amount: unknown; currency: string }, p: { discount: { amount: number; currency: string } }): boolean {
-	return Number(row.discount_amount) === p.discount.amount && row.currency === p.discount.currency;
+/**
+ * Against a checkout's stored discounts (its checkout_promotions rows): the promotions just
+ * computed that are new or changed, in their order, and the stored rows no longer computed.
+ */
+function promotionChanges(stored: any[], result: EvaluateReply) {
+	const changed = result.promotions.filter(p => !stored.some(r => r.promotion_id === p.promotionId && Number(r.discount_amount) === p.discount.amount && r.currency === p.discount.currency));
+	const gone = stored.filter(r => !result.promotions.some(p => p.promotionId === r.promotion_id));
+	return { changed, gone };
 }
