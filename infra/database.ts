@@ -42,6 +42,7 @@ class PreparingPgClient extends KnexPgClient {
 			generations.set(obj.sql, (generations.get(obj.sql) ?? 0) + 1);
 			names.delete(obj.sql);
 			if (connection.__knexTxId !== undefined) throw err; // the transaction is aborted: it runs again as a whole
+			delete obj.options.name;
 			nameStatement(connection, obj);
 			return super._query(connection, obj);
 		}
@@ -50,15 +51,11 @@ class PreparingPgClient extends KnexPgClient {
 
 /** Gives `obj` the name of its text, if it has parameters and its connection may keep one more; answers whether it did. */
 function nameStatement(connection: any, obj: any): boolean {
-	if (!obj.sql || !(obj.bindings?.length > 0)) return false;
-	if (obj.options?.name !== undefined && !String(obj.options.name).startsWith("sc_")) return false;
+	if (!obj.sql || !(obj.bindings?.length > 0) || obj.options?.name !== undefined) return false;
 	const name = statementName(obj.sql);
 	const parsed = connection.connection?.parsedStatements ?? {};
 	const kept: number = connection[PREPARED] ?? 0;
-	if (parsed[name] === undefined && kept >= PREPARED_PER_CONNECTION) {
-		if (obj.options) delete obj.options.name;
-		return false;
-	}
+	if (parsed[name] === undefined && kept >= PREPARED_PER_CONNECTION) return false;
 	if (parsed[name] === undefined) connection[PREPARED] = kept + 1;
 	obj.options = { ...obj.options, name };
 	return true;

@@ -291,7 +291,7 @@ export class SagaEngine {
 		// replica's own work. The leases are read at once (one round trip per shard, not one per
 		// saga: with four replicas that was most of the Redis commands of a pass). When a driver
 		// dies, its lease lapses and a later pass takes the saga.
-		const holders = ids.length > 0 ? await this.store.leaseHolders(ids) : [];
+		const holders = await this.store.leaseHolders(ids);
 		let resumed = 0;
 		for (const [i, id] of ids.entries()) {
 			if (this.driving.has(id) || this.abort.signal.aborted) continue;
