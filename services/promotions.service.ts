@@ -10,8 +10,10 @@
  *   applyCode also records `promotion.code_applied`.
  * - The place-order saga takes a code's use with `redeem` and its compensation (or the
  *   cancel-order saga) gives it back with `release`. Both are idempotent by order and by key.
- *   A use is taken by one conditional UPDATE under the promotion's row lock, so concurrent
- *   redeems on any number of replicas never take more uses than the limit.
+ *   A code with a total limit: a use is taken by one conditional UPDATE under the promotion's
+ *   row lock, so concurrent redeems on any number of replicas never take more uses than the
+ *   limit. A code without one (the usual popular code) has no counter to take: its uses are its
+ *   redemptions, counted when read, so its redeems never wait for each other. See `usesLock`.
  */
 import Joi from "joi";
 import type { Knex } from "knex";
@@ -62,6 +64,8 @@ interface Methods {
 	syncCheckout(ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction): Promise<void>;
 	recalculateCheckout(ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>): Promise<any>;
 	lock(trx: Knex.Transaction, what: string): Promise<void>;
+	usesLock(trx: Knex.Transaction, code: string, mode: "shared" | "exclusive"): Promise<void>;
+	withUses<R extends { id: string; code: string | null; usage_limit: unknown; uses: unknown }>(rows: R[], trx?: Knex.Transaction): Promise<R[]>;
 	releaseReply(row: any): any;
 }
 
@@ -84,7 +88,7 @@ export default defineService<Methods>({
 				};
 				const [{ n }] = await where(this.table("promotions")).count<{ n: string }[]>("* as n");
 				const rows = await where(this.table("promotions")).orderBy([{ column: "created_at", order: "desc" }, { column: "id" }]).limit(pageSize).offset((page - 1) * pageSize);
-				return { rows: rows.map(promotionView), total: Number(n), page, pageSize };
+				return { rows: (await this.withUses(rows)).map(promotionView), total: Number(n), page, pageSize };
 			}
 		},
 
@@ -93,7 +97,7 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const row = await this.table("promotions").where({ id: ctx.params.id }).first();
 				if (!row) throw notFound("Promotion", ctx.params.id);
-				return promotionView(row);
+				return promotionView((await this.withUses([row]))[0]!);
 			}
 		},
 
@@ -134,6 +138,10 @@ export default defineService<Methods>({
 			async handler(ctx) {
 				const { id, ...changes } = ctx.params;
 				return this.transaction(async trx => {
+					// A new total limit counts the uses it limits: no redeem of the code may be half done
+					// meanwhile (the lock is taken before the row's, in the order redeems take them).
+					const code = (await this.table("promotions", trx).where({ id }).first("code"))?.code;
+					if (code && changes.usageLimit !== undefined) await this.usesLock(trx, code, "exclusive");
 					const row = await this.table("promotions", trx).where({ id }).forUpdate().first();
 					if (!row) throw notFound("Promotion", id);
 					this.check({ ...promotionView(row), ...changes });
@@ -146,8 +154,11 @@ export default defineService<Methods>({
 					if (changes.minCartTotal !== undefined) update.min_cart_total = changes.minCartTotal?.amount ?? null;
 					if (changes.productIds !== undefined) update.product_ids = JSON.stringify(changes.productIds);
 					if (changes.categoryIds !== undefined) update.category_ids = JSON.stringify(changes.categoryIds);
+					if (code && changes.usageLimit !== undefined && changes.usageLimit !== null) {
+						update.uses = this.table("redemptions", trx).where({ promotion_id: id, status: "redeemed" }).count("*");
+					}
 					const [after] = await this.table("promotions", trx).where({ id }).update(update).returning("*");
-					return promotionView(after);
+					return promotionView((await this.withUses([after], trx))[0]!);
 				});
 			}
 		},
@@ -204,9 +215,8 @@ export default defineService<Methods>({
 						const what = held.status === "redeemed" ? `redeemed the code '${held.code}' already` : "released its promotion already (a compensated or cancelled order)";
 						throw conflict("INVALID_TRANSITION", `Order ${orderId} ${what}`, { orderId, code: held.code, status: held.status });
 					}
-					// A popular code is one hot row that every checkout updates. Its row lock is taken last
-					// (the conditional increment below), so concurrent redeems of one code wait for each other
-					// only for that statement and the commit, not for the whole transaction.
+					// Read after the shared lock: a limit set meanwhile (it takes the lock exclusively) is seen.
+					await this.usesLock(trx, entered, "shared");
 					const row = await this.table("promotions", trx).where({ code: entered }).first();
 					const promotion = row ? promotionView(row) : null;
 					const now = new Date();
@@ -224,7 +234,11 @@ export default defineService<Methods>({
 					const redemptionId = randomUUID();
 					await this.table("redemptions", trx).insert({ id: redemptionId, order_id: orderId, promotion_id: promotion.id, customer_id: customerId, code: entered, status: "redeemed" });
 					await this.record(trx, "promotion.redeemed", orderId, { orderId, customerId, promotionId: promotion.id, code: entered, redemptionId }, ctx);
-					// The use is taken last and atomically: still active, and under the limit on every replica.
+					// A code without a total limit has nothing more to take: its uses are counted from the
+					// redemptions, so a popular code is not one hot row that every checkout waits for.
+					if (promotion.usageLimit === null) return { redemptionId, promotionId: promotion.id, orderId, code: entered };
+					// A limited code's use is taken last and atomically: still active, and under the limit
+					// on every replica. Concurrent redeems of it wait for each other for this statement and the commit.
 					const taken = await this.table("promotions", trx)
 						.where({ id: promotion.id, active: true })
 						.andWhere(q => q.whereNull("usage_limit").orWhere("uses", "<", this.knex.ref("usage_limit")))
@@ -255,7 +269,9 @@ export default defineService<Methods>({
 					}
 					if (held.status === "released") return this.releaseReply(held);
 					const [after] = await this.table("redemptions", trx).where({ id: held.id }).update({ status: "released", reason, released_at: this.knex.fn.now() }).returning("*");
-					await this.table("promotions", trx).where({ id: held.promotion_id }).decrement("uses", 1);
+					// Only a limited code keeps a counter (see redeem); a released redemption no longer counts for either.
+					await this.usesLock(trx, held.code, "shared");
+					await this.table("promotions", trx).where({ id: held.promotion_id }).whereNotNull("usage_limit").decrement("uses", 1);
 					await this.record(trx, "promotion.released", orderId, { orderId, customerId: held.customer_id, promotionId: held.promotion_id, code: held.code, redemptionId: held.id, reason }, ctx);
 					return this.releaseReply(after);
 				});
@@ -340,6 +356,25 @@ export default defineService<Methods>({
 
 		async lock(this: This, trx: Knex.Transaction, what: string) {
 			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.${what}`]);
+		},
+
+		/**
+		 * Redeems and releases of a code take this lock shared (they do not wait for each other);
+		 * setting the code's total limit takes it exclusively, so the count it starts from has every
+		 * redeem in or out. Only a limited code keeps `uses` up to date in its row.
+		 */
+		async usesLock(this: This, trx: Knex.Transaction, code: string, mode: "shared" | "exclusive") {
+			const fn = mode === "shared" ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock";
+			await trx.raw(`SELECT ${fn}(hashtextextended(?, 0))`, [`${this.schemaName}.uses:${code}`]);
+		},
+
+		/** Rows of codes without a total limit get their uses counted from the redemptions (one query for all of them). */
+		async withUses(this: This, rows, trx?: Knex.Transaction) {
+			const counted = rows.filter(r => r.code !== null && r.usage_limit === null).map(r => r.id);
+			if (counted.length === 0) return rows;
+			const counts = await this.table("redemptions", trx).whereIn("promotion_id", counted).where({ status: "redeemed" }).groupBy("promotion_id").select("promotion_id").count<{ promotion_id: string; n: string }[]>("* as n");
+			const uses = new Map(counts.map(c => [c.promotion_id, Number(c.n)]));
+			return rows.map(r => (counted.includes(r.id) ? { ...r, uses: uses.get(r.id) ?? 0 } : r));
 		},
 
 		releaseReply(row: any) {

@@ -294,6 +294,50 @@ describe("promotions (real RabbitMQ and Postgres, two promotions replicas)", fun
 			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(7);
 		});
 
+		it("a redeem of a code without a total limit does not wait for the code's row: a popular code is not one lock every checkout queues for", async () => {
+			const code = await create({ name: "Popular", code: newCode(), kind: "percentage", value: 10 });
+			// Another transaction holds the code's row as an UPDATE of it does (as every redeem's
+			// increment did, until its commit). The redemption's foreign key still reads the row, with
+			// a key-share lock, which an update's lock does not block.
+			const holder = await shop.db.transaction();
+			try {
+				await holder.withSchema(schema).table("promotions").where({ id: code.id }).forNoKeyUpdate().first();
+				const answers = await Promise.race([
+					Promise.all(Array.from({ length: 3 }, () => shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code }))),
+					new Promise<"waited">(r => setTimeout(() => r("waited"), 5_000))
+				]);
+				expect(answers, "the redeems waited for the row lock").not.to.equal("waited");
+			} finally {
+				await holder.rollback();
+			}
+			// Its uses are its redemptions: three, one released.
+			const orderId = randomUUID();
+			await shop.call("promotions.redeem", { orderId, customerId: randomUUID(), code: code.code });
+			await shop.call("promotions.release", { orderId });
+			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(3);
+			const listed = await shop.call("promotions.list", { code: code.code }, admin);
+			expect(listed.rows[0].uses).to.equal(3);
+		});
+
+		it("a total limit set on a code already in use counts the uses it has; removing it again keeps counting", async () => {
+			const code = await create({ name: "Later limited", code: newCode(), kind: "fixed", value: 100 });
+			for (let i = 0; i < 2; i++) await shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code });
+			const limited = await shop.call("promotions.update", { id: code.id, usageLimit: 3 }, admin);
+			expect(limited).to.deep.include({ usageLimit: 3, uses: 2 });
+			const released = randomUUID();
+			await shop.call("promotions.redeem", { orderId: released, customerId: randomUUID(), code: code.code });
+			const used = await refusal(shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code }));
+			expect(used).to.include({ code: 409, type: "PROMO_CODE_USED_UP" });
+			await shop.call("promotions.release", { orderId: released });
+			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(2);
+			const unlimited = await shop.call("promotions.update", { id: code.id, usageLimit: null }, admin);
+			expect(unlimited).to.deep.include({ usageLimit: null, uses: 2 });
+			for (let i = 0; i < 2; i++) await shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code });
+			expect((await shop.call("promotions.get", { id: code.id })).uses).to.equal(4);
+			expect(await shop.call("promotions.update", { id: code.id, usageLimit: 4 }, admin)).to.deep.include({ usageLimit: 4, uses: 4 });
+			expect(await refusal(shop.call("promotions.redeem", { orderId: randomUUID(), customerId: randomUUID(), code: code.code }))).to.include({ type: "PROMO_CODE_USED_UP" });
+		});
+
 		it("one customer placing 10 orders at once with a once-per-customer code gets it once", async () => {
 			const code = await create({ name: "Welcome", code: newCode(), kind: "fixed", value: 1000, perCustomerLimit: 1 });
 			const customerId = randomUUID();
