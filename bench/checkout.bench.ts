@@ -410,7 +410,14 @@ async function fixedRate(http: Http, shoppers: Array<{ token: string }>, rate: n
 	}
 	await Promise.all(runs);
 	const seconds = (performance.now() - t0) / 1000;
-	return { offeredPerSecond: rate, offered: shoppers.length, completed: latencies.length, failed, completedPerSecond: round(latencies.length / seconds), latencyMs: latencySummary(latencies) };
+	return { offeredPerSecond: rate, offered: shoppers.length, completed: latencies.length, failed, seconds: round(seconds), completedPerSecond: round(latencies.length / seconds), latencyMs: latencySummary(latencies) };
+}
+
+/** CPU ms per completed checkout over a phase, from each watched process's share of a core: our processes and RabbitMQ, and with Postgres and Redis too. */
+function cpuPerCheckout(cpu: Record<string, number>, phase: { seconds: number; completed: number }) {
+	const ms = (keep: (name: string) => boolean) =>
+		round((Object.entries(cpu).filter(([k]) => k !== "bench client" && keep(k)).reduce((a, [, v]) => a + v, 0) * 10 * phase.seconds) / Math.max(1, phase.completed), 2);
+	return { cpuPerCheckoutMs: ms(k => !k.startsWith("postgres") && !k.startsWith("redis")), cpuPerCheckoutMsWithServers: ms(() => true) };
 }
 
 async function readPath(baseUrl: string) {
@@ -473,6 +480,12 @@ async function runConfiguration(replicas: number, full: boolean) {
 		// A few checkouts first, so every process has its connections and JIT warm.
 		for (const s of await readyShoppers(shop, 8)) await place(http, s.token);
 		const memoryBefore = memory();
+		// What the system costs doing nothing: every process's own timers (heartbeats, recovery
+		// passes, pollers), RabbitMQ's and Postgres's. Each replica added brings its share of it.
+		await sleep(2000);
+		const idle = (await cpuShare(watched, () => sleep(5000))).cpu;
+		const idleOurs = round(Object.entries(idle).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && !k.startsWith("rabbitmq") && k !== "bench client").reduce((a, [, v]) => a + v, 0));
+		console.log(`[${replicas}] idle for 5 s: our processes ${idleOurs} % of a core together; ${Object.entries(idle).map(([k, v]) => `${k.split(" ")[0]} ${v}`).join(", ")}`);
 
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);
 		await sleep(6000); // the servers' counters catch up with the preparation
@@ -513,8 +526,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		show("published, by exchange", work.publishedByExchange);
 		show("delivered, by queue", work.deliveredByQueue);
 		show("rows written (inserted + updated + deleted), by table", work.rowsWrittenByTable);
-		const cpuPerCheckoutMsWithServers = round((Object.entries(sat.cpu).filter(([k]) => k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
-		const cpuPerCheckoutMs = round((Object.entries(sat.cpu).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && k !== "bench client").reduce((a, [, v]) => a + v, 0) * 10 * sat.result.seconds) / Math.max(1, sat.result.completed), 2);
+		const { cpuPerCheckoutMs, cpuPerCheckoutMsWithServers } = cpuPerCheckout(sat.cpu, sat.result);
 
 		const rates: unknown[] = [];
 		let read: unknown = null;
@@ -538,9 +550,12 @@ async function runConfiguration(replicas: number, full: boolean) {
 			for (const rate of RATES) {
 				const shoppers = await readyShoppers(shop, Math.max(1, Math.round(rate * DURATION_S)));
 				await sleep(500);
-				const r = await fixedRate(http, shoppers, rate);
-				console.log(`  offered ${rate}/s: ${r.completed}/${r.offered} completed, latency p50/p95/p99 ${r.latencyMs.p50}/${r.latencyMs.p95}/${r.latencyMs.p99} ms`);
-				rates.push(r);
+				// CPU per checkout below saturation too: there the replicas compare without the batching a
+				// full queue gives each wake-up (idle work of every process is counted in, as it is spent).
+				const { result: r, cpu } = await cpuShare(watched, () => fixedRate(http, shoppers, rate));
+				const perCheckout = cpuPerCheckout(cpu, r);
+				console.log(`  offered ${rate}/s: ${r.completed}/${r.offered} completed, latency p50/p95/p99 ${r.latencyMs.p50}/${r.latencyMs.p95}/${r.latencyMs.p99} ms; ≈ ${perCheckout.cpuPerCheckoutMs} ms of CPU per checkout (ours + RabbitMQ), ${perCheckout.cpuPerCheckoutMsWithServers} ms with Postgres and Redis`);
+				rates.push({ ...r, cpuPercentOfOneCore: cpu, ...perCheckout });
 			}
 			if (!process.env.BENCH_SKIP_READ) {
 				const rp = await readPath(baseUrl);
@@ -566,7 +581,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		for (const p of procs) console.log(`    ${p.name.padEnd(28)} CPU ${String(sat.cpu[p.name]).padStart(6)} %   RSS ${memoryBefore[p.name]} → ${after.memoryAfterMiB[p.name]} MiB`);
 		for (const w of watched.slice(procs.length)) console.log(`    ${w.name.padEnd(28)} CPU ${String(sat.cpu[w.name]).padStart(6)} %`);
 		console.log(`    ≈ ${cpuPerCheckoutMs} ms of CPU per completed checkout (our processes + RabbitMQ); ${cpuPerCheckoutMsWithServers} ms with Postgres and Redis (every user of those servers: noisy on a shared machine) → ceiling on 2 cores ≈ ${round(2000 / cpuPerCheckoutMsWithServers)}/s`);
-		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops, work }, alone, fixedRates: rates, readPath: read, after };
+		return { checkoutReplicas: replicas, inventoryReplicas: INVENTORY_REPLICAS, idleCpuPercentOfOneCore: idle, saturation: { inFlight: IN_FLIGHT, ...sat.result, cpuPercentOfOneCore: sat.cpu, cpuPerCheckoutMs, cpuPerCheckoutMsWithServers, hops, work }, alone, fixedRates: rates, readPath: read, after };
 	} finally {
 		await client.stop().catch(() => undefined);
 		await Promise.all(procs.map(p => p.proc.kill()));
