@@ -13,7 +13,7 @@
  *   A code with a total limit: a use is taken by one conditional UPDATE under the promotion's
  *   row lock, so concurrent redeems on any number of replicas never take more uses than the
  *   limit. A code without one (the usual popular code) has no counter to take: its uses are its
- *   redemptions, counted when read, so its redeems never wait for each other. See `usesLock`.
+ *   redemptions, counted when read, so its redeems never wait for each other. See `lock`.
  */
 import Joi from "joi";
 import type { Knex } from "knex";
@@ -63,8 +63,7 @@ interface Methods {
 	checkLines(lines: any[], currency: string): void;
 	syncCheckout(ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction): Promise<void>;
 	recalculateCheckout(ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>): Promise<any>;
-	lock(trx: Knex.Transaction, what: string): Promise<void>;
-	usesLock(trx: Knex.Transaction, code: string, mode: "shared" | "exclusive"): Promise<void>;
+	lock(trx: Knex.Transaction, what: string, mode?: "shared" | "exclusive"): Promise<void>;
 	withUses<R extends { id: string; code: string | null; usage_limit: unknown; uses: unknown }>(rows: R[], trx?: Knex.Transaction): Promise<R[]>;
 	releaseReply(row: any): any;
 }
@@ -140,8 +139,8 @@ export default defineService<Methods>({
 				return this.transaction(async trx => {
 					// A new total limit counts the uses it limits: no redeem of the code may be half done
 					// meanwhile (the lock is taken before the row's, in the order redeems take them).
-					const code = (await this.table("promotions", trx).where({ id }).first("code"))?.code;
-					if (code && changes.usageLimit !== undefined) await this.usesLock(trx, code, "exclusive");
+					const code = changes.usageLimit !== undefined ? (await this.table("promotions", trx).where({ id }).first("code"))?.code : null;
+					if (code) await this.lock(trx, `uses:${code}`);
 					const row = await this.table("promotions", trx).where({ id }).forUpdate().first();
 					if (!row) throw notFound("Promotion", id);
 					this.check({ ...promotionView(row), ...changes });
@@ -154,7 +153,7 @@ export default defineService<Methods>({
 					if (changes.minCartTotal !== undefined) update.min_cart_total = changes.minCartTotal?.amount ?? null;
 					if (changes.productIds !== undefined) update.product_ids = JSON.stringify(changes.productIds);
 					if (changes.categoryIds !== undefined) update.category_ids = JSON.stringify(changes.categoryIds);
-					if (code && changes.usageLimit !== undefined && changes.usageLimit !== null) {
+					if (code && changes.usageLimit !== null) {
 						update.uses = this.table("redemptions", trx).where({ promotion_id: id, status: "redeemed" }).count("*");
 					}
 					const [after] = await this.table("promotions", trx).where({ id }).update(update).returning("*");
@@ -216,7 +215,7 @@ export default defineService<Methods>({
 						throw conflict("INVALID_TRANSITION", `Order ${orderId} ${what}`, { orderId, code: held.code, status: held.status });
 					}
 					// Read after the shared lock: a limit set meanwhile (it takes the lock exclusively) is seen.
-					await this.usesLock(trx, entered, "shared");
+					await this.lock(trx, `uses:${entered}`, "shared");
 					const row = await this.table("promotions", trx).where({ code: entered }).first();
 					const promotion = row ? promotionView(row) : null;
 					const now = new Date();
@@ -270,7 +269,7 @@ export default defineService<Methods>({
 					if (held.status === "released") return this.releaseReply(held);
 					const [after] = await this.table("redemptions", trx).where({ id: held.id }).update({ status: "released", reason, released_at: this.knex.fn.now() }).returning("*");
 					// Only a limited code keeps a counter (see redeem); a released redemption no longer counts for either.
-					await this.usesLock(trx, held.code, "shared");
+					await this.lock(trx, `uses:${held.code}`, "shared");
 					await this.table("promotions", trx).where({ id: held.promotion_id }).whereNotNull("usage_limit").decrement("uses", 1);
 					await this.record(trx, "promotion.released", orderId, { orderId, customerId: held.customer_id, promotionId: held.promotion_id, code: held.code, redemptionId: held.id, reason }, ctx);
 					return this.releaseReply(after);
@@ -354,18 +353,14 @@ export default defineService<Methods>({
 			});
 		},
 
-		async lock(this: This, trx: Knex.Transaction, what: string) {
-			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.${what}`]);
-		},
-
 		/**
-		 * Redeems and releases of a code take this lock shared (they do not wait for each other);
-		 * setting the code's total limit takes it exclusively, so the count it starts from has every
-		 * redeem in or out. Only a limited code keeps `uses` up to date in its row.
+		 * A transaction-long advisory lock. `uses:<code>` is taken shared by redeems and releases of a
+		 * code (they do not wait for each other) and exclusively by setting its total limit, so the
+		 * count that starts from has every redeem in or out. Only a limited code keeps `uses` in its row.
 		 */
-		async usesLock(this: This, trx: Knex.Transaction, code: string, mode: "shared" | "exclusive") {
+		async lock(this: This, trx: Knex.Transaction, what: string, mode: "shared" | "exclusive" = "exclusive") {
 			const fn = mode === "shared" ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock";
-			await trx.raw(`SELECT ${fn}(hashtextextended(?, 0))`, [`${this.schemaName}.uses:${code}`]);
+			await trx.raw(`SELECT ${fn}(hashtextextended(?, 0))`, [`${this.schemaName}.${what}`]);
 		},
 
 		/** Rows of codes without a total limit get their uses counted from the redemptions (one query for all of them). */
