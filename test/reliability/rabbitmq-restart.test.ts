@@ -59,6 +59,9 @@ describe("RabbitMQ restarted twice under a checkout load (services as processes,
 		procs.push(spawnServices(["customers", "notifications", "catalog", "carts"], env));
 		await eventually(async () => (await http.get("/api/health/live")).status === 200, 90_000, "the gateway to listen");
 		admin = await eventually(() => adminLogin(http).catch(() => null), 90_000, "admin login");
+		// Each service of a process registers as soon as it has started, so customers answering
+		// says nothing of the catalog (still migrating on a busy machine): wait for it too.
+		await eventually(async () => (await http.get("/api/categories")).status === 200, 90_000, "the gateway to reach the catalog");
 	});
 
 	after(async function () {
