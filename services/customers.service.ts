@@ -312,14 +312,21 @@ export default defineService<Methods>({
 		},
 
 		/** Deletes one of the logged-in customer's addresses; another customer's answers 404. */
+		/**
+		 * Deletes one of the logged-in customer's addresses. A repeat with the same Idempotency-Key
+		 * (the first answer lost on the way) answers the first deletion again, not 404; without a
+		 * key, a repeat answers 404: the address is gone.
+		 */
 		deleteAddress: {
 			rest: "DELETE /api/me/addresses/:id",
-			params: Joi.object({ id: uuid.required() }),
+			params: Joi.object({ id: uuid.required(), idempotencyKey }),
 			async handler(ctx) {
 				const user = this.currentUser(ctx);
-				const deleted = await this.table("addresses").where({ id: ctx.params.id, customer_id: user.id }).delete();
-				if (deleted === 0) throw notFound("Address", ctx.params.id);
-				return { id: ctx.params.id, deleted: true };
+				return this.idempotent(this.keyOf(ctx, "customers.deleteAddress", `${user.id}:${ctx.params.id}`), "customers.deleteAddress", async trx => {
+					const deleted = await this.table("addresses", trx).where({ id: ctx.params.id, customer_id: user.id }).delete();
+					if (deleted === 0) throw notFound("Address", ctx.params.id);
+					return { id: ctx.params.id, deleted: true };
+				});
 			}
 		},
 

@@ -195,5 +195,22 @@ describe("customer shipping addresses (real RabbitMQ and Postgres)", function ()
 			expect((await refusal(call("customers.deleteAddress", { id: two.id }))).code).to.equal(401);
 			expect((await call("customers.listAddresses", {}, a.me)).rows).to.deep.equal([two]);
 		});
+
+		it("a delete repeated with its Idempotency-Key answers the first deletion, not 404; the key is the caller's and the address's", async () => {
+			const a = await customer();
+			const b = await customer();
+			const one = await call("customers.addAddress", WARSAW, a.me);
+			const two = await call("customers.addAddress", { ...WARSAW, street: "Kept" }, a.me);
+			const key = randomUUID();
+			// As the gateway sends it: the header in meta.
+			const first = await call("customers.deleteAddress", { id: one.id }, { ...a.me, idempotencyKey: key });
+			expect(first).to.deep.equal({ id: one.id, deleted: true });
+			expect(await call("customers.deleteAddress", { id: one.id }, { ...a.me, idempotencyKey: key })).to.deep.equal(first);
+			// The same key for another address is another request: it deletes that one.
+			expect(await call("customers.deleteAddress", { id: two.id }, { ...a.me, idempotencyKey: key })).to.deep.equal({ id: two.id, deleted: true });
+			expect((await call("customers.listAddresses", {}, a.me)).total).to.equal(0);
+			// Another customer's same key does not get a's answer.
+			expect((await refusal(call("customers.deleteAddress", { id: one.id }, { ...b.me, idempotencyKey: key }))).code).to.equal(404);
+		});
 	});
 });
