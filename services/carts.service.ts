@@ -24,7 +24,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import type { Knex } from "knex";
 import { conflict, isClientError, notFound, temporary, unauthorized, validationError } from "../contracts/errors";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, writeKey } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
@@ -229,13 +229,25 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
-		/** After login: the guest cart's lines join the customer's cart, each capped to the available stock; the guest cart ends. */
+		/**
+		 * After login: the guest cart's lines join the customer's cart, each capped to the available
+		 * stock; the guest cart ends. A repeat with the same Idempotency-Key (or RabbitMQ's copy of a
+		 * request whose replica died after the merge) answers the customer's cart as it is now with
+		 * the first merge's lines, not 404 for the guest cart that merge ended.
+		 */
 		merge: {
 			rest: "POST /api/cart/merge",
-			params: Joi.object({ guestToken: guestToken.required() }),
+			params: Joi.object({ guestToken: guestToken.required(), idempotencyKey: Joi.string().max(200) }),
 			async handler(ctx) {
 				const user = ctx.meta.user;
 				if (!user) throw unauthorized();
+				const key = writeKey(ctx, "carts.merge", `${user.id}:${hashToken(ctx.params.guestToken)}`);
+				const earlier = await this.storedAnswer(key, "carts.merge");
+				if (earlier.found) {
+					const cart = await this.activeCart(ctx, user.id);
+					await this.syncHold(ctx, cart.id, null, false); // the first may have died before this
+					return { ...(await this.view(ctx, cart)), merged: earlier.result };
+				}
 				const guest = await this.guestCart(ctx.params.guestToken);
 				if (!guest) throw notFound("Guest cart");
 				const cart = await this.activeCart(ctx, user.id);
@@ -246,7 +258,7 @@ export default defineService<Methods, Vars>({
 				const forSale = guestItems.filter(i => products.get(i.product_id)?.status === "active");
 				await this.syncHold(ctx, guest.id, [], false); // what the guest cart held is the customer's to take now
 				const available = await this.availableOf(ctx, forSale.map(i => i.sku), cart.id);
-				const merged = await this.transaction(async trx => {
+				const merged = await this.idempotent(key, "carts.merge", async trx => {
 					// Both carts in id order: two merges never wait on each other crosswise.
 					for (const id of [cart.id, guest.id].sort()) this.editable(await this.lockedCart(id, trx));
 					const again = await this.table("carts", trx).where({ id: guest.id }).first();

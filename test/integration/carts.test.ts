@@ -200,6 +200,32 @@ describe("carts (real RabbitMQ and Postgres)", function () {
 		expect((await cluster.call("carts.get", {}, me)).itemCount).to.equal(4);
 	});
 
+	it("a merge repeated with its Idempotency-Key answers the merged cart (not 404), and two at once merge the lines once", async () => {
+		const me = customer();
+		const g = await guest();
+		const p = await product(10, 700);
+		await cluster.call("carts.addItem", { productId: p.id, quantity: 1 }, me);
+		await cluster.call("carts.addItem", { productId: p.id, quantity: 2 }, g.meta);
+		const key = randomUUID();
+		const first = await cluster.call("carts.merge", { guestToken: g.guestToken }, { ...me, idempotencyKey: key });
+		expect(first.items.map((i: any) => i.quantity)).to.deep.equal([3]);
+		const again = await cluster.call("carts.merge", { guestToken: g.guestToken }, { ...me, idempotencyKey: key });
+		expect(again.merged).to.deep.equal(first.merged);
+		expect(again.items).to.deep.equal(first.items);
+		// Without the key a second merge is a second request: the guest cart is gone.
+		expect(await refusal(cluster.call("carts.merge", { guestToken: g.guestToken }, me))).to.include({ code: 404 });
+
+		// Two copies of one request at once (a client's retry racing its original): one merge.
+		const other = customer();
+		const g2 = await guest();
+		await cluster.call("carts.addItem", { productId: p.id, quantity: 2 }, g2.meta);
+		const key2 = randomUUID();
+		const twins = await Promise.all([0, 1].map(() => cluster.call("carts.merge", { guestToken: g2.guestToken }, { ...other, idempotencyKey: key2 })));
+		expect(twins[0].merged).to.deep.equal(twins[1].merged);
+		expect((await cluster.call("carts.get", {}, other)).items.map((i: any) => i.quantity)).to.deep.equal([2]);
+		expect((await refusal(cluster.call("carts.get", {}, g2.meta))).code).to.equal(404); // the guest cart ended
+	});
+
 	it("a price change reaches every open cart, which says so; the checkout that follows takes the new price", async () => {
 		const me = customer();
 		const g = await guest();
