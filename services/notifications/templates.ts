@@ -16,15 +16,29 @@ export interface MoneyLike {
 	currency: string;
 }
 
+/**
+ * A currency's number of decimals, asked of Intl once per currency: building a NumberFormat costs
+ * more than the rest of a message's rendering (6.7 % of the notifications process at saturation).
+ */
+const decimals = new Map<string, number>();
+function decimalsOf(currency: string): number {
+	let digits = decimals.get(currency);
+	if (digits === undefined) {
+		try {
+			digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits ?? 2;
+		} catch {
+			digits = 2; // an unknown currency code: two decimals
+		}
+		// Currency codes come from events: the map stays small unless someone sends garbage, which gets no entry.
+		if (/^[A-Z]{3}$/.test(currency)) decimals.set(currency, digits);
+	}
+	return digits;
+}
+
 /** 12999 PLN → "PLN 129.99" (the currency's own number of decimals). */
 export function formatMoney(m: MoneyLike | null | undefined): string {
 	if (!m || !Number.isInteger(m.amount) || typeof m.currency !== "string") return "";
-	let digits = 2;
-	try {
-		digits = new Intl.NumberFormat("en", { style: "currency", currency: m.currency }).resolvedOptions().maximumFractionDigits ?? 2;
-	} catch {
-		/* an unknown currency code: two decimals */
-	}
+	const digits = decimalsOf(m.currency);
 	return `${m.currency} ${(m.amount / 10 ** digits).toFixed(digits)}`;
 }
 

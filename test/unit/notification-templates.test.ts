@@ -22,6 +22,11 @@ describe("notification templates", () => {
 	it("money in its currency's decimals; the verification link carries the token", () => {
 		expect(formatMoney({ amount: 12999, currency: "PLN" })).to.equal("PLN 129.99");
 		expect(formatMoney({ amount: 500, currency: "JPY" })).to.equal("JPY 500");
+		// Asked again (the decimals now remembered per currency) the answers stay; an unknown code has two decimals.
+		expect(formatMoney({ amount: 501, currency: "JPY" })).to.equal("JPY 501");
+		expect(formatMoney({ amount: 1050, currency: "KWD" })).to.equal("KWD 1.050");
+		expect(formatMoney({ amount: 1050, currency: "KWD" })).to.equal("KWD 1.050");
+		expect(formatMoney({ amount: 1050, currency: "nope" })).to.equal("nope 10.50");
 		expect(verificationData({ token: "a b", verifyUrl: "http://x/verify?lang=pl" }).link).to.equal("http://x/verify?lang=pl&token=a%20b");
 	});
 });
