@@ -413,10 +413,14 @@ async function fixedRate(http: Http, shoppers: Array<{ token: string }>, rate: n
 	return { offeredPerSecond: rate, offered: shoppers.length, completed: latencies.length, failed, seconds: round(seconds), completedPerSecond: round(latencies.length / seconds), latencyMs: latencySummary(latencies) };
 }
 
+/** The watched processes' shares of a core added up, the bench's own client left out. */
+function cpuSum(cpu: Record<string, number>, keep: (name: string) => boolean): number {
+	return Object.entries(cpu).filter(([k]) => k !== "bench client" && keep(k)).reduce((a, [, v]) => a + v, 0);
+}
+
 /** CPU ms per completed checkout over a phase, from each watched process's share of a core: our processes and RabbitMQ, and with Postgres and Redis too. */
 function cpuPerCheckout(cpu: Record<string, number>, phase: { seconds: number; completed: number }) {
-	const ms = (keep: (name: string) => boolean) =>
-		round((Object.entries(cpu).filter(([k]) => k !== "bench client" && keep(k)).reduce((a, [, v]) => a + v, 0) * 10 * phase.seconds) / Math.max(1, phase.completed), 2);
+	const ms = (keep: (name: string) => boolean) => round((cpuSum(cpu, keep) * 10 * phase.seconds) / Math.max(1, phase.completed), 2);
 	return { cpuPerCheckoutMs: ms(k => !k.startsWith("postgres") && !k.startsWith("redis")), cpuPerCheckoutMsWithServers: ms(() => true) };
 }
 
@@ -484,7 +488,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 		// passes, pollers), RabbitMQ's and Postgres's. Each replica added brings its share of it.
 		await sleep(2000);
 		const idle = (await cpuShare(watched, () => sleep(5000))).cpu;
-		const idleOurs = round(Object.entries(idle).filter(([k]) => !k.startsWith("postgres") && !k.startsWith("redis") && !k.startsWith("rabbitmq") && k !== "bench client").reduce((a, [, v]) => a + v, 0));
+		const idleOurs = round(cpuSum(idle, k => !k.startsWith("postgres") && !k.startsWith("redis") && !k.startsWith("rabbitmq")));
 		console.log(`[${replicas}] idle for 5 s: our processes ${idleOurs} % of a core together; ${Object.entries(idle).map(([k, v]) => `${k.split(" ")[0]} ${v}`).join(", ")}`);
 
 		console.log(`[${replicas}] saturation: ${IN_FLIGHT} in flight for ${DURATION_S} s…`);

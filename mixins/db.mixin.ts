@@ -132,24 +132,15 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				return tableIn(this.knex, this.schemaName, name, trx);
 			},
 			transaction<T>(this: DbMethods, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-				// A prepared statement gone stale under a migration of another process rolls the whole
-				// transaction back; it runs once more with the statement prepared afresh.
-				if (!settings.databaseUrl) {
-					return retryStalePlan(() =>
-						this.knex.transaction(async trx => {
-							holdOutboxRows(trx);
-							const result = await fn(trx);
-							await withHeldOutboxRows(this, trx);
-							return result;
-						})
-					);
-				}
-				return retryStalePlan(() => onConnection(this.knex, async trx => {
+				const work = async (trx: Knex.Transaction) => {
 					holdOutboxRows(trx);
 					const result = await fn(trx);
 					await withHeldOutboxRows(this, trx);
 					return result;
-				}));
+				};
+				// A prepared statement gone stale under a migration of another process rolls the whole
+				// transaction back; it runs once more with the statement prepared afresh.
+				return retryStalePlan(() => (settings.databaseUrl ? onConnection(this.knex, work) : this.knex.transaction(work)));
 			},
 			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
 				if (!key) return this.transaction(fn);

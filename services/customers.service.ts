@@ -311,9 +311,8 @@ export default defineService<Methods>({
 			}
 		},
 
-		/** Deletes one of the logged-in customer's addresses; another customer's answers 404. */
 		/**
-		 * Deletes one of the logged-in customer's addresses. A repeat with the same Idempotency-Key
+		 * Deletes one of the logged-in customer's addresses; another customer's answers 404. A repeat with the same Idempotency-Key
 		 * (the first answer lost on the way) answers the first deletion again, not 404; without a
 		 * key, a repeat answers 404: the address is gone.
 		 */
