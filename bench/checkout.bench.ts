@@ -29,6 +29,7 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../bin/broker";
 import { eventually } from "../test/support/cluster";
 import { cleanup, ensureDatabase } from "../test/support/hooks";
@@ -273,6 +274,57 @@ async function hopBreakdown(http: Http, admin: string, sample = 40, every = 3) {
 		out[k] = { n: v.length, mean: round(v.reduce((a, b) => a + b, 0) / v.length), p50: percentile(s, 50), p95: percentile(s, 95) };
 	}
 	return out;
+}
+
+/**
+ * Every action call's time as Moleculer's metrics keep it on each node (`moleculer.request.time`,
+ * count and sum per action): `local` on the node that ran the handler, `remote` on the caller,
+ * from its send to the answer received (the handler plus both trips through RabbitMQ, with their
+ * serialization and queueing). Keyed `<action> <local|remote> <caller node>`.
+ */
+type CallTimes = Map<string, { count: number; sum: number }>;
+async function callTimes(client: ServiceBroker): Promise<CallTimes> {
+	const out: CallTimes = new Map();
+	const nodes = ((client.registry as any).nodes.list({ onlyAvailable: true, withServices: false }) as Array<{ id: string; local: boolean }>).filter(n => !n.local);
+	for (const node of nodes) {
+		const metrics = (await client
+			.call("$node.metrics", {}, { nodeID: node.id })
+			.catch(() => [])) as Array<{ name: string; values: Array<{ labels: Record<string, string>; count: number; sum: number }> }>;
+		for (const m of metrics.filter(m => m.name === "moleculer.request.time"))
+			for (const v of m.values) {
+				const where = v.labels.type === "local" ? "local" : `remote ${node.id.slice(`${process.env.TEST_RUN_ID}-`.length).replace(/-[a-z0-9]+$/, "")}`;
+				const key = `${v.labels.action} ${where}`;
+				const acc = out.get(key) ?? { count: 0, sum: 0 };
+				acc.count += v.count;
+				acc.sum += v.sum;
+				out.set(key, acc);
+			}
+	}
+	return out;
+}
+
+/**
+ * What each call a checkout makes cost while checkouts ran one at a time: the handler's time on
+ * its node and the caller's time for the same call (mean ms over the calls made between the two
+ * readings); the difference is the message's two trips, each way through RabbitMQ.
+ */
+function callBreakdown(before: CallTimes, after: CallTimes) {
+	const mean = (key: string) => {
+		const a = after.get(key);
+		const b = before.get(key) ?? { count: 0, sum: 0 };
+		if (!a || a.count === b.count) return null;
+		return { n: a.count - b.count, ms: round((a.sum - b.sum) / (a.count - b.count), 2) };
+	};
+	const rows: Array<{ action: string; caller: string; n: number; handlerMs: number | null; callMs: number; tripsMs: number | null }> = [];
+	for (const key of after.keys()) {
+		const m = /^(\S+) remote (.+)$/.exec(key);
+		if (!m || m[1].startsWith("$")) continue;
+		const call = mean(key);
+		if (!call) continue;
+		const handler = mean(`${m[1]} local`);
+		rows.push({ action: m[1], caller: m[2], n: call.n, handlerMs: handler?.ms ?? null, callMs: call.ms, tripsMs: handler ? round(call.ms - handler.ms, 2) : null });
+	}
+	return rows.sort((a, b) => a.caller.localeCompare(b.caller) || b.callMs - a.callMs);
 }
 
 /**
@@ -542,15 +594,19 @@ async function runConfiguration(replicas: number, full: boolean) {
 			const latencies: number[] = [];
 			placed.length = 0;
 			recording = true;
+			const callsBefore = await callTimes(client);
 			for (const s of singles) {
 				const t0 = performance.now();
 				if (await place(http, s.token)) latencies.push(performance.now() - t0);
 			}
 			recording = false;
+			const calls = callBreakdown(callsBefore, await callTimes(client));
 			const aloneHops = await hopBreakdown(http, shop.admin, ALONE, 0);
-			alone = { checkouts: ALONE, completed: latencies.length, latencyMs: latencySummary(latencies), hops: aloneHops };
+			alone = { checkouts: ALONE, completed: latencies.length, latencyMs: latencySummary(latencies), hops: aloneHops, calls };
 			console.log(`  one checkout alone (${ALONE} in a row): place → confirmed p50/p95 ${latencySummary(latencies).p50}/${latencySummary(latencies).p95} ms; by hop (mean / p50 / p95):`);
 			for (const [k, v] of Object.entries(aloneHops)) console.log(`    ${String(v.mean).padStart(8)} ${String(v.p50).padStart(6)} ${String(v.p95).padStart(6)}  ${k} (n=${v.n})`);
+			console.log("  the same checkouts' calls (mean ms: the call as its caller saw it = the handler on its node + the two trips through RabbitMQ):");
+			for (const c of calls) console.log(`    ${String(c.callMs).padStart(7)} = ${String(c.handlerMs ?? "?").padStart(6)} + ${String(c.tripsMs ?? "?").padStart(6)}  ${c.action} from ${c.caller} (n=${c.n})`);
 			for (const rate of RATES) {
 				const shoppers = await readyShoppers(shop, Math.max(1, Math.round(rate * DURATION_S)));
 				await sleep(500);
