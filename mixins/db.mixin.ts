@@ -14,8 +14,8 @@
  *
  * On PostgreSQL a transaction opened here is `BEGIN` … `COMMIT` on one connection taken from the
  * pool, not `knex.transaction`: knex builds a whole knex instance for every transaction, ≈ 280 µs
- * of CPU here (`npm run bench:db`), and a checkout opens ≈ 41 of them. What `fn` is handed
- * supports what our code does with a transaction — `this.table(name, trx)` and
+ * of CPU here (`npm run bench:db`), and a checkout opens ≈ 41 of them. What `fn` is handed (typed
+ * `Trx`) supports what our code does with a transaction — `this.table(name, trx)` and
  * `trx.raw(sql, bindings)` — and nothing else of knex's Transaction (no `trx("table")`, no nested
  * transaction). Embedded (PGlite) keeps knex's own transaction.
  *
@@ -33,38 +33,50 @@ import { isClientError } from "../contracts/errors";
 import { acquireKnex, migrate, releaseKnex, retryStalePlan } from "../infra/database";
 import { settings } from "../infra/settings";
 
+/**
+ * What a transaction of this mixin offers, and all that may be done with it: queries through
+ * `this.table(name, trx)`, raw SQL through `trx.raw(sql, bindings)`, and `executionPromise`
+ * (resolved at commit, rejected at rollback). On PostgreSQL it is not a knex Transaction (see the
+ * header), so nothing else of knex's — `trx("table")`, `trx.select()`, a nested transaction — would
+ * work: this type lets the compiler say so.
+ */
+export interface Trx {
+	raw(sql: string, bindings?: readonly Knex.RawBinding[] | Knex.ValueDict): Knex.Raw;
+	readonly executionPromise: Promise<unknown>;
+}
+
 export interface DbMethods {
 	knex: Knex;
 	schemaName: string;
 	/** Resolves once the schema's migrations have run. */
 	schemaReady: Promise<void>;
 	/** A query builder on a table of this service's schema (inside `trx` when given). */
-	table(name: string, trx?: Knex.Transaction): Knex.QueryBuilder;
+	table(name: string, trx?: Trx): Knex.QueryBuilder;
 	/** Runs `fn` in one transaction. */
-	transaction<T>(fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
+	transaction<T>(fn: (trx: Trx) => Promise<T>): Promise<T>;
 	/** First call with `key` runs `fn` in a transaction and stores its answer; repeats get the same answer. */
-	idempotent<T>(key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T>;
+	idempotent<T>(key: string | undefined, action: string, fn: (trx: Trx) => Promise<T>): Promise<T>;
 	/**
 	 * For an action that must call outside (a payment provider) between checking and storing its
 	 * answer, so cannot run in one transaction: the answer stored under `key`, if any (a stored
 	 * refusal is thrown; a key used by another action is 422 IDEMPOTENCY_KEY_REUSED).
 	 */
-	storedAnswer(key: string | undefined, action: string, trx?: Knex.Transaction): Promise<{ found: false } | { found: true; result: unknown }>;
+	storedAnswer(key: string | undefined, action: string, trx?: Trx): Promise<{ found: false } | { found: true; result: unknown }>;
 	/** Claims `key` inside `trx` (a concurrent claim waits for this one to commit); false when it was claimed before. */
-	claimKey(trx: Knex.Transaction, key: string, action: string): Promise<boolean>;
+	claimKey(trx: Trx, key: string, action: string): Promise<boolean>;
 	/**
 	 * Stores an answer under `key` (inside `trx` when the key was claimed there) and gives it back:
 	 * the result returned, the refusal thrown (outside a transaction; inside, the caller throws it
 	 * after the commit). When another call stored an answer first, that one is given instead.
 	 */
-	settle(key: string | undefined, action: string, answer: StoredAnswer, trx?: Knex.Transaction): Promise<unknown>;
+	settle(key: string | undefined, action: string, answer: StoredAnswer, trx?: Trx): Promise<unknown>;
 	/** Stores a refusal under `key` and throws it. */
 	refuse(key: string | undefined, action: string, err: Errors.MoleculerError): Promise<never>;
 	/**
 	 * Erasure: forgets the stored answers that name `value` in one of `fields` of their result
 	 * (they may repeat personal data); their keys start afresh.
 	 */
-	forgetAnswers(trx: Knex.Transaction, fields: string[], value: string): Promise<number>;
+	forgetAnswers(trx: Trx, fields: string[], value: string): Promise<number>;
 	/**
 	 * A request delivered a second time — the replica that took it died after its commit, before
 	 * it answered, and RabbitMQ handed the message to another — keeps its message id (`ctx.id`).
@@ -75,9 +87,9 @@ export interface DbMethods {
 	 * Idempotency-Key.
 	 */
 	requestApplied(requestId: string): Promise<boolean>;
-	applyOnce(requestId: string, action: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
+	applyOnce(requestId: string, action: string, fn: (trx: Trx) => Promise<void>): Promise<boolean>;
 	/** Runs `fn` once per (handler, event_id); a redelivered event is skipped. Returns false when skipped. */
-	handleOnce(event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>): Promise<boolean>;
+	handleOnce(event: EventEnvelope, handler: string, fn: (trx: Trx) => Promise<void>): Promise<boolean>;
 	/** Deletes messaging rows past their retention; null when another replica holds the job's lock. */
 	pruneMessaging(): Promise<PruneResult | null>;
 }
@@ -128,11 +140,11 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 			await releaseKnex(settings);
 		},
 		methods: {
-			table(this: DbMethods, name: string, trx?: Knex.Transaction) {
+			table(this: DbMethods, name: string, trx?: Trx) {
 				return tableIn(this.knex, this.schemaName, name, trx);
 			},
-			transaction<T>(this: DbMethods, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-				const work = async (trx: Knex.Transaction) => {
+			transaction<T>(this: DbMethods, fn: (trx: Trx) => Promise<T>): Promise<T> {
+				const work = async (trx: Trx) => {
 					holdOutboxRows(trx);
 					const result = await fn(trx);
 					await withHeldOutboxRows(this, trx);
@@ -142,7 +154,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				// transaction back; it runs once more with the statement prepared afresh.
 				return retryStalePlan(() => (settings.databaseUrl ? onConnection(this.knex, work) : this.knex.transaction(work)));
 			},
-			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+			async idempotent<T>(this: DbMethods, key: string | undefined, action: string, fn: (trx: Trx) => Promise<T>): Promise<T> {
 				if (!key) return this.transaction(fn);
 				// The effect first, then the key with its answer, in one transaction: a first call (the
 				// usual case) costs one insert and no read. A repeat runs into the key at the insert —
@@ -180,7 +192,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					throw err;
 				}
 			},
-			async storedAnswer(this: DbMethods, key: string | undefined, action: string, trx?: Knex.Transaction) {
+			async storedAnswer(this: DbMethods, key: string | undefined, action: string, trx?: Trx) {
 				if (!key) return { found: false as const };
 				const row = await this.table("idempotency_keys", trx).where({ key }).first();
 				if (!row || (row.result === null && row.error === null)) return { found: false as const };
@@ -190,11 +202,11 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 					throw err instanceof ReplayedError ? err.original : err;
 				}
 			},
-			async claimKey(this: DbMethods, trx: Knex.Transaction, key: string, action: string) {
+			async claimKey(this: DbMethods, trx: Trx, key: string, action: string) {
 				const claimed = await this.table("idempotency_keys", trx).insert({ key, action }).onConflict("key").ignore().returning("key");
 				return claimed.length > 0;
 			},
-			async settle(this: DbMethods, key: string | undefined, action: string, answer: StoredAnswer, trx?: Knex.Transaction) {
+			async settle(this: DbMethods, key: string | undefined, action: string, answer: StoredAnswer, trx?: Trx) {
 				if (key) {
 					const value = "error" in answer
 						? { error: JSON.stringify({ message: answer.error.message, code: answer.error.code, type: answer.error.type, data: answer.error.data ?? null }) }
@@ -216,7 +228,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 			async requestApplied(this: DbMethods, requestId: string) {
 				return !!(await this.table("idempotency_keys").where({ key: requestKey(requestId) }).first("key"));
 			},
-			async applyOnce(this: DbMethods, requestId: string, action: string, fn: (trx: Knex.Transaction) => Promise<void>) {
+			async applyOnce(this: DbMethods, requestId: string, action: string, fn: (trx: Trx) => Promise<void>) {
 				try {
 					await this.transaction(async trx => {
 						if (!(await this.claimKey(trx, requestKey(requestId), action))) throw new KeyTaken();
@@ -232,7 +244,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				await this.settle(key, action, { error: err });
 				throw err;
 			},
-			async forgetAnswers(this: DbMethods, trx: Knex.Transaction, fields: string[], value: string) {
+			async forgetAnswers(this: DbMethods, trx: Trx, fields: string[], value: string) {
 				if (fields.length === 0) return 0;
 				const q = this.table("idempotency_keys", trx);
 				for (const f of fields) q.orWhereRaw("result->>? = ?", [f, value]);
@@ -267,7 +279,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 				}
 				return done;
 			},
-			async handleOnce(this: DbMethods, event: EventEnvelope, handler: string, fn: (trx: Knex.Transaction) => Promise<void>) {
+			async handleOnce(this: DbMethods, event: EventEnvelope, handler: string, fn: (trx: Trx) => Promise<void>) {
 				return this.transaction(async trx => {
 					const inserted = await this.table("inbox", trx)
 						.insert({ handler, event_id: event.event_id, event_name: event.event_name })
@@ -286,7 +298,7 @@ export function DbMixin(service: string): Partial<ServiceSchema> {
 const HELD = Symbol("outbox rows held until the end of the transaction");
 
 /** From now on the outbox rows recorded in `trx` wait for `withHeldOutboxRows` (a transaction not marked so writes them at once). */
-function holdOutboxRows(trx: Knex.Transaction) {
+function holdOutboxRows(trx: Trx) {
 	(trx as any)[HELD] ??= [];
 }
 
@@ -294,7 +306,7 @@ function holdOutboxRows(trx: Knex.Transaction) {
  * The outbox rows held for `trx` (outbox.mixin's `keep`), taken out: they must be written before
  * the transaction commits. Undefined when `trx` writes its rows at once.
  */
-export function heldOutboxRows(trx: Knex.Transaction): Record<string, unknown>[] | undefined {
+export function heldOutboxRows(trx: Trx): Record<string, unknown>[] | undefined {
 	let outer: any = trx;
 	while (outer.parentTransaction) outer = outer.parentTransaction;
 	return outer[HELD];
@@ -304,7 +316,7 @@ export function heldOutboxRows(trx: Knex.Transaction): Record<string, unknown>[]
  * Writes the outbox rows held for `trx`, in one statement with `last` when given (a data-modifying
  * CTE: both run, in this transaction, whatever `last` returns), and answers what `last` returns.
  */
-export async function withHeldOutboxRows(db: DbMethods, trx: Knex.Transaction, last?: Knex.QueryBuilder): Promise<any[]> {
+export async function withHeldOutboxRows(db: DbMethods, trx: Trx, last?: Knex.QueryBuilder): Promise<any[]> {
 	const held = heldOutboxRows(trx);
 	const rows = held?.splice(0, held.length) ?? [];
 	if (rows.length === 0) return last ? await last : [];
@@ -345,13 +357,13 @@ class ConnectionTransaction {
 }
 
 /** A query on `schema`.`name`, in `trx` when given (either kind of transaction). */
-export function tableIn(knex: Knex, schema: string, name: string, trx?: Knex.Transaction): Knex.QueryBuilder {
+export function tableIn(knex: Knex, schema: string, name: string, trx?: Trx): Knex.QueryBuilder {
 	if (trx instanceof ConnectionTransaction) return knex.withSchema(schema).table(name).connection(trx.connection);
-	return (trx ?? knex).withSchema(schema).table(name);
+	return ((trx as Knex.Transaction | undefined) ?? knex).withSchema(schema).table(name);
 }
 
 /** Runs `fn` between BEGIN and COMMIT on one connection of `knex`'s pool; any failure rolls it back. */
-export async function onConnection<T>(knex: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+export async function onConnection<T>(knex: Knex, fn: (trx: Trx) => Promise<T>): Promise<T> {
 	const client = knex.client as any;
 	const connection = await client.acquireConnection();
 	// Marks the connection as in a transaction for infra/database.ts: a stale prepared statement
@@ -361,7 +373,7 @@ export async function onConnection<T>(knex: Knex, fn: (trx: Knex.Transaction) =>
 	let committed = false;
 	try {
 		await knex.raw("BEGIN").connection(connection);
-		const result = await fn(trx as unknown as Knex.Transaction);
+		const result = await fn(trx);
 		await knex.raw("COMMIT").connection(connection);
 		committed = true;
 		return result;

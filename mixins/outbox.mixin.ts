@@ -30,7 +30,7 @@ import { envelope, EVENT_CONSUMERS, EventEnvelope, EventName } from "../contract
 import { IntegrationEnvelope, integrationEnvelope, IntegrationName, IntegrationPayloads } from "../contracts/integration";
 import { acquirePublisher, AmqpPublisher, publisherTarget, releasePublisher } from "../infra/amqp-publisher";
 import { acquireKnex, releaseKnex } from "../infra/database";
-import { heldOutboxRows, withHeldOutboxRows, type DbMethods } from "./db.mixin";
+import { heldOutboxRows, withHeldOutboxRows, type DbMethods, type Trx } from "./db.mixin";
 import { settings } from "../infra/settings";
 import type { Ctx } from "../infra/service";
 
@@ -62,10 +62,10 @@ export interface OutboxMethods {
 	 * GDPR erasure and spent secrets: rewrites the payloads of events kept in this service's
 	 * outbox. Answers how many events were rewritten.
 	 */
-	redactOutbox(trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction): Promise<number>;
+	redactOutbox(trx: Trx, which: OutboxSelection, redaction: OutboxRedaction): Promise<number>;
 	/** Writes an event to the outbox inside `trx`; it is published after commit. */
 	record(
-		trx: Knex.Transaction,
+		trx: Trx,
 		name: EventName,
 		aggregateId: string,
 		payload: Record<string, unknown>,
@@ -73,7 +73,7 @@ export interface OutboxMethods {
 	): Promise<EventEnvelope>;
 	/** Writes an integration event (for outside systems) to the outbox inside `trx`. */
 	recordIntegration<N extends IntegrationName>(
-		trx: Knex.Transaction,
+		trx: Trx,
 		name: N,
 		aggregateId: string,
 		payload: IntegrationPayloads[N],
@@ -182,7 +182,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 			await releaseKnex(settings);
 		},
 		methods: {
-			async redactOutbox(this: DbMethods, trx: Knex.Transaction, which: OutboxSelection, redaction: OutboxRedaction) {
+			async redactOutbox(this: DbMethods, trx: Trx, which: OutboxSelection, redaction: OutboxRedaction) {
 				// Rows this transaction recorded and still holds are rewritten too.
 				await withHeldOutboxRows(this, trx);
 				const fieldName = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
@@ -209,14 +209,14 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				}
 				return n;
 			},
-			async record(this: DbMethods, trx: Knex.Transaction, name: EventName, aggregateId: string, payload: Record<string, unknown>, cause?: any) {
+			async record(this: DbMethods, trx: Trx, name: EventName, aggregateId: string, payload: Record<string, unknown>, cause?: any) {
 				const correlationId = cause?.meta?.correlationId ?? cause?.correlation_id ?? null;
 				const causationId = cause?.event_id ?? cause?.meta?.sagaId ?? cause?.id ?? null;
 				const env = envelope(name, aggregateId, payload, { correlationId, causationId });
 				await (this as any).keep(trx, { event_id: env.event_id, event_name: name, aggregate_id: aggregateId, envelope: JSON.stringify(env) }, env, null);
 				return env;
 			},
-			async recordIntegration(this: any, trx: Knex.Transaction, name: IntegrationName, aggregateId: string, payload: any, cause?: any) {
+			async recordIntegration(this: any, trx: Trx, name: IntegrationName, aggregateId: string, payload: any, cause?: any) {
 				const env = integrationEnvelope(name, payload, {
 					source: this.name,
 					correlationId: cause?.meta?.correlationId ?? cause?.correlation_id ?? null,
@@ -226,7 +226,7 @@ export function OutboxMixin(): Partial<ServiceSchema> {
 				return env;
 			},
 			/** Writes the row claimed by this process; once `trx` commits, the envelope goes out at once. */
-			async keep(this: any, trx: Knex.Transaction, row: Record<string, unknown>, env: any, target: string | null) {
+			async keep(this: any, trx: Trx, row: Record<string, unknown>, env: any, target: string | null) {
 				const claimed = { ...row, target, claimed_until: this.knex.raw(`now() + interval '${RECORD_CLAIM_SECONDS} seconds'`) };
 				// A transaction of the db mixin writes it with its last statement; any other, now.
 				const held = heldOutboxRows(trx);

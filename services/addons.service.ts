@@ -14,7 +14,7 @@ import type { Addon } from "../contracts/addons";
 import { conflict, notFound, validationError } from "../contracts/errors";
 import { CURRENCIES, moneySchema } from "../contracts/money";
 import { page, pageSize } from "../contracts/paging";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../infra/service";
 import { addonView, cartHash, hashOf, isAvailable, offered } from "./addons/offer";
@@ -37,7 +37,7 @@ const addonFields = {
 };
 
 interface Methods {
-	activeAddons(trx?: Knex.Transaction): Promise<Addon[]>;
+	activeAddons(trx?: Trx): Promise<Addon[]>;
 	priced(ids: string[], lines: any[], currency: string | undefined): Promise<{ total: { amount: number; currency: string }; addons: any[] }>;
 }
 
@@ -147,7 +147,7 @@ export default defineService<Methods>({
 	},
 
 	methods: {
-		async activeAddons(this: This, trx?: Knex.Transaction) {
+		async activeAddons(this: This, trx?: Trx) {
 			return (await this.table("addons", trx).where({ active: true }).orderBy([{ column: "name" }, { column: "id" }])).map(addonView);
 		},
 

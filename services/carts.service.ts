@@ -21,10 +21,9 @@
  */
 import Joi from "joi";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import type { Knex } from "knex";
 import { conflict, isClientError, notFound, temporary, unauthorized, validationError } from "../contracts/errors";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
@@ -57,15 +56,15 @@ interface Methods {
 	cartOf(ctx: Ctx): Promise<CartRow>;
 	activeCart(ctx: Ctx, customerId: string): Promise<CartRow>;
 	guestCart(token: string): Promise<CartRow | null>;
-	items(cartId: string, trx?: Knex.Transaction): Promise<CartItemRow[]>;
+	items(cartId: string, trx?: Trx): Promise<CartItemRow[]>;
 	view(ctx: Ctx, cart: CartRow): Promise<any>;
-	addLine(ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Knex.Transaction, cart: CartRow) => Promise<unknown>): Promise<CartRow>;
+	addLine(ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Trx, cart: CartRow) => Promise<unknown>): Promise<CartRow>;
 	products(ctx: Ctx, ids: string[]): Promise<Product[]>;
 	availableOf(ctx: Ctx, skus: string[], cartId?: string): Promise<Map<string, number>>;
 	syncHold(ctx: Ctx | null, cartId: string, lines: Array<{ sku: string; quantity: number }> | null, strict: boolean): Promise<void>;
-	lockedCart(cartId: string, trx: Knex.Transaction): Promise<CartRow>;
+	lockedCart(cartId: string, trx: Trx): Promise<CartRow>;
 	editable(cart: CartRow): void;
-	touch(cartId: string, trx: Knex.Transaction): Promise<void>;
+	touch(cartId: string, trx: Trx): Promise<void>;
 	removeProduct(event: EventEnvelope, why: string): Promise<void>;
 	expireInactive(): Promise<number>;
 }
@@ -443,7 +442,7 @@ export default defineService<Methods, Vars>({
 			if (cart.locked_by) throw conflict("CART_LOCKED", "The cart is locked while its checkout runs");
 		},
 
-		async touch(this: This, cartId: string, trx: Knex.Transaction) {
+		async touch(this: This, cartId: string, trx: Trx) {
 			await this.table("carts", trx).where({ id: cartId }).update({ updated_at: this.knex.fn.now() });
 		},
 
@@ -458,13 +457,13 @@ export default defineService<Methods, Vars>({
 			return this.table("carts").where({ customer_id: customerId, status: "active" }).first();
 		},
 
-		async lockedCart(this: This, cartId: string, trx: Knex.Transaction): Promise<CartRow> {
+		async lockedCart(this: This, cartId: string, trx: Trx): Promise<CartRow> {
 			const c = await this.table("carts", trx).where({ id: cartId }).forUpdate().first();
 			if (!c) throw notFound("Cart", cartId);
 			return c;
 		},
 
-		async items(this: This, cartId: string, trx?: Knex.Transaction): Promise<CartItemRow[]> {
+		async items(this: This, cartId: string, trx?: Trx): Promise<CartItemRow[]> {
 			return this.table("cart_items", trx).where({ cart_id: cartId }).orderBy("added_at").orderBy("id");
 		},
 
@@ -489,7 +488,7 @@ export default defineService<Methods, Vars>({
 		 * Adds `line` to the caller's cart (capped to the stock available), in one transaction with
 		 * `also`, once per request (`action` names it in the record of the request).
 		 */
-		async addLine(this: This, ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Knex.Transaction, cart: CartRow) => Promise<unknown>) {
+		async addLine(this: This, ctx: Ctx, line: { productId: string; variantId?: string | null; quantity: number }, action: string, also?: (trx: Trx, cart: CartRow) => Promise<unknown>) {
 			const { productId, variantId, quantity: requested } = line;
 			const [product] = await this.products(ctx, [productId]);
 			if (!product || product.status === "deleted") throw notFound("Product", productId);

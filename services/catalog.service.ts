@@ -8,12 +8,11 @@
  */
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
-import type { Knex } from "knex";
 import { conflict, notFound, validationError } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import { CURRENCIES } from "../contracts/money";
 import { CatalogCache, catalogCacheKeys, CatalogCacheMethods } from "../mixins/catalog-cache";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { settings } from "../infra/settings";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
@@ -39,10 +38,10 @@ interface Methods {
 	isAdmin(ctx: Ctx): boolean;
 	actor(ctx: Ctx): string | null;
 	stockOf(skus: string[]): Promise<Map<string, number>>;
-	variantsOf(ids: string[], trx?: Knex.Transaction): Promise<Map<string, VariantRow[]>>;
+	variantsOf(ids: string[], trx?: Trx): Promise<Map<string, VariantRow[]>>;
 	views(rows: any[], withStock: boolean): Promise<any[]>;
-	mustExist(trx: Knex.Transaction, table: "categories" | "vendors", id: string | null | undefined, what: string): Promise<void>;
-	logChange(trx: Knex.Transaction, productId: string, change: string, changedFields: Record<string, unknown>, ctx: Ctx): Promise<void>;
+	mustExist(trx: Trx, table: "categories" | "vendors", id: string | null | undefined, what: string): Promise<void>;
+	logChange(trx: Trx, productId: string, change: string, changedFields: Record<string, unknown>, ctx: Ctx): Promise<void>;
 	setStatus(ctx: Ctx, id: string, status: "active" | "inactive"): Promise<any>;
 	keepStock(payload: any): Promise<void>;
 }
@@ -368,7 +367,7 @@ export default defineService<Methods, CatalogCacheMethods>({
 			return new Map(rows.map((r: any) => [r.sku, r.available]));
 		},
 
-		async variantsOf(this: This, ids: string[], trx?: Knex.Transaction): Promise<Map<string, VariantRow[]>> {
+		async variantsOf(this: This, ids: string[], trx?: Trx): Promise<Map<string, VariantRow[]>> {
 			const out = new Map<string, VariantRow[]>();
 			if (ids.length === 0) return out;
 			for (const v of await this.table("variants", trx).whereIn("product_id", ids).orderBy("position")) {
@@ -383,12 +382,12 @@ export default defineService<Methods, CatalogCacheMethods>({
 			return rows.map(r => productView(r, stock, variants.get(r.id) ?? []));
 		},
 
-		async mustExist(this: This, trx: Knex.Transaction, table: "categories" | "vendors", id: string | null | undefined, what: string) {
+		async mustExist(this: This, trx: Trx, table: "categories" | "vendors", id: string | null | undefined, what: string) {
 			if (!id) return;
 			if (!(await this.table(table, trx).where({ id }).first())) throw notFound(what, id);
 		},
 
-		async logChange(this: This, trx: Knex.Transaction, productId: string, change: string, changedFields: Record<string, unknown>, ctx: Ctx) {
+		async logChange(this: This, trx: Trx, productId: string, change: string, changedFields: Record<string, unknown>, ctx: Ctx) {
 			await this.table("product_changes", trx).insert({ product_id: productId, change, changed_fields: JSON.stringify(changedFields), actor: this.actor(ctx) });
 		},
 

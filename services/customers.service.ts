@@ -17,10 +17,9 @@
  */
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
-import type { Knex } from "knex";
 import { conflict, forbidden, notFound, unauthorized } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings, settings } from "../infra/settings";
@@ -71,11 +70,11 @@ interface User {
 
 interface Methods {
 	keyOf(ctx: Ctx, action: string, scope: string): string;
-	byId(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow | undefined>;
-	byEmail(email: string, trx?: Knex.Transaction): Promise<CustomerRow | undefined>;
-	requestVerification(ctx: Ctx, trx: Knex.Transaction, row: CustomerRow): Promise<void>;
+	byId(id: string, trx?: Trx, forUpdate?: boolean): Promise<CustomerRow | undefined>;
+	byEmail(email: string, trx?: Trx): Promise<CustomerRow | undefined>;
+	requestVerification(ctx: Ctx, trx: Trx, row: CustomerRow): Promise<void>;
 	currentUser(ctx: Ctx): User;
-	liveCustomer(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<CustomerRow>;
+	liveCustomer(id: string, trx?: Trx, forUpdate?: boolean): Promise<CustomerRow>;
 	bootstrapAdmin(): Promise<void>;
 }
 
@@ -377,7 +376,7 @@ export default defineService<Methods>({
 			return writeKey(ctx, action, scope);
 		},
 
-		async byId(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+		async byId(this: This, id: string, trx?: Trx, forUpdate = false) {
 			const q = this.table("customers", trx).where({ id });
 			if (forUpdate && trx) q.forUpdate();
 			return q.first();
@@ -391,18 +390,18 @@ export default defineService<Methods>({
 		},
 
 		/** A customer who is not erased, else 404 (an erased customer's still valid JWT reaches nothing). */
-		async liveCustomer(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+		async liveCustomer(this: This, id: string, trx?: Trx, forUpdate = false) {
 			const row = await this.byId(id, trx, forUpdate);
 			if (!row || row.erased_at) throw notFound("Customer", id);
 			return row;
 		},
 
-		async byEmail(this: This, address: string, trx?: Knex.Transaction) {
+		async byEmail(this: This, address: string, trx?: Trx) {
 			return this.table("customers", trx).whereRaw("lower(email) = ?", [address]).first();
 		},
 
 		/** Issues a token (only its hash is stored) and records the event that carries it to notifications. */
-		async requestVerification(this: This, ctx: Ctx, trx: Knex.Transaction, row: CustomerRow) {
+		async requestVerification(this: This, ctx: Ctx, trx: Trx, row: CustomerRow) {
 			const ttl = readSettings().verificationTtlMs;
 			const { token, tokenHash, expiresAt } = newVerificationToken(new Date(), ttl);
 			await this.table("email_verification_tokens", trx).insert({ id: randomUUID(), customer_id: row.id, token_hash: tokenHash, expires_at: expiresAt });

@@ -16,11 +16,10 @@
  * stock rows `FOR UPDATE` in SKU order. Every action takes them in that order: no deadlocks.
  */
 import Joi from "joi";
-import type { Knex } from "knex";
 import { conflict, notFound, temporary } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { readSettings } from "../infra/settings";
@@ -40,15 +39,15 @@ interface Change {
 }
 
 interface Methods {
-	lockOrder(orderId: string, trx: Knex.Transaction): Promise<void>;
-	lockRows(skus: string[], trx: Knex.Transaction): Promise<StockRow[]>;
-	heldBy(orderId: string, trx: Knex.Transaction): Promise<Line[]>;
+	lockOrder(orderId: string, trx: Trx): Promise<void>;
+	lockRows(skus: string[], trx: Trx): Promise<StockRow[]>;
+	heldBy(orderId: string, trx: Trx): Promise<Line[]>;
 	productOf(ctx: Ctx, sku: string): Promise<{ id: string; sku: string; name?: string; variants: Array<{ id: string; sku: string }> } | null>;
 	setSellable(event: EventEnvelope, sellable: boolean): Promise<void>;
-	setHold(trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]>;
+	setHold(trx: Trx, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]>;
 	expireHolds(): Promise<number>;
-	takeHolds(trx: Knex.Transaction, cartId: string): Promise<Map<string, number>>;
-	apply(trx: Knex.Transaction, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
+	takeHolds(trx: Trx, cartId: string): Promise<Map<string, number>>;
+	apply(trx: Trx, row: StockRow, change: Change, ctx: Ctx | EventEnvelope | null): Promise<StockRow>;
 	actor(ctx: Ctx | null): string;
 }
 
@@ -343,7 +342,7 @@ export default defineService<Methods, Vars>({
 
 	methods: {
 		/** Replaces a cart's holds with `lines`, under the cart's advisory lock and the rows' locks in SKU order. */
-		async setHold(this: This, trx: Knex.Transaction, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]> {
+		async setHold(this: This, trx: Trx, cartId: string, lines: Line[], ttlMs: number, ctx: Ctx | null): Promise<Line[]> {
 			await this.lockOrder(`cart:${cartId}`, trx);
 			const old: Array<{ sku: string; quantity: number }> = await this.table("holds", trx).where({ cart_id: cartId });
 			const rows = await this.lockRows([...old.map(o => o.sku), ...lines.map(l => l.sku)], trx);
@@ -365,7 +364,7 @@ export default defineService<Methods, Vars>({
 		},
 
 		/** Removes a cart's holds under the cart's lock and answers them (SKU → quantity); the stock rows are left to the caller. */
-		async takeHolds(this: This, trx: Knex.Transaction, cartId: string): Promise<Map<string, number>> {
+		async takeHolds(this: This, trx: Trx, cartId: string): Promise<Map<string, number>> {
 			await this.lockOrder(`cart:${cartId}`, trx);
 			const rows: Array<{ sku: string; quantity: number }> = await this.table("holds", trx).where({ cart_id: cartId }).delete().returning(["sku", "quantity"]);
 			return new Map(rows.map(r => [r.sku, r.quantity]));
@@ -396,11 +395,11 @@ export default defineService<Methods, Vars>({
 		},
 
 		/** One order at a time, across replicas: held until the transaction ends. */
-		async lockOrder(this: This, orderId: string, trx: Knex.Transaction): Promise<void> {
+		async lockOrder(this: This, orderId: string, trx: Trx): Promise<void> {
 			await trx.raw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", [`${this.schemaName}.order:${orderId}`]);
 		},
 
-		async heldBy(this: This, orderId: string, trx: Knex.Transaction): Promise<Line[]> {
+		async heldBy(this: This, orderId: string, trx: Trx): Promise<Line[]> {
 			const rows = await this.table("reservations", trx).where({ order_id: orderId, status: "held" }).orderBy("sku");
 			return rows.map((r: any) => ({ sku: r.sku, quantity: r.quantity }));
 		},
@@ -415,13 +414,13 @@ export default defineService<Methods, Vars>({
 			}
 		},
 
-		async lockRows(this: This, skus: string[], trx: Knex.Transaction): Promise<StockRow[]> {
+		async lockRows(this: This, skus: string[], trx: Trx): Promise<StockRow[]> {
 			const ordered = [...new Set(skus)].sort();
 			return this.table("stock", trx).whereIn("sku", ordered).orderBy("sku").forUpdate();
 		},
 
 		/** Changes one stock row, writes its audit row, and raises the alerts the change causes. */
-		async apply(this: This, trx: Knex.Transaction, row: StockRow, change: Change, cause: Ctx | EventEnvelope | null): Promise<StockRow> {
+		async apply(this: This, trx: Trx, row: StockRow, change: Change, cause: Ctx | EventEnvelope | null): Promise<StockRow> {
 			const [after] = await this.table("stock", trx)
 				.where({ sku: row.sku })
 				.update({ on_hand: row.on_hand + change.onHand, reserved: row.reserved + change.reserved, version: this.knex.raw("version + 1"), updated_at: this.knex.fn.now() })

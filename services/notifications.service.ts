@@ -30,7 +30,7 @@ import type { Knex } from "knex";
 import { forbidden } from "../contracts/errors";
 import { page, pageSize } from "../contracts/paging";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { defineService, ServiceThis } from "../infra/service";
 import { readSettings, settings } from "../infra/settings";
@@ -98,7 +98,7 @@ interface NotificationRow {
 
 interface Methods {
 	payloadOf<T>(env: EventEnvelope, schema: Joi.ObjectSchema): T | null;
-	deliver(trx: Knex.Transaction, cause: EventEnvelope, d: Delivery): Promise<void>;
+	deliver(trx: Trx, cause: EventEnvelope, d: Delivery): Promise<void>;
 	notify(env: EventEnvelope, handler: string, deliveries: Delivery[]): Promise<void>;
 	orderOf(env: EventEnvelope): Promise<OrderRecipient | null>;
 	stockAlert(env: EventEnvelope, template: "low_stock" | "out_of_stock"): Promise<void>;
@@ -384,7 +384,7 @@ export default defineService<Methods, Vars>({
 		 * Sends (see the header for why inside the transaction; the sender retries with backoff),
 		 * then logs the outcome and records notification.sent or notification.failed.
 		 */
-		async deliver(this: This, trx: Knex.Transaction, cause: EventEnvelope, d: Delivery) {
+		async deliver(this: This, trx: Trx, cause: EventEnvelope, d: Delivery) {
 			const id = randomUUID();
 			const message = render(d.template, d.vars);
 			let error: string | null = null;

@@ -13,7 +13,7 @@ import { conflict, forbidden, notFound, temporary, validationError } from "../co
 import { page, pageSize } from "../contracts/paging";
 import { moneySchema } from "../contracts/money";
 import type { EventEnvelope } from "../contracts/events";
-import { DbMixin } from "../mixins/db.mixin";
+import { DbMixin, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { HistoryRow, LineRow, Order, OrderPayment, OrderRow, OrderSnapshot, priceLines, toOrder } from "./orders/order";
@@ -72,17 +72,17 @@ interface MoveOpts {
 interface Methods {
 	keyOf(ctx: Ctx, action: string): string | undefined;
 	adminOnly(ctx: Ctx): void;
-	lockOrderId(trx: Knex.Transaction, orderId: string): Promise<void>;
-	load(id: string, trx?: Knex.Transaction, forUpdate?: boolean): Promise<OrderRow | undefined>;
-	mustLoad(id: string, trx: Knex.Transaction): Promise<OrderRow>;
-	view(row: OrderRow, trx?: Knex.Transaction): Promise<Order>;
+	lockOrderId(trx: Trx, orderId: string): Promise<void>;
+	load(id: string, trx?: Trx, forUpdate?: boolean): Promise<OrderRow | undefined>;
+	mustLoad(id: string, trx: Trx): Promise<OrderRow>;
+	view(row: OrderRow, trx?: Trx): Promise<Order>;
 	views(rows: OrderRow[]): Promise<Order[]>;
-	move(ctx: Ctx | EventEnvelope, trx: Knex.Transaction, row: OrderRow, to: OrderStatus, opts?: MoveOpts): Promise<OrderRow>;
+	move(ctx: Ctx | EventEnvelope, trx: Trx, row: OrderRow, to: OrderStatus, opts?: MoveOpts): Promise<OrderRow>;
 	refuse(row: OrderRow, to: OrderStatus): never;
 	paymentsOf(ctx: Ctx, orderIds: string[], strict?: boolean): Promise<Record<string, OrderPayment>>;
 	withPayments(ctx: Ctx, orders: Order[]): Promise<Order[]>;
 	ensureVisible(ctx: Ctx, row: OrderRow | undefined, id: string): OrderRow;
-	recordCancelled(ctx: Ctx, trx: Knex.Transaction, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null): Promise<Order>;
+	recordCancelled(ctx: Ctx, trx: Trx, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null): Promise<Order>;
 }
 
 type This = ServiceThis<Methods>;
@@ -522,17 +522,17 @@ export default defineService<Methods>({
 		},
 
 		/** Serializes a create and a fail of one order id (the row may not exist yet, so no row lock). */
-		async lockOrderId(trx: Knex.Transaction, orderId: string) {
+		async lockOrderId(trx: Trx, orderId: string) {
 			await trx.raw(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`orders:${orderId}`]);
 		},
 
-		async load(this: This, id: string, trx?: Knex.Transaction, forUpdate = false) {
+		async load(this: This, id: string, trx?: Trx, forUpdate = false) {
 			const q = this.table("orders", trx).where({ id });
 			if (forUpdate && trx) q.forUpdate();
 			return q.first();
 		},
 
-		async mustLoad(this: This, id: string, trx: Knex.Transaction) {
+		async mustLoad(this: This, id: string, trx: Trx) {
 			const row = await this.load(id, trx, true);
 			if (!row) throw notFound("Order", id);
 			return row;
@@ -569,7 +569,7 @@ export default defineService<Methods>({
 		},
 
 		/** Moves an order to cancelled with its reason and refund, and tells the shop and outside systems. */
-		async recordCancelled(this: This, ctx: Ctx, trx: Knex.Transaction, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null) {
+		async recordCancelled(this: This, ctx: Ctx, trx: Trx, row: OrderRow, reason: string, code: string | null, refundAmount: { amount: number; currency: string } | null) {
 			const moved = await this.move(ctx, trx, row, "cancelled", {
 				reason, code, patch: { cancel_reason: reason, refund_amount: refundAmount?.amount ?? null, cancelled_at: this.knex.fn.now() }
 			});
@@ -588,7 +588,7 @@ export default defineService<Methods>({
 			throw conflict("INVALID_TRANSITION", `An order that is ${row.status} cannot become ${to}`, { orderId: row.id, status: row.status, to });
 		},
 
-		async move(this: This, cause: Ctx | EventEnvelope, trx: Knex.Transaction, row: OrderRow, to: OrderStatus, opts: MoveOpts = {}) {
+		async move(this: This, cause: Ctx | EventEnvelope, trx: Trx, row: OrderRow, to: OrderStatus, opts: MoveOpts = {}) {
 			const [moved] = await this.table("orders", trx)
 				.where({ id: row.id, status: row.status })
 				.update({ ...opts.patch, status: to, updated_at: this.knex.fn.now() })
@@ -605,7 +605,7 @@ export default defineService<Methods>({
 			return moved;
 		},
 
-		async view(this: This, row: OrderRow, trx?: Knex.Transaction) {
+		async view(this: This, row: OrderRow, trx?: Trx) {
 			const lines: LineRow[] = await this.table("order_lines", trx).where({ order_id: row.id });
 			const history: HistoryRow[] = await this.table("order_status_history", trx).where({ order_id: row.id }).orderBy("id");
 			return toOrder(row, lines, history);

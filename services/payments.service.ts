@@ -15,11 +15,10 @@
  */
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
-import type { Knex } from "knex";
 import { Errors } from "moleculer";
 import { conflict, forbidden, notFound, paymentRefused, temporary, validationError } from "../contracts/errors";
 import { CURRENCIES } from "../contracts/money";
-import { DbMixin, StoredAnswer } from "../mixins/db.mixin";
+import { DbMixin, StoredAnswer, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { checkCard } from "./payments/card";
@@ -60,9 +59,9 @@ interface Methods {
 	authorizeOrder(ctx: Ctx, params: AuthorizeParams): Promise<unknown>;
 	decideByBuyer(ctx: Ctx, e: { provider: string; eventId: string; transactionId: string; approved: boolean }): Promise<{ received: true; duplicate: boolean; outcome: string; paymentId: string }>;
 	redirectBuyer(ctx: Ctx, token: string, outcome: { paymentId: string }): Promise<unknown>;
-	lockOrderId(trx: Knex.Transaction, orderId: string): Promise<void>;
-	activePayment(orderId: string, trx?: Knex.Transaction): Promise<PaymentRow | undefined>;
-	view(row: PaymentRow, trx?: Knex.Transaction): Promise<ReturnType<typeof toPayment>>;
+	lockOrderId(trx: Trx, orderId: string): Promise<void>;
+	activePayment(orderId: string, trx?: Trx): Promise<PaymentRow | undefined>;
+	view(row: PaymentRow, trx?: Trx): Promise<ReturnType<typeof toPayment>>;
 	unavailable(outcome: ProviderFailure, what: string): Errors.MoleculerError;
 	internalOnly(ctx: Ctx): void;
 }
@@ -535,15 +534,15 @@ export default defineService<Methods, Vars>({
 		},
 
 		/** Serializes an authorization and a void of one order (a void must see the authorization, or block it). */
-		async lockOrderId(trx: Knex.Transaction, orderId: string) {
+		async lockOrderId(trx: Trx, orderId: string) {
 			await trx.raw(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, [`payments:${orderId}`]);
 		},
 
-		async activePayment(this: This, orderId: string, trx?: Knex.Transaction) {
+		async activePayment(this: This, orderId: string, trx?: Trx) {
 			return this.table("payments", trx).where({ order_id: orderId }).whereIn("status", ACTIVE_STATUSES as string[]).first();
 		},
 
-		async view(this: This, row: PaymentRow, trx?: Knex.Transaction) {
+		async view(this: This, row: PaymentRow, trx?: Trx) {
 			const refunds: RefundRow[] = await this.table("refunds", trx).where({ payment_id: row.id }).orderBy("created_at");
 			return toPayment(row, refunds);
 		},

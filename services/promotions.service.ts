@@ -22,7 +22,7 @@ import { conflict, notFound, unprocessable, validationError } from "../contracts
 import { CURRENCIES, moneySchema } from "../contracts/money";
 import { page, pageSize } from "../contracts/paging";
 import type { EvaluateReply, Promotion } from "../contracts/promotions";
-import { DbMixin, writeKey } from "../mixins/db.mixin";
+import { DbMixin, writeKey, type Trx } from "../mixins/db.mixin";
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { Ctx, defineService, ServiceThis } from "../infra/service";
 import { evaluate, normalizeCode, promotionView } from "./promotions/rules";
@@ -59,12 +59,12 @@ const promotionFields = {
 
 interface Methods {
 	check(p: Partial<Promotion> & { validFrom?: unknown; validTo?: unknown }): void;
-	evaluateCart(params: { customerId?: string; code?: string; lines: any[]; currency: string }, trx?: Knex.Transaction): Promise<EvaluateReply>;
+	evaluateCart(params: { customerId?: string; code?: string; lines: any[]; currency: string }, trx?: Trx): Promise<EvaluateReply>;
 	checkLines(lines: any[], currency: string): void;
-	syncCheckout(ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction): Promise<void>;
-	recalculateCheckout(ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>): Promise<any>;
-	lock(trx: Knex.Transaction, what: string, mode?: "shared" | "exclusive"): Promise<void>;
-	withUses<R extends { id: string; code: string | null; usage_limit: unknown; uses: unknown }>(rows: R[], trx?: Knex.Transaction): Promise<R[]>;
+	syncCheckout(ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Trx): Promise<void>;
+	recalculateCheckout(ctx: Ctx, accept?: (result: EvaluateReply, trx: Trx) => Promise<void>): Promise<any>;
+	lock(trx: Trx, what: string, mode?: "shared" | "exclusive"): Promise<void>;
+	withUses<R extends { id: string; code: string | null; usage_limit: unknown; uses: unknown }>(rows: R[], trx?: Trx): Promise<R[]>;
 	releaseReply(row: any): any;
 }
 
@@ -314,7 +314,7 @@ export default defineService<Methods>({
 		},
 
 		/** Records what changed since this checkout's last answer: promotion.applied for new or changed discounts, promotion.removed for gone ones. */
-		async syncCheckout(this: This, ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Knex.Transaction) {
+		async syncCheckout(this: This, ctx: Ctx, checkoutId: string, result: EvaluateReply, trx: Trx) {
 			const { changed, gone: removed } = promotionChanges(await this.table("checkout_promotions", trx).where({ checkout_id: checkoutId }), result);
 			for (const p of changed) {
 				await this.table("checkout_promotions", trx)
@@ -331,7 +331,7 @@ export default defineService<Methods>({
 
 		/** A transaction-scoped lock on one checkout or order, across replicas. */
 		/** The checkout's cart evaluated under its lock; `accept` may refuse the result or add to it; then promotion.applied / removed for what changed. */
-		async recalculateCheckout(this: This, ctx: Ctx, accept?: (result: EvaluateReply, trx: Knex.Transaction) => Promise<void>) {
+		async recalculateCheckout(this: This, ctx: Ctx, accept?: (result: EvaluateReply, trx: Trx) => Promise<void>) {
 			const { checkoutId } = ctx.params;
 			if (!accept) {
 				// The usual call (every refresh of a session, place among them) changes nothing here: then
@@ -358,13 +358,13 @@ export default defineService<Methods>({
 		 * code (they do not wait for each other) and exclusively by setting its total limit, so the
 		 * count that starts from has every redeem in or out. Only a limited code keeps `uses` in its row.
 		 */
-		async lock(this: This, trx: Knex.Transaction, what: string, mode: "shared" | "exclusive" = "exclusive") {
+		async lock(this: This, trx: Trx, what: string, mode: "shared" | "exclusive" = "exclusive") {
 			const fn = mode === "shared" ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock";
 			await trx.raw(`SELECT ${fn}(hashtextextended(?, 0))`, [`${this.schemaName}.${what}`]);
 		},
 
 		/** Rows of codes without a total limit get their uses counted from the redemptions (one query for all of them). */
-		async withUses(this: This, rows, trx?: Knex.Transaction) {
+		async withUses(this: This, rows, trx?: Trx) {
 			const counted = rows.filter(r => r.code !== null && r.usage_limit === null).map(r => r.id);
 			if (counted.length === 0) return rows;
 			const counts = await this.table("redemptions", trx).whereIn("promotion_id", counted).where({ status: "redeemed" }).groupBy("promotion_id").select("promotion_id").count<{ promotion_id: string; n: string }[]>("* as n");

@@ -16,7 +16,7 @@
  */
 import Joi from "joi";
 import { randomUUID } from "node:crypto";
-import type { Knex } from "knex";
+import type { Trx } from "../../mixins/db.mixin";
 import { conflict, isClientError, unprocessable, validationError } from "../../contracts/errors";
 import type { EventEnvelope } from "../../contracts/events";
 import type { Money } from "../../contracts/money";
@@ -105,7 +105,7 @@ export interface SessionMethods {
 	currentSession(ctx: Ctx): Promise<{ cart: CartView; session: Session }>;
 	/** The same without creating anything: a refused request writes nothing. */
 	peekSession(ctx: Ctx): Promise<{ cart: CartView | null; session: Session | null }>;
-	loadSession(cartId: string, trx?: Knex.Transaction): Promise<Session | null>;
+	loadSession(cartId: string, trx?: Trx): Promise<Session | null>;
 	/** Recomputes a session's totals with `change` applied and writes it; the fresh session. */
 	refreshSession(call: Call, cartId: string, opts?: RefreshOpts): Promise<Session>;
 	computeSession(call: Call, base: Session, cart: CartView, strict: Part[]): Promise<Computed>;
@@ -395,7 +395,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 		return { cart, session: cart ? await this.loadSession(cart.id) : null };
 	},
 
-	async loadSession(this: This, cartId: string, trx?: Knex.Transaction) {
+	async loadSession(this: This, cartId: string, trx?: Trx) {
 		const r = await this.table("checkouts", trx).where({ cart_id: cartId }).first();
 		if (!r) return null;
 		return {
@@ -431,7 +431,7 @@ export const sessionMethods: SessionMethods & ThisType<This> = {
 			// Nothing to write (the usual case at place, where the session was refreshed at every
 			// choice): no transaction, no version bump. A cart event is still recorded in the inbox below.
 			if (!opts.event && sameSession(base, computed)) return base;
-			const write = async (trx: Knex.Transaction) => {
+			const write = async (trx: Trx) => {
 				const n = await this.table("checkouts", trx)
 					.where({ id: base.id, version: base.version })
 					.update({

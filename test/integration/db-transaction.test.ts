@@ -10,7 +10,7 @@ import { expect } from "chai";
 import type { Knex } from "knex";
 import { acquireKnex, releaseKnex, retryStalePlan } from "../../infra/database";
 import { readSettings } from "../../infra/settings";
-import { onConnection, tableIn } from "../../mixins/db.mixin";
+import { onConnection, tableIn, type Trx } from "../../mixins/db.mixin";
 
 describe("the db mixin's transaction on one connection (real Postgres)", function () {
 	this.timeout(60_000);
@@ -79,7 +79,7 @@ describe("the db mixin's transaction on one connection (real Postgres)", functio
 	});
 
 	it("a prepared statement gone stale fails the transaction whole, and retryStalePlan runs it again", async () => {
-		const row = (trx: Knex.Transaction) => tableIn(knex, schema, "items", trx).where({ id: 7 }).first();
+		const row = (trx: Trx) => tableIn(knex, schema, "items", trx).where({ id: 7 }).first();
 		expect(await onConnection(knex, row)).to.deep.equal({ id: 7, name: "seven" });
 		await other.raw("ALTER TABLE ??.items ADD COLUMN size int", [schema]);
 		let runs = 0;
