@@ -1,8 +1,9 @@
 /**
  * What one round trip costs on this machine when the other side was idle, against the same round
  * trip back to back: to another Node process over TCP, to PostgreSQL (one prepared statement), to
- * Redis (PING) and through RabbitMQ (a message to a queue this process consumes, with publisher
- * confirms off). One checkout alone is a chain of such round trips, each to a process that sat idle
+ * Redis (PING), through RabbitMQ (a message to a queue this process consumes, with publisher
+ * confirms off), and a Moleculer call to another process over RabbitMQ with this project's
+ * transporter (an action that answers at once: two trips through RabbitMQ). One checkout alone is a chain of such round trips, each to a process that sat idle
  * since the last checkout's; the gap before each round trip (0, 1, 10, 50 ms) shows what waking it
  * costs. Wall time, p50 and p90 over 200 round trips each. Needs the three servers (DATABASE_URL,
  * REDIS_URL, AMQP_URL, or the ones on 127.0.0.1).
@@ -15,14 +16,22 @@ import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import Redis from "ioredis";
 import pg from "pg";
+import { createBroker } from "../bin/broker";
 
 const GAPS_MS = [0, 1, 10, 50];
 const N = Number(process.env.BENCH_WAKE_N ?? 200);
 const PORT = Number(process.argv[3] ?? 39_000 + Math.floor(Math.random() * 500));
 
-/** The child: echoes every byte it receives. */
+const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+/** The brokers' own namespace, so nothing else on the RabbitMQ server sees them. */
+const brokerEnv = { TRANSPORTER: AMQP_URL, NAMESPACE: process.argv[4] ?? `wake-${process.pid}`, LOG_LEVEL: "warn" };
+
+/** The child: echoes every byte it receives, and runs an action that answers at once. */
 if (process.argv[2] === "echo") {
-	net.createServer(s => s.on("data", d => s.write(d))).listen(PORT, "127.0.0.1", () => process.send?.("ready"));
+	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${brokerEnv.NAMESPACE}-echo` });
+	broker.createService({ name: "wake", actions: { ping: () => "pong" } });
+	void broker.start().then(() => net.createServer(s => s.on("data", d => s.write(d))).listen(PORT, "127.0.0.1", () => process.send?.("ready")));
+	process.on("SIGTERM", () => void broker.stop().finally(() => process.exit(0)));
 } else {
 	main().catch(err => {
 		console.error(err);
@@ -45,12 +54,15 @@ async function measure(what: string, roundTrip: () => Promise<unknown>) {
 		const at = (p: number) => wall[Math.min(wall.length - 1, Math.floor((wall.length * p) / 100))]!.toFixed(0);
 		cells.push(`${`${at(50)} / ${at(90)}`.padStart(11)}`);
 	}
-	console.log(`  ${what.padEnd(40)} ${cells.join("  ")}`);
+	console.log(`  ${what.padEnd(48)} ${cells.join("  ")}`);
 }
 
 async function main() {
-	const child = fork(__filename, ["echo", String(PORT)], { env: { ...process.env }, execArgv: process.execArgv });
+	const child = fork(__filename, ["echo", String(PORT), brokerEnv.NAMESPACE], { env: { ...process.env }, execArgv: process.execArgv });
 	await new Promise(resolve => child.once("message", resolve));
+	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${brokerEnv.NAMESPACE}-caller` });
+	await broker.start();
+	await broker.waitForServices(["wake"], 30_000);
 	const socket = net.connect(PORT, "127.0.0.1");
 	socket.setNoDelay(true);
 	await new Promise(resolve => socket.once("connect", resolve));
@@ -58,7 +70,7 @@ async function main() {
 	const db = new pg.Client(process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres");
 	await db.connect();
 	const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-	const conn = await amqp.connect(process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672");
+	const conn = await amqp.connect(AMQP_URL);
 	const channel = await conn.createChannel();
 	const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
 	let delivered: (() => void) | null = null;
@@ -70,9 +82,11 @@ async function main() {
 		await measure("PostgreSQL, one prepared statement", () => db.query({ name: "wake", text: "SELECT oid FROM pg_class WHERE relname = $1", values: ["pg_type"] }));
 		await measure("Redis, PING", () => redis.ping());
 		await measure("RabbitMQ, publish → consume (same process)", () => new Promise<void>(resolve => ((delivered = resolve), channel.sendToQueue(queue, Buffer.from("x")))));
+		await measure("Moleculer call over RabbitMQ (answers at once)", () => broker.call("wake.ping"));
 	} finally {
 		socket.destroy();
-		child.kill();
+		await broker.stop();
+		child.kill("SIGTERM");
 		await db.end();
 		redis.disconnect();
 		await conn.close();
