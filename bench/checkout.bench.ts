@@ -29,8 +29,10 @@ import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import Redis from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../bin/broker";
+import { CLK_TCK, cpuTicks, pidsOf } from "./processes";
 import { eventually } from "../test/support/cluster";
 import { cleanup, ensureDatabase } from "../test/support/hooks";
 import { expectStatus, Http } from "../test/support/http";
@@ -52,7 +54,6 @@ const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
 const ALONE = Number(process.env.BENCH_ALONE ?? 20);
 const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
 const PRODUCTS = 20; // stock spread over several rows, as a real catalog would be
-const CLK_TCK = 100;
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF;
 /** Node flags for a service process: a CPU profile per process when BENCH_CPU_PROF names a directory. */
 function cpuProfArgs(name: string): string[] {
@@ -74,16 +75,6 @@ const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** di
 
 // --- Processes, CPU, memory --------------------------------------------------------------------
 
-/** utime + stime of a process in clock ticks, or null when it is gone. */
-function cpuTicks(pid: number): number | null {
-	try {
-		const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-		const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-		return Number(fields[11]) + Number(fields[12]);
-	} catch {
-		return null;
-	}
-}
 function rssMiB(pid: number): number | null {
 	try {
 		const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -92,14 +83,6 @@ function rssMiB(pid: number): number | null {
 		return null;
 	}
 }
-function pidsOf(name: string): number[] {
-	try {
-		return execFileSync("pgrep", ["-x", name], { encoding: "utf8" }).split("\n").filter(Boolean).map(Number);
-	} catch {
-		return [];
-	}
-}
-
 interface Watched {
 	name: string;
 	pids: () => number[];
@@ -338,6 +321,8 @@ interface Work {
 	published: number | null;
 	delivered: number | null;
 	commits: number | null;
+	/** Commands the Redis server processed (INFO stats: every user of the server). */
+	redisCommands: number | null;
 	byExchange: Record<string, number>;
 	byQueue: Record<string, number>;
 	byTable: Record<string, number>;
@@ -349,7 +334,17 @@ async function workCounters(): Promise<Work> {
 		const res = await fetch(`http://127.0.0.1:15672/api/${p}`, auth).catch(() => null);
 		return res?.ok ? ((await res.json()) as any) : null;
 	};
-	const work: Work = { published: null, delivered: null, commits: null, byExchange: {}, byQueue: {}, byTable: {} };
+	const work: Work = { published: null, delivered: null, commits: null, redisCommands: null, byExchange: {}, byQueue: {}, byTable: {} };
+	const redis = new Redis(process.env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 1 });
+	try {
+		await redis.connect();
+		const n = /total_commands_processed:(\d+)/.exec(await redis.info("stats"));
+		work.redisCommands = n ? Number(n[1]) : null;
+	} catch {
+		// unavailable (a Redis Cluster run): stays null
+	} finally {
+		redis.disconnect();
+	}
 	const overview = await get("overview");
 	if (overview) {
 		work.published = overview.message_stats?.publish ?? null;
@@ -558,19 +553,20 @@ async function runConfiguration(replicas: number, full: boolean) {
 		for (const [k, v] of Object.entries(hops)) console.log(`    ${String(v.mean).padStart(8)} ${String(v.p50).padStart(6)} ${String(v.p95).padStart(6)}  ${k} (n=${v.n})`);
 		await sleep(6000);
 		const workAfter = await workCounters();
-		const per = (k: "published" | "delivered" | "commits") =>
+		const per = (k: "published" | "delivered" | "commits" | "redisCommands") =>
 			workBefore[k] === null || workAfter[k] === null ? null : round((workAfter[k]! - workBefore[k]!) / Math.max(1, sat.result.completed));
 		const done = sat.result.completed;
 		const work = {
 			rabbitmqPublishedPerCheckout: per("published"),
 			rabbitmqDeliveredPerCheckout: per("delivered"),
 			postgresCommitsPerCheckout: per("commits"),
+			redisCommandsPerCheckout: per("redisCommands"),
 			publishedByExchange: perCheckout(workBefore.byExchange, workAfter.byExchange, done),
 			deliveredByQueue: perCheckout(workBefore.byQueue, workAfter.byQueue, done),
 			rowsWrittenByTable: perCheckout(workBefore.byTable, workAfter.byTable, done),
 			statements: null as Awaited<ReturnType<typeof statements>>
 		};
-		console.log(`  work per completed checkout (servers' counters over the phase): RabbitMQ ${work.rabbitmqPublishedPerCheckout ?? "?"} messages published, ${work.rabbitmqDeliveredPerCheckout ?? "?"} delivered; Postgres ${work.postgresCommitsPerCheckout ?? "?"} transactions committed`);
+		console.log(`  work per completed checkout (servers' counters over the phase): RabbitMQ ${work.rabbitmqPublishedPerCheckout ?? "?"} messages published, ${work.rabbitmqDeliveredPerCheckout ?? "?"} delivered; Postgres ${work.postgresCommitsPerCheckout ?? "?"} transactions committed; Redis ${work.redisCommandsPerCheckout ?? "?"} commands`);
 		const byStatement = counting ? await statements("read", done) : null;
 		work.statements = byStatement;
 		if (byStatement) {
