@@ -513,7 +513,17 @@ async function runConfiguration(replicas: number, full: boolean) {
 			procs.push({ name: n > 1 || g[0] === "checkout" || g[0] === "inventory" ? `${base}#${n}` : base, proc: spawnServices(g, processEnv(g, port), cpuProfArgs(`${base}-${n}-r${replicas}`)) });
 		}
 		await client.start();
-		await client.waitForServices(["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "checkout"], 120_000);
+		const wanted = ["api", "customers", "notifications", "catalog", "inventory", "carts", "orders", "payments", "shipping", "promotions", "checkout"];
+		await client.waitForServices(wanted, 120_000).catch(err => {
+			// Say what is missing and what each process said, so a start that fails can be understood.
+			const seen = new Set((client.registry.getServiceList({ onlyAvailable: true }) as Array<{ name: string }>).map(x => x.name));
+			console.error(`Services not seen in 120 s: ${wanted.filter(w => !seen.has(w)).join(", ")}`);
+			for (const p of procs) {
+				const exited = p.proc.child.exitCode ?? p.proc.child.signalCode;
+				console.error(`--- ${p.name}${exited !== null ? ` (exited: ${exited})` : ""}, its last output:\n${p.proc.output.join("").split("\n").slice(-15).join("\n")}`);
+			}
+			throw err;
+		});
 		await eventually(async () => (await http.get("/api/products?page=1&pageSize=1").catch(() => null))?.status === 200, 30_000, "gateway");
 		const shop = await openShop(http);
 		const watched: Watched[] = [
