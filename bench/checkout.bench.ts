@@ -7,6 +7,9 @@
  *     earlier ones answered, and its latency counts from its scheduled start, so a slow system
  *     cannot hide its queue) — first replica count only;
  *   - read path: `GET /api/products?page=1&pageSize=20` with autocannon, 50 connections — first only;
+ *   - browsing while buying: BENCH_BROWSE_RATE (300) list reads a second spread over 200 different
+ *     lists while BENCH_BROWSE_CHECKOUTS (5) checkouts a second run — how many reads reach the
+ *     catalog, and how often stock changes drop the cache — first only, with the read path;
  *   - each process's CPU share (from /proc/<pid>/stat) during saturation, the servers' too;
  *   - after the load: RabbitMQ queue depths of this run (must drain to zero), the processes'
  *     memory before and after, and how long one request takes then.
@@ -50,6 +53,8 @@ const REPLICAS = list(process.env.BENCH_CHECKOUT_REPLICAS, [2]);
 const INVENTORY_REPLICAS = Number(process.env.BENCH_INVENTORY_REPLICAS ?? 2);
 const SATURATION_MAX = Number(process.env.BENCH_SATURATION_MAX ?? 300 * DURATION_S);
 const READ_CONNECTIONS = Number(process.env.BENCH_READ_CONNECTIONS ?? 50);
+const BROWSE_RATE = Number(process.env.BENCH_BROWSE_RATE ?? 300);
+const BROWSE_CHECKOUTS = Number(process.env.BENCH_BROWSE_CHECKOUTS ?? 5);
 /** Checkouts placed one after another on the idle system (the "one checkout alone" latency). */
 const ALONE = Number(process.env.BENCH_ALONE ?? 20);
 const PREPARE_IN_PARALLEL = Number(process.env.BENCH_PREPARE_PARALLEL ?? 16);
@@ -477,6 +482,33 @@ async function readPath(baseUrl: string) {
 }
 
 /**
+ * A shop's browsing under its checkouts: list reads at a fixed rate, each connection going round
+ * 200 different lists (pages and page sizes: every one a cache entry of its own), while checkouts
+ * run at a fixed rate and change stock. Counts the reads that reached the catalog (Moleculer's
+ * request count of catalog.listProducts) and the cache drops (the catalog's `catalog.cacheCleared`
+ * broadcasts, which the bench's node hears like a gateway).
+ */
+async function browsing(client: ServiceBroker, baseUrl: string, http: Http, shoppers: Array<{ token: string }>) {
+	const lists = Array.from({ length: 200 }, (_, i) => ({ method: "GET" as const, path: `/api/products?page=${1 + (i % 2)}&pageSize=${1 + Math.floor(i / 2)}` }));
+	const catalogCalls = async () => [...(await callTimes(client)).entries()].filter(([k]) => k.startsWith("catalog.listProducts local")).reduce((n, [, v]) => n + v.count, 0);
+	const before = await catalogCalls();
+	const drops0 = cacheDrops;
+	const [reads, buys] = await Promise.all([
+		autocannon({ url: baseUrl, requests: lists, connections: 10, overallRate: BROWSE_RATE, duration: DURATION_S }),
+		fixedRate(http, shoppers, BROWSE_CHECKOUTS)
+	]);
+	const reachedCatalog = (await catalogCalls()) - before;
+	const drops = cacheDrops - drops0;
+	return {
+		listReadsPerSecond: round(reads.requests.average), lists: lists.length, non2xx: reads.non2xx, checkoutsPerSecond: buys.completedPerSecond,
+		readsThatReachedTheCatalogPercent: round((100 * reachedCatalog) / Math.max(1, reads.requests.total)),
+		cacheDropsPerSecond: round(drops / buys.seconds), readLatencyMs: { p50: reads.latency.p50, p99: reads.latency.p99 }
+	};
+}
+/** `catalog.cacheCleared` broadcasts heard so far (the bench's node listens for them like a gateway). */
+let cacheDrops = 0;
+
+/**
  * A service process's settings: the production defaults of the saga engine (the test suite's
  * faster recovery passes are for tests), and for the replicated services a smaller connection
  * pool, so 4 checkout replicas and the rest stay within one Postgres server's 100 connections
@@ -504,6 +536,7 @@ async function runConfiguration(replicas: number, full: boolean) {
 	];
 	const procs: Array<{ name: string; proc: ServiceProcess }> = [];
 	const client = createBroker({ services: [], nodeID: `${process.env.TEST_RUN_ID}-bench-${replicas}` });
+	client.createService({ name: "bench-observer", events: { "catalog.cacheCleared": () => void cacheDrops++ } });
 	try {
 		const seen = new Map<string, number>();
 		for (const g of groups) {
@@ -626,7 +659,9 @@ async function runConfiguration(replicas: number, full: boolean) {
 			if (!process.env.BENCH_SKIP_READ) {
 				const rp = await readPath(baseUrl);
 				console.log(`  GET /api/products?page=1&pageSize=20, ${READ_CONNECTIONS} connections: ${rp.requestsPerSecond} req/s, p50/p99 ${rp.latencyMs.p50}/${rp.latencyMs.p99} ms (${rp.non2xx} non-2xx, ${rp.errors} errors)`);
-				read = rp;
+				const b = await browsing(client, baseUrl, http, await readyShoppers(shop, Math.max(1, Math.round(BROWSE_CHECKOUTS * DURATION_S))));
+				console.log(`  browsing while buying: ${b.listReadsPerSecond} list reads/s over ${b.lists} lists (p50/p99 ${b.readLatencyMs.p50}/${b.readLatencyMs.p99} ms, ${b.non2xx} non-2xx) with ${b.checkoutsPerSecond} checkouts/s: ${b.readsThatReachedTheCatalogPercent} % of the reads reached the catalog; the cache was dropped ${b.cacheDropsPerSecond} times a second`);
+				read = { ...rp, browsing: b };
 			}
 		}
 
