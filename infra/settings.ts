@@ -91,6 +91,11 @@ export interface Settings {
 	/** Longest life of a cached catalog answer (seconds); changes drop the cache before that. */
 	catalogCacheTtlS: number;
 	/**
+	 * Stock changes drop the catalog cache at most once per this many ms (0: at every one): the
+	 * first change of a quiet spell at once, the rest of the spell together at its end.
+	 */
+	catalogStockCleanMs: number;
+	/**
 	 * Where the catalog cache lives: CACHE_REDIS_URL, else the logical database after REDIS_URL's
 	 * (redis://host:6379 → redis://host:6379/1). Apart from the sagas, leases and rate limits, so
 	 * that dropping the cache — a SCAN for its keys, at every stock change — walks the cache's own
@@ -213,6 +218,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
 		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
 		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1),
+		catalogStockCleanMs: num(env.CATALOG_STOCK_CLEAN_MS, 250, n => Number.isInteger(n) && n >= 0),
 		cacheRedisUrl: env.CACHE_REDIS_URL || (env.REDIS_URL ? nextRedisDatabase(env.REDIS_URL) : null),
 		gatewayCacheTtlMs: num(env.GATEWAY_CACHE_TTL_MS, 5000, n => Number.isInteger(n) && n >= 0),
 		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),

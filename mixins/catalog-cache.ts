@@ -6,11 +6,17 @@
  *   - right after any catalog change answers (an action with a non-GET route): its writer, and
  *     anyone after it, reads the change at once;
  *   - when the catalog takes in inventory's stock events (`inventory.created` / `inventory.updated`:
- *     the stock shown in the lists changed) — the service calls `cleanCatalogCache()` then;
+ *     the stock shown in the lists changed) — the service calls `stockChanged()` then. Every
+ *     checkout changes stock, so under load these would drop the cache dozens of times a second
+ *     and only the few most read lists would ever be served from it. They drop it at most once
+ *     every CATALOG_STOCK_CLEAN_MS (250 ms): the first change of a quiet spell at once, every
+ *     later one of the spell together at its end, so a list shows a stock level at most that much
+ *     older than the catalog's;
  *   - at the latest after `CATALOG_CACHE_TTL_S` seconds, which also bounds a read that raced a
  *     change (started before the commit, stored after the clean).
  */
 import type { ServiceSchema } from "moleculer";
+import { settings } from "../infra/settings";
 
 export const CATALOG_CACHE_PATTERN = "catalog.**";
 
@@ -22,6 +28,8 @@ export const catalogCacheKeys = {
 
 export interface CatalogCacheMethods {
 	cleanCatalogCache(): Promise<void>;
+	/** A stock level shown in the lists changed: drops the cache now, or at the end of the current spell (see the header). */
+	stockChanged(): Promise<void>;
 }
 
 export function CatalogCache(): Partial<ServiceSchema> {
@@ -35,7 +43,32 @@ export function CatalogCache(): Partial<ServiceSchema> {
 				}
 			}
 		},
+		async stopped(this: any) {
+			// A spell still open: its changes are dropped now, not left to the cache's expiry.
+			const spell = this.stockSpell;
+			this.stockSpell = null;
+			if (spell) {
+				clearTimeout(spell.timer);
+				if (spell.more) await this.cleanCatalogCache();
+			}
+		},
 		methods: {
+			async stockChanged(this: any) {
+				const every = settings.catalogStockCleanMs;
+				if (every === 0) return this.cleanCatalogCache();
+				if (this.stockSpell) {
+					this.stockSpell.more = true;
+					return;
+				}
+				const spell = { more: false, timer: setTimeout(() => {
+					if (this.stockSpell !== spell) return;
+					this.stockSpell = null;
+					// Changes came during the spell: they are dropped now, and a new spell begins.
+					if (spell.more) void this.stockChanged();
+				}, every) };
+				this.stockSpell = spell;
+				await this.cleanCatalogCache();
+			},
 			/**
 			 * Drops every cached catalog answer, and tells the gateways to drop their copies
 			 * (`catalog.cacheCleared`); a cacher that is down only costs the next reads a miss.

@@ -357,8 +357,8 @@ export default defineService<Methods, CatalogCacheMethods>({
 				 ON CONFLICT (sku) DO UPDATE SET available = excluded.available, version = excluded.version WHERE stock.version < excluded.version`,
 				[this.schemaName, p.sku, p.available, version]
 			);
-			// The lists show this stock: their cached answers go.
-			await this.cleanCatalogCache();
+			// The lists show this stock: their cached answers go (at most once per CATALOG_STOCK_CLEAN_MS).
+			await this.stockChanged();
 		},
 
 		async stockOf(this: This, skus: string[]): Promise<Map<string, number>> {

@@ -85,6 +85,36 @@ describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
 		expect(after.available).to.equal(15);
 	});
 
+	it("a burst of stock changes drops the cache once at its start and once at its end, not once per change, and the list ends with the last level", async () => {
+		const p = await activeProduct(5);
+		const catalog = cluster.brokers[1]!.getLocalService("catalog") as any;
+		await new Promise(r => setTimeout(r, 600)); // the product's own stock events are in, their spell is over
+		let cleans = 0;
+		const clean = catalog.cleanCatalogCache;
+		catalog.cleanCatalogCache = function (this: unknown) {
+			cleans++;
+			return clean.call(this);
+		};
+		try {
+			// Twenty changes at once, as checkouts under load make them.
+			const t0 = performance.now();
+			await Promise.all(Array.from({ length: 20 }, () => cluster.call("inventory.adjust", { sku: p.sku, adjustment: 1, reason: "delivery", idempotencyKey: randomUUID() }, admin)));
+			const row = await eventually(async () => {
+				const r = (await listed(p.categoryId))[0];
+				return r?.available === 25 ? r : null;
+			}, 5_000, "the last stock level in the list");
+			const burstMs = performance.now() - t0;
+			expect(row.id).to.equal(p.id);
+			await new Promise(r => setTimeout(r, 600)); // every spell is over
+			// One clean when the burst begins, then at most one at the end of each 250 ms spell it lasted.
+			expect(cleans).to.be.at.least(1);
+			expect(cleans).to.be.at.most(2 + Math.ceil(burstMs / 250));
+			expect(cleans, "not one per change").to.be.below(20);
+		} finally {
+			catalog.cleanCatalogCache = clean;
+		}
+	});
+
 	it("dropping the cache walks the cache's own keys, not the sagas': with 5,000 saga keys in Redis a change costs a few SCAN calls", async () => {
 		const p = await activeProduct(3);
 		const redis = new Redis(process.env.REDIS_URL!);
