@@ -482,19 +482,21 @@ async function readPath(baseUrl: string) {
 }
 
 /**
- * A shop's browsing under its checkouts: list reads at a fixed rate, each connection going round
- * 200 different lists (pages and page sizes: every one a cache entry of its own), while checkouts
+ * A shop's browsing under its checkouts: list reads at a fixed rate, each of one of 200 different
+ * lists drawn at random (pages and page sizes: every one a cache entry of its own), while checkouts
  * run at a fixed rate and change stock. Counts the reads that reached the catalog (Moleculer's
  * request count of catalog.listProducts) and the cache drops (the catalog's `catalog.cacheCleared`
  * broadcasts, which the bench's node hears like a gateway).
  */
 async function browsing(client: ServiceBroker, baseUrl: string, http: Http, shoppers: Array<{ token: string }>) {
-	const lists = Array.from({ length: 200 }, (_, i) => ({ method: "GET" as const, path: `/api/products?page=${1 + (i % 2)}&pageSize=${1 + Math.floor(i / 2)}` }));
+	const lists = Array.from({ length: 200 }, (_, i) => `/api/products?page=${1 + (i % 2)}&pageSize=${1 + Math.floor(i / 2)}`);
+	// Each read a list drawn at random (connections going round the lists in step would read each one at the same moment, once).
+	const requests = [{ method: "GET" as const, setupRequest: (req: any) => ({ ...req, path: lists[Math.floor(Math.random() * lists.length)] }) }];
 	const catalogCalls = async () => [...(await callTimes(client)).entries()].filter(([k]) => k.startsWith("catalog.listProducts local")).reduce((n, [, v]) => n + v.count, 0);
 	const before = await catalogCalls();
 	const drops0 = cacheDrops;
 	const [reads, buys] = await Promise.all([
-		autocannon({ url: baseUrl, requests: lists, connections: 10, overallRate: BROWSE_RATE, duration: DURATION_S }),
+		autocannon({ url: baseUrl, requests, connections: 10, overallRate: BROWSE_RATE, duration: DURATION_S }),
 		fixedRate(http, shoppers, BROWSE_CHECKOUTS)
 	]);
 	const reachedCatalog = (await catalogCalls()) - before;
