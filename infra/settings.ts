@@ -218,7 +218,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 		mailFrom: env.MAIL_FROM || "saga-commerce <no-reply@shop.local>",
 		mailAttempts: num(env.MAIL_ATTEMPTS, 3, n => Number.isInteger(n) && n >= 1),
 		catalogCacheTtlS: num(env.CATALOG_CACHE_TTL_S, 30, n => Number.isInteger(n) && n >= 1),
-		catalogStockCleanMs: num(env.CATALOG_STOCK_CLEAN_MS, 250, n => Number.isInteger(n) && n >= 0),
+		catalogStockCleanMs: num(env.CATALOG_STOCK_CLEAN_MS, 1000, n => Number.isInteger(n) && n >= 0),
 		cacheRedisUrl: env.CACHE_REDIS_URL || (env.REDIS_URL ? nextRedisDatabase(env.REDIS_URL) : null),
 		gatewayCacheTtlMs: num(env.GATEWAY_CACHE_TTL_MS, 5000, n => Number.isInteger(n) && n >= 0),
 		mailBackoffMs: msFrom(env.MAIL_BACKOFF_MS, 250),

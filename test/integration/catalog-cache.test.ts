@@ -13,6 +13,7 @@ import { Cluster, eventually, startCluster } from "../support/cluster";
 import { Http } from "../support/http";
 import { gatewayOf, tokenFor } from "../support/payments";
 import { ReadCache } from "../../services/api/read-cache";
+import { settings } from "../../infra/settings";
 
 const admin = { user: { id: randomUUID(), role: "admin" } };
 const name = (p: string) => `${p} ${randomUUID().slice(0, 8)}`;
@@ -88,7 +89,8 @@ describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
 	it("a burst of stock changes drops the cache once at its start and once at its end, not once per change, and the list ends with the last level", async () => {
 		const p = await activeProduct(5);
 		const catalog = cluster.brokers[1]!.getLocalService("catalog") as any;
-		await new Promise(r => setTimeout(r, 600)); // the product's own stock events are in, their spell is over
+		const spellMs = settings.catalogStockCleanMs;
+		await new Promise(r => setTimeout(r, spellMs + 300)); // the product's own stock events are in, their spell is over
 		let cleans = 0;
 		const clean = catalog.cleanCatalogCache;
 		catalog.cleanCatalogCache = function (this: unknown) {
@@ -105,10 +107,10 @@ describe("catalog read cache (real RabbitMQ, Postgres and Redis)", function () {
 			}, 5_000, "the last stock level in the list");
 			const burstMs = performance.now() - t0;
 			expect(row.id).to.equal(p.id);
-			await new Promise(r => setTimeout(r, 600)); // every spell is over
-			// One clean when the burst begins, then at most one at the end of each 250 ms spell it lasted.
+			await new Promise(r => setTimeout(r, spellMs + 300)); // every spell is over
+			// One clean when the burst begins, then at most one at the end of each spell it lasted.
 			expect(cleans).to.be.at.least(1);
-			expect(cleans).to.be.at.most(2 + Math.ceil(burstMs / 250));
+			expect(cleans).to.be.at.most(2 + Math.ceil(burstMs / spellMs));
 			expect(cleans, "not one per change").to.be.below(20);
 		} finally {
 			catalog.cleanCatalogCache = clean;
