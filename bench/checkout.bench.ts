@@ -714,7 +714,13 @@ async function main() {
 	}
 	const result = {
 		date: started.toISOString(), commit, machine: { cpus: (await import("node:os")).cpus().length, loadAverageAtStart: (await import("node:os")).loadavg() },
-		settings: { durationS: DURATION_S, rates: RATES, inFlight: IN_FLIGHT, checkoutReplicas: REPLICAS, inventoryReplicas: INVENTORY_REPLICAS, readConnections: READ_CONNECTIONS },
+		settings: {
+			durationS: DURATION_S, rates: RATES, inFlight: IN_FLIGHT, checkoutReplicas: REPLICAS, inventoryReplicas: INVENTORY_REPLICAS, readConnections: READ_CONNECTIONS,
+			browse: { readsPerSecond: BROWSE_RATE, checkoutsPerSecond: BROWSE_CHECKOUTS },
+			// The bench's and the services' settings the shell set (the services inherit them), so a run
+			// compared by a setting says which; the engine's SAGA_* are the bench's own (processEnv).
+			environment: Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(BENCH_|CATALOG_|GATEWAY_|DB_POOL|METRICS|OUTBOX_|CART_)/.test(k)))
+		},
 		configurations,
 		notCompleted: failures
 	};
