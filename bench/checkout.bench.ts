@@ -35,7 +35,7 @@ import path from "node:path";
 import Redis from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { createBroker } from "../bin/broker";
-import { CLK_TCK, cpuTicks, pidsOf } from "./processes";
+import { CLK_TCK, pidsOf, redisCommandsProcessed, ticksSince, tickSnapshot } from "./processes";
 import { eventually } from "../test/support/cluster";
 import { cleanup, ensureDatabase } from "../test/support/hooks";
 import { expectStatus, Http } from "../test/support/http";
@@ -95,19 +95,12 @@ interface Watched {
 
 /** CPU used by each watched process (summed over its pids) while `work` runs, as % of one core. */
 async function cpuShare<T>(watched: Watched[], work: () => Promise<T>): Promise<{ result: T; cpu: Record<string, number> }> {
-	const before = watched.map(w => new Map(w.pids().map(pid => [pid, cpuTicks(pid) ?? 0])));
+	const before = watched.map(w => tickSnapshot(w.pids()));
 	const t0 = performance.now();
 	const result = await work();
 	const seconds = (performance.now() - t0) / 1000;
 	const cpu: Record<string, number> = {};
-	watched.forEach((w, i) => {
-		let ticks = 0;
-		for (const pid of w.pids()) {
-			const now = cpuTicks(pid);
-			if (now !== null) ticks += now - (before[i]!.get(pid) ?? 0);
-		}
-		cpu[w.name] = round((ticks / CLK_TCK / seconds) * 100);
-	});
+	watched.forEach((w, i) => (cpu[w.name] = round((ticksSince(before[i]!, w.pids()) / CLK_TCK / seconds) * 100)));
 	return { result, cpu };
 }
 
@@ -343,8 +336,7 @@ async function workCounters(): Promise<Work> {
 	const redis = new Redis(process.env.REDIS_URL!, { lazyConnect: true, maxRetriesPerRequest: 1 });
 	try {
 		await redis.connect();
-		const n = /total_commands_processed:(\d+)/.exec(await redis.info("stats"));
-		work.redisCommands = n ? Number(n[1]) : null;
+		work.redisCommands = await redisCommandsProcessed(redis);
 	} catch {
 		// unavailable (a Redis Cluster run): stays null
 	} finally {

@@ -24,21 +24,15 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import Redis from "ioredis";
 import pg from "pg";
-import { createBroker } from "../bin/broker";
-import { CLK_TCK, cpuTicks, pidsOf } from "./processes";
+import { benchBroker, CLK_TCK, pidsOf, redisCommandsProcessed, ticksSince, tickSnapshot } from "./processes";
 
 const SECONDS = Number(process.env.BENCH_FLOOR_S ?? 5);
-const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUN = process.argv[3] ?? `floor${process.pid}`;
-const brokerEnv = { TRANSPORTER: AMQP_URL, NAMESPACE: RUN, LOG_LEVEL: "warn" };
 
 if (process.argv[2] === "callee") {
-	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${RUN}-callee` });
-	broker.createService({ name: "floor", actions: { ping: () => "pong" } });
-	void broker.start().then(() => process.send?.("ready"));
-	process.on("SIGTERM", () => void broker.stop().finally(() => process.exit(0)));
+	void benchBroker(RUN, "callee", "floor").then(() => process.send?.("ready"));
 } else {
 	main().catch(err => {
 		console.error(err);
@@ -49,7 +43,7 @@ if (process.argv[2] === "callee") {
 /** Runs `once` from `inFlight` loops for SECONDS; answers the pieces done and the CPU (ms) the pids spent per piece. */
 async function perPiece(pids: () => number[], inFlight: number, once: (worker: number) => Promise<unknown>) {
 	for (let w = 0; w < inFlight; w++) for (let i = 0; i < 20; i++) await once(w); // warm
-	const before = new Map(pids().map(pid => [pid, cpuTicks(pid) ?? 0]));
+	const before = tickSnapshot(pids());
 	const until = performance.now() + SECONDS * 1000;
 	let done = 0;
 	await Promise.all(
@@ -60,12 +54,7 @@ async function perPiece(pids: () => number[], inFlight: number, once: (worker: n
 			}
 		})
 	);
-	let ticks = 0;
-	for (const pid of pids()) {
-		const now = cpuTicks(pid);
-		if (now !== null) ticks += now - (before.get(pid) ?? 0);
-	}
-	return { done, cpuMs: (ticks / CLK_TCK) * 1000 / done, perSecond: done / SECONDS };
+	return { done, cpuMs: (ticksSince(before, pids()) / CLK_TCK) * 1000 / done, perSecond: done / SECONDS };
 }
 
 /** Per checkout, from the newest bench result that counted it (the first configuration's saturation phase). */
@@ -101,8 +90,7 @@ async function main() {
 	// A message: half a Moleculer call.
 	const callee = fork(__filename, ["callee", RUN], { env: { ...process.env }, execArgv: process.execArgv });
 	await new Promise(resolve => callee.once("message", resolve));
-	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${RUN}-caller` });
-	await broker.start();
+	const broker = await benchBroker(RUN, "caller");
 	await broker.waitForServices(["floor"], 30_000);
 	const calls = await perPiece(() => [process.pid, callee.pid!, ...pidsOf("beam.smp")], 64, () => broker.call("floor.ping"));
 	await broker.stop();
@@ -145,7 +133,7 @@ async function main() {
 	const record = JSON.stringify({ data: "x".repeat(3000) });
 	const versions = new Array(64).fill(0);
 	const key = (w: number) => `${RUN}:saga:${w}`;
-	const commandsSoFar = async () => Number(/total_commands_processed:(\d+)/.exec(await redis.info("stats"))?.[1] ?? NaN);
+	const commandsSoFar = async () => (await redisCommandsProcessed(redis)) ?? NaN;
 	const commands0 = await commandsSoFar();
 	const cas = await (async () => {
 		try {

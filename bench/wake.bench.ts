@@ -3,9 +3,9 @@
  * trip back to back: to another Node process over TCP, to PostgreSQL (one prepared statement), to
  * Redis (PING), through RabbitMQ (a message to a queue this process consumes, with publisher
  * confirms off), and a Moleculer call to another process over RabbitMQ with this project's
- * transporter (an action that answers at once: two trips through RabbitMQ). One checkout alone is a chain of such round trips, each to a process that sat idle
- * since the last checkout's; the gap before each round trip (0, 1, 10, 50 ms) shows what waking it
- * costs. Wall time, p50 and p90 over 200 round trips each. Needs the three servers (DATABASE_URL,
+ * transporter (an action that answers at once: two trips through RabbitMQ). One checkout alone
+ * is a chain of such round trips, each to a process that sat idle since the last checkout's; the
+ * gap before each round trip (0, 1, 10, 50 ms) shows what waking it costs. Wall time, p50 and p90 over 200 round trips each. Needs the three servers (DATABASE_URL,
  * REDIS_URL, AMQP_URL, or the ones on 127.0.0.1).
  *
  *   npm run bench:wake
@@ -16,22 +16,18 @@ import { setTimeout as sleep } from "node:timers/promises";
 import amqp from "amqplib";
 import Redis from "ioredis";
 import pg from "pg";
-import { createBroker } from "../bin/broker";
+import { AMQP_URL, benchBroker } from "./processes";
 
 const GAPS_MS = [0, 1, 10, 50];
 const N = Number(process.env.BENCH_WAKE_N ?? 200);
 const PORT = Number(process.argv[3] ?? 39_000 + Math.floor(Math.random() * 500));
 
-const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-/** The brokers' own namespace, so nothing else on the RabbitMQ server sees them. */
-const brokerEnv = { TRANSPORTER: AMQP_URL, NAMESPACE: process.argv[4] ?? `wake-${process.pid}`, LOG_LEVEL: "warn" };
+/** The brokers' own namespace. */
+const NAMESPACE = process.argv[4] ?? `wake-${process.pid}`;
 
 /** The child: echoes every byte it receives, and runs an action that answers at once. */
 if (process.argv[2] === "echo") {
-	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${brokerEnv.NAMESPACE}-echo` });
-	broker.createService({ name: "wake", actions: { ping: () => "pong" } });
-	void broker.start().then(() => net.createServer(s => s.on("data", d => s.write(d))).listen(PORT, "127.0.0.1", () => process.send?.("ready")));
-	process.on("SIGTERM", () => void broker.stop().finally(() => process.exit(0)));
+	void benchBroker(NAMESPACE, "echo", "wake").then(() => net.createServer(s => s.on("data", d => s.write(d))).listen(PORT, "127.0.0.1", () => process.send?.("ready")));
 } else {
 	main().catch(err => {
 		console.error(err);
@@ -58,10 +54,9 @@ async function measure(what: string, roundTrip: () => Promise<unknown>) {
 }
 
 async function main() {
-	const child = fork(__filename, ["echo", String(PORT), brokerEnv.NAMESPACE], { env: { ...process.env }, execArgv: process.execArgv });
+	const child = fork(__filename, ["echo", String(PORT), NAMESPACE], { env: { ...process.env }, execArgv: process.execArgv });
 	await new Promise(resolve => child.once("message", resolve));
-	const broker = createBroker({ services: [], env: { ...process.env, ...brokerEnv }, nodeID: `${brokerEnv.NAMESPACE}-caller` });
-	await broker.start();
+	const broker = await benchBroker(NAMESPACE, "caller");
 	await broker.waitForServices(["wake"], 30_000);
 	const socket = net.connect(PORT, "127.0.0.1");
 	socket.setNoDelay(true);

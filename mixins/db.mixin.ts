@@ -336,7 +336,7 @@ export async function withHeldOutboxRows(db: DbMethods, trx: Trx, last?: Knex.Qu
  * service's knex and sent on `connection`. `executionPromise` settles as knex's does — resolved
  * at commit, rejected at rollback — so the outbox publishes what committed, and only that.
  */
-class ConnectionTransaction {
+class ConnectionTransaction implements Trx {
 	readonly executionPromise: Promise<void>;
 	private settle!: (committed: boolean) => void;
 
